@@ -1,0 +1,219 @@
+//! Sync jobs: one run of one integration's sync, through all its attempts.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::ids::{IntegrationId, JobId, WorkspaceId};
+use crate::integration::ErrorRecord;
+use crate::kpi::DateRange;
+use crate::provider::Provider;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    /// Failed an attempt and waits in the queue for the next one.
+    Retrying,
+    Succeeded,
+    /// Failed with an error that retrying cannot fix.
+    Failed,
+    /// Out of attempts: its message reached the dead-letter queue.
+    Dead,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Retrying,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| Error::validation("status", "unknown job status"))
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Dead)
+    }
+
+    pub fn can_become(self, to: JobStatus) -> bool {
+        use JobStatus::*;
+        match self {
+            Queued => matches!(to, Running | Dead),
+            // A worker that dies mid-attempt leaves `running`; the redelivered message
+            // starts the attempt again, so running -> running is allowed.
+            Running => matches!(to, Running | Retrying | Succeeded | Failed | Dead),
+            Retrying => matches!(to, Running | Dead),
+            Succeeded => false,
+            // An operator's retry or a DLQ redrive queues a finished failure again.
+            Failed | Dead => matches!(to, Queued | Dead),
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobTrigger {
+    Schedule,
+    Manual,
+    Backfill,
+    Webhook,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncJob {
+    pub id: JobId,
+    pub workspace: WorkspaceId,
+    pub integration: IntegrationId,
+    pub provider: Provider,
+    pub trigger: JobTrigger,
+    /// Days to sync; `None` lets the engine pick (incremental with lookback).
+    pub window: Option<DateRange>,
+    status: JobStatus,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub rows_written: u64,
+    pub provider_calls: u32,
+    /// Share of the provider quota left after the last call, when it reports one.
+    pub quota_remaining: Option<rust_decimal::Decimal>,
+    pub last_error: Option<ErrorRecord>,
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SyncJob {
+    pub fn new(
+        id: JobId,
+        workspace: WorkspaceId,
+        integration: IntegrationId,
+        provider: Provider,
+        trigger: JobTrigger,
+        window: Option<DateRange>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            workspace,
+            integration,
+            provider,
+            trigger,
+            window,
+            status: JobStatus::Queued,
+            attempts: 0,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            rows_written: 0,
+            provider_calls: 0,
+            quota_remaining: None,
+            last_error: None,
+            version: 0,
+            updated_at: now,
+        }
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.status
+    }
+
+    pub fn transition(&mut self, to: JobStatus, now: DateTime<Utc>) -> Result<(), Error> {
+        if !self.status.can_become(to) {
+            return Err(Error::conflict(format!(
+                "job cannot go from {} to {}",
+                self.status, to
+            )));
+        }
+        match to {
+            JobStatus::Running => {
+                self.attempts += 1;
+                self.started_at.get_or_insert(now);
+            }
+            JobStatus::Queued => {
+                self.finished_at = None;
+            }
+            s if s.is_final() => self.finished_at = Some(now),
+            _ => {}
+        }
+        self.status = to;
+        self.updated_at = now;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobStatus::*;
+
+    fn job() -> SyncJob {
+        SyncJob::new(
+            JobId::new_time_ordered(),
+            WorkspaceId::parse("ws").unwrap(),
+            IntegrationId::new_random(),
+            Provider::Ga4,
+            JobTrigger::Schedule,
+            None,
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn attempts_count_runs_and_final_states_record_the_end() {
+        let mut j = job();
+        let now = Utc::now();
+        j.transition(Running, now).unwrap();
+        j.transition(Retrying, now).unwrap();
+        j.transition(Running, now).unwrap();
+        assert_eq!(j.attempts, 2);
+        j.transition(Succeeded, now).unwrap();
+        assert_eq!(j.finished_at, Some(now));
+        assert!(j.transition(Running, now).is_err());
+    }
+
+    #[test]
+    fn dead_jobs_can_be_queued_again_but_succeeded_ones_cannot() {
+        assert!(Dead.can_become(Queued));
+        assert!(Failed.can_become(Queued));
+        assert!(!Succeeded.can_become(Queued));
+        assert!(!Queued.can_become(Succeeded));
+        let mut j = job();
+        assert_eq!(j.transition(Succeeded, Utc::now()).unwrap_err().code(), "conflict");
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(s.as_str()).unwrap(), s);
+        }
+        assert!(JobStatus::parse("done").is_err());
+    }
+}

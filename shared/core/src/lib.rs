@@ -1,0 +1,27 @@
+//! The domain of KPI Integrations: identifiers, integrations and their status
+//! machine, sync jobs, KPI points, credentials, the error taxonomy, and the ports
+//! (store, queue, vault, secrets, clock, provider adapters) that the AWS and the
+//! embedded deployments implement. Nothing here performs I/O.
+
+pub mod adapter;
+pub mod credentials;
+pub mod error;
+pub mod ids;
+pub mod integration;
+pub mod job;
+pub mod kpi;
+pub mod metric;
+pub mod page;
+pub mod ports;
+pub mod provider;
+pub mod scope;
+
+pub use credentials::ConnectionCredentials;
+pub use error::{Error, ErrorKind, Result};
+pub use ids::{IntegrationId, JobId, WorkspaceId};
+pub use integration::{Integration, IntegrationStatus};
+pub use job::{JobStatus, SyncJob};
+pub use kpi::KpiPoint;
+pub use metric::Metric;
+pub use provider::Provider;
+pub use scope::{AdminScope, Principal, WorkspaceScope};

@@ -1,0 +1,241 @@
+//! The store port: every persistent operation the system needs, grouped by area.
+//!
+//! Workspace data is reached only through a [`WorkspaceScope`]; cross-workspace
+//! reads for operators take an [`AdminScope`]. The two backends (DynamoDB and
+//! SQLite) pass one conformance suite, so the semantics below are the contract:
+//!
+//! * writes of versioned records are compare-and-swap on `version`; a lost race
+//!   is a `Conflict` error and nothing is written;
+//! * expiring records (OAuth states, dedupe keys, leases) count as absent once
+//!   expired, whether or not they have been physically deleted yet;
+//! * listings are paginated with opaque cursors.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::ids::{IntegrationId, JobId, WorkspaceId};
+use crate::integration::Integration;
+use crate::job::{JobStatus, SyncJob};
+use crate::kpi::KpiPoint;
+use crate::metric::Metric;
+use crate::page::{Page, PageRequest};
+use crate::provider::Provider;
+use crate::scope::{AdminScope, WorkspaceScope};
+
+/// An integration the scheduler should sync now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueIntegration {
+    pub workspace: WorkspaceId,
+    pub integration: IntegrationId,
+    pub provider: Provider,
+    pub next_sync_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait IntegrationStore: Send + Sync {
+    /// Inserts a new integration (version 0 becomes 1). `Conflict` if the id exists.
+    async fn create_integration(
+        &self,
+        scope: &WorkspaceScope,
+        integration: &Integration,
+    ) -> Result<Integration>;
+
+    async fn get_integration(&self, scope: &WorkspaceScope, id: IntegrationId)
+    -> Result<Integration>;
+
+    /// Integrations of the workspace, oldest first.
+    async fn list_integrations(
+        &self,
+        scope: &WorkspaceScope,
+        page: &PageRequest,
+    ) -> Result<Page<Integration>>;
+
+    /// Writes `integration` if the stored version still equals
+    /// `integration.version`; returns it with the version incremented.
+    async fn update_integration(
+        &self,
+        scope: &WorkspaceScope,
+        integration: &Integration,
+    ) -> Result<Integration>;
+
+    /// Removes the record; `false` when there was none (idempotent).
+    async fn delete_integration(&self, scope: &WorkspaceScope, id: IntegrationId) -> Result<bool>;
+
+    /// Connected integrations whose next sync time is at or before `now`, earliest
+    /// first. Served by an index of due integrations only, never a full scan.
+    async fn due_integrations(
+        &self,
+        now: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page<DueIntegration>>;
+}
+
+/// Filter of the operators' job listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFilter {
+    pub status: JobStatus,
+    pub provider: Option<Provider>,
+    pub workspace: Option<WorkspaceId>,
+    /// Jobs last updated in `[since, until)`.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Inserts the job unless one with its id exists; `false` if it did (so a job
+    /// created twice for the same scheduler tick stays one job).
+    async fn create_job(&self, scope: &WorkspaceScope, job: &SyncJob) -> Result<bool>;
+
+    async fn get_job(&self, scope: &WorkspaceScope, id: JobId) -> Result<SyncJob>;
+
+    /// Compare-and-swap on `job.version`, like integrations.
+    async fn update_job(&self, scope: &WorkspaceScope, job: &SyncJob) -> Result<SyncJob>;
+
+    /// Jobs of one integration, newest first.
+    async fn list_jobs(
+        &self,
+        scope: &WorkspaceScope,
+        integration: IntegrationId,
+        page: &PageRequest,
+    ) -> Result<Page<SyncJob>>;
+
+    /// Operators: one job by id, whatever its workspace.
+    async fn find_job(&self, admin: &AdminScope, id: JobId) -> Result<SyncJob>;
+
+    /// Operators: jobs in one status across workspaces, most recently updated first.
+    async fn list_jobs_by_status(
+        &self,
+        admin: &AdminScope,
+        filter: &JobFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SyncJob>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KpiQuery {
+    pub metric: Metric,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub integration: Option<IntegrationId>,
+}
+
+#[async_trait]
+pub trait KpiStore: Send + Sync {
+    /// Writes the points, overwriting any with the same (integration, metric,
+    /// date). Every point must belong to the scope's workspace.
+    async fn upsert_kpis(&self, scope: &WorkspaceScope, points: &[KpiPoint]) -> Result<usize>;
+
+    /// Points of one metric in `[from, to]`, by date then integration.
+    async fn query_kpis(&self, scope: &WorkspaceScope, query: &KpiQuery) -> Result<Vec<KpiPoint>>;
+}
+
+/// A pending OAuth authorization, stored at start and consumed once at callback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OAuthState {
+    /// Hash of the `state` value sent to the provider; the raw value is not stored.
+    pub key: String,
+    pub workspace: WorkspaceId,
+    pub user: String,
+    pub provider: Provider,
+    pub integration: Option<IntegrationId>,
+    /// Hash of the browser-binding cookie value.
+    pub browser_binding: String,
+    /// PKCE verifier (only meaningful for one 10-minute exchange).
+    pub pkce_verifier: Option<String>,
+    pub return_to: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait OAuthStateStore: Send + Sync {
+    async fn put_oauth_state(&self, scope: &WorkspaceScope, state: &OAuthState) -> Result<()>;
+
+    /// Removes and returns the state if it exists and has not expired at `now`.
+    /// Of two concurrent consumers exactly one gets it.
+    async fn consume_oauth_state(&self, key: &str, now: DateTime<Utc>)
+    -> Result<Option<OAuthState>>;
+}
+
+#[async_trait]
+pub trait DedupeStore: Send + Sync {
+    /// Records `key` until `expires_at`. `true` if it was not already recorded (or
+    /// its record had expired): the caller is the first and should act.
+    async fn first_seen(
+        &self,
+        key: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailRecord {
+    /// Our id, also the `Idempotency-Key` sent to Resend.
+    pub id: String,
+    pub workspace: WorkspaceId,
+    pub kind: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub provider_message_id: Option<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait EmailStore: Send + Sync {
+    /// Inserts or replaces the record.
+    async fn put_email(&self, scope: &WorkspaceScope, email: &EmailRecord) -> Result<()>;
+    async fn get_email(&self, scope: &WorkspaceScope, id: &str) -> Result<Option<EmailRecord>>;
+
+    /// Adds an address to the workspace's suppression list (bounces, complaints).
+    async fn suppress(
+        &self,
+        scope: &WorkspaceScope,
+        address: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn is_suppressed(&self, scope: &WorkspaceScope, address: &str) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes the lease `name` for `owner` until `expires_at` if it is free, expired
+    /// or already held by `owner`. `true` when `owner` holds it afterwards.
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Frees the lease if `owner` still holds it.
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
+}
+
+/// Everything a full deployment needs from its store.
+pub trait Store:
+    IntegrationStore + JobStore + KpiStore + OAuthStateStore + DedupeStore + EmailStore + LeaseStore
+{
+}
+
+impl<T> Store for T where
+    T: IntegrationStore
+        + JobStore
+        + KpiStore
+        + OAuthStateStore
+        + DedupeStore
+        + EmailStore
+        + LeaseStore
+{
+}
+
+/// Suppression and address keys compare case-insensitively.
+pub fn normalize_address(address: &str) -> String {
+    address.trim().to_ascii_lowercase()
+}
