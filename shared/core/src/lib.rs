@@ -15,6 +15,7 @@ pub mod page;
 pub mod ports;
 pub mod provider;
 pub mod scope;
+pub mod time;
 
 pub use credentials::ConnectionCredentials;
 pub use error::{Error, ErrorKind, Result};

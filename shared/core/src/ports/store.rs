@@ -45,7 +45,7 @@ pub trait IntegrationStore: Send + Sync {
     async fn get_integration(&self, scope: &WorkspaceScope, id: IntegrationId)
     -> Result<Integration>;
 
-    /// Integrations of the workspace, oldest first.
+    /// Integrations of the workspace, in a stable order (by id).
     async fn list_integrations(
         &self,
         scope: &WorkspaceScope,
@@ -88,6 +88,17 @@ pub trait JobStore: Send + Sync {
     /// Inserts the job unless one with its id exists; `false` if it did (so a job
     /// created twice for the same scheduler tick stays one job).
     async fn create_job(&self, scope: &WorkspaceScope, job: &SyncJob) -> Result<bool>;
+
+    /// In one atomic step: writes `integration` (compare-and-swap on its version,
+    /// e.g. to move its next sync time) and inserts `job`. If either condition
+    /// fails nothing is written and the error is `Conflict`; this is what keeps a
+    /// scheduler tick that fires twice from creating two jobs.
+    async fn create_job_with_integration(
+        &self,
+        scope: &WorkspaceScope,
+        job: &SyncJob,
+        integration: &Integration,
+    ) -> Result<Integration>;
 
     async fn get_job(&self, scope: &WorkspaceScope, id: JobId) -> Result<SyncJob>;
 
