@@ -1,0 +1,78 @@
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_secretsmanager::Client;
+use kpi_core::ports::AppSecrets;
+use kpi_core::{Error, Result};
+use secrecy::SecretString;
+use tokio::sync::Mutex;
+
+use crate::error::aws_error;
+
+/// Application secrets from one Secrets Manager secret holding a JSON object whose
+/// keys are the configuration names. Cached for `ttl` so a warm function does not
+/// call Secrets Manager per request, yet picks up a rotation within minutes.
+pub struct SecretsManagerSecrets {
+    client: Client,
+    secret_id: String,
+    ttl: Duration,
+    cache: Mutex<Option<(Instant, HashMap<String, String>)>>,
+}
+
+impl SecretsManagerSecrets {
+    pub fn new(config: &SdkConfig, secret_id: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            client: Client::new(config),
+            secret_id: secret_id.into(),
+            ttl,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// All values of the secret (cached), for building the configuration.
+    pub async fn values(&self) -> Result<HashMap<String, String>> {
+        let mut cache = self.cache.lock().await;
+        if let Some((at, values)) = cache.as_ref() {
+            if at.elapsed() < self.ttl {
+                return Ok(values.clone());
+            }
+        }
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| aws_error("Secrets Manager GetSecretValue", e))?;
+        let text = out
+            .secret_string()
+            .ok_or_else(|| Error::config("the application secret has no string value"))?;
+        let parsed: HashMap<String, serde_json::Value> = serde_json::from_str(text)
+            .map_err(|_| Error::config("the application secret is not a JSON object"))?;
+        let values: HashMap<String, String> = parsed
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                serde_json::Value::Number(n) => Some((k, n.to_string())),
+                serde_json::Value::Bool(b) => Some((k, b.to_string())),
+                _ => None,
+            })
+            .collect();
+        *cache = Some((Instant::now(), values.clone()));
+        Ok(values)
+    }
+}
+
+#[async_trait]
+impl AppSecrets for SecretsManagerSecrets {
+    async fn get(&self, name: &str) -> Result<Option<SecretString>> {
+        Ok(self
+            .values()
+            .await?
+            .remove(name)
+            .filter(|v| !v.is_empty())
+            .map(SecretString::from))
+    }
+}
