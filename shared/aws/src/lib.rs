@@ -10,6 +10,6 @@ pub mod dynamo;
 
 pub use dynamo::DynamoStore;
 pub use kms::KmsKeySource;
-pub use sdk::load_sdk_config;
+pub use sdk::{load_sdk_config, sdk_config_loader};
 pub use secrets::SecretsManagerSecrets;
 pub use sqs::SqsQueue;

@@ -492,7 +492,11 @@ impl JobStore for DynamoStore {
         page: &PageRequest,
     ) -> Result<Page<SyncJob>> {
         let pk = format!("JOBSTATUS#{}", filter.status);
-        let lower = filter.since.map(sortable_timestamp).unwrap_or_default();
+        // Key values may not be empty; every timestamp sorts after "0".
+        let lower = filter
+            .since
+            .map(sortable_timestamp)
+            .unwrap_or_else(|| "0".into());
         // Sort keys are `{updated}#{id}`, so `{until}` itself bounds them exclusively.
         let upper = filter
             .until
