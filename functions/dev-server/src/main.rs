@@ -1,0 +1,72 @@
+//! `make run`: the whole system on one machine.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let (config, secrets) = match dev_server::load_config(Path::new(".env")) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("configuration error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let listen = config.listen;
+    let state = match dev_server::build_state(config, secrets).await {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("cannot start: {}", e.log_chain());
+            return ExitCode::from(1);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {listen} (KPI_LISTEN): {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    // The first line on stdout is the address: scripts and tests read it.
+    println!("KPI Integrations dev server listening on http://{addr}");
+    println!("  health:    http://{addr}/healthz");
+    println!("  providers: http://{addr}/v1/providers");
+
+    let app = kpi_app::http::app(state);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    {
+        eprintln!("server error: {e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,9 @@
+//! The application layer shared by every deployment: typed configuration, the
+//! HTTP routers, and the state they run on (ports only, no concrete backends).
+
+pub mod config;
+pub mod http;
+pub mod state;
+
+pub use config::{Config, ConfigError, Environment};
+pub use state::AppState;
