@@ -121,7 +121,10 @@ pub async fn create_kms_key(config: &SdkConfig) -> String {
         .send()
         .await
         .expect("create kms key");
-    key.key_metadata().expect("key metadata").key_id().to_owned()
+    key.key_metadata()
+        .expect("key metadata")
+        .key_id()
+        .to_owned()
 }
 
 pub async fn kms_vault_on(moto: &MotoServer, cache: CacheSettings) -> EnvelopeVault<KmsKeySource> {

@@ -93,10 +93,17 @@ impl MotoServer {
         for _ in 0..3 {
             let port = free_port();
             let mut cmd = Command::new("python3");
-            cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+            cmd.args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
             #[cfg(target_os = "linux")]
             unsafe {
                 use std::os::unix::process::CommandExt as _;
@@ -160,7 +167,10 @@ impl Drop for MotoServer {
 
 /// A unique name for a table, queue or key of one test.
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// Path of a fresh temporary directory for one test.

@@ -33,8 +33,10 @@ mod vault {
     #[tokio::test]
     async fn tampering_is_detected() {
         let moto = MotoServer::start();
-        vault::tampering_is_detected(&fixtures::kms_vault_on(&moto, CacheSettings::default()).await)
-            .await;
+        vault::tampering_is_detected(
+            &fixtures::kms_vault_on(&moto, CacheSettings::default()).await,
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use kpi_app::config::{QueueConfig, StoreConfig, VaultConfig};
 use kpi_app::{AppState, Config};
-use kpi_core::ports::{AppSecrets, CredentialVault, Queue, Store, SystemClock};
 use kpi_core::Result;
+use kpi_core::ports::{AppSecrets, CredentialVault, Queue, Store, SystemClock};
 use kpi_local::{EnvSecrets, LocalQueue, LocalQueueSettings, SqliteStore};
 use kpi_vault::{CacheSettings, EnvelopeVault, LocalMasterKey};
 

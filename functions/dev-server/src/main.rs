@@ -35,7 +35,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     // The first line on stdout is the address: scripts and tests read it.
     println!("KPI Integrations dev server listening on http://{addr}");
     println!("  health:    http://{addr}/healthz");

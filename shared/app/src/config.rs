@@ -43,7 +43,9 @@ pub enum StoreConfig {
 pub enum QueueConfig {
     Local,
     /// Work queue URL per provider; each DLQ is found from its redrive policy.
-    Sqs { urls: HashMap<Provider, String> },
+    Sqs {
+        urls: HashMap<Provider, String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,14 +238,20 @@ impl Config {
         let google = GoogleConfig {
             client_id: r.get("GOOGLE_CLIENT_ID"),
             client_secret: r.secret("GOOGLE_CLIENT_SECRET"),
-            auth_url: r.url("GOOGLE_AUTH_URL", "https://accounts.google.com/o/oauth2/v2/auth")?,
+            auth_url: r.url(
+                "GOOGLE_AUTH_URL",
+                "https://accounts.google.com/o/oauth2/v2/auth",
+            )?,
             token_url: r.url("GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token")?,
             revoke_url: r.url("GOOGLE_REVOKE_URL", "https://oauth2.googleapis.com/revoke")?,
             admin_api_url: r.url(
                 "GA4_ADMIN_API_URL",
                 "https://analyticsadmin.googleapis.com/v1beta",
             )?,
-            data_api_url: r.url("GA4_DATA_API_URL", "https://analyticsdata.googleapis.com/v1beta")?,
+            data_api_url: r.url(
+                "GA4_DATA_API_URL",
+                "https://analyticsdata.googleapis.com/v1beta",
+            )?,
         };
 
         let graph_version = r
@@ -397,11 +405,23 @@ mod tests {
         ("KPI_PUBLIC_URL", "https://kpi.example.com"),
         ("KPI_STORE", "dynamodb:kpi-prod"),
         ("KPI_QUEUE", "sqs"),
-        ("KPI_QUEUE_URL_GA4", "https://sqs.eu-west-1.amazonaws.com/1/ga4"),
-        ("KPI_QUEUE_URL_META_ADS", "https://sqs.eu-west-1.amazonaws.com/1/meta"),
-        ("KPI_QUEUE_URL_RESEND", "https://sqs.eu-west-1.amazonaws.com/1/resend"),
+        (
+            "KPI_QUEUE_URL_GA4",
+            "https://sqs.eu-west-1.amazonaws.com/1/ga4",
+        ),
+        (
+            "KPI_QUEUE_URL_META_ADS",
+            "https://sqs.eu-west-1.amazonaws.com/1/meta",
+        ),
+        (
+            "KPI_QUEUE_URL_RESEND",
+            "https://sqs.eu-west-1.amazonaws.com/1/resend",
+        ),
         ("KPI_VAULT", "kms:arn:aws:kms:eu-west-1:1:key/abc"),
-        ("KPI_AUTH_JWKS_URL", "https://auth.example.com/.well-known/jwks.json"),
+        (
+            "KPI_AUTH_JWKS_URL",
+            "https://auth.example.com/.well-known/jwks.json",
+        ),
         ("KPI_AUTH_ISSUER", "https://auth.example.com/"),
         ("KPI_AUTH_AUDIENCE", "kpi"),
     ];
@@ -417,7 +437,10 @@ mod tests {
             c.oauth_redirect_uri(Provider::Ga4),
             "http://127.0.0.1:3000/v1/oauth/ga4/callback"
         );
-        assert!(c.sandbox_for(Provider::Ga4), "no Google credentials: sandbox");
+        assert!(
+            c.sandbox_for(Provider::Ga4),
+            "no Google credentials: sandbox"
+        );
         assert_eq!(c.meta.graph_version, "v25.0");
     }
 

@@ -34,10 +34,10 @@ impl SecretsManagerSecrets {
     /// All values of the secret (cached), for building the configuration.
     pub async fn values(&self) -> Result<HashMap<String, String>> {
         let mut cache = self.cache.lock().await;
-        if let Some((at, values)) = cache.as_ref() {
-            if at.elapsed() < self.ttl {
-                return Ok(values.clone());
-            }
+        if let Some((at, values)) = cache.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(values.clone());
         }
         let out = self
             .client

@@ -65,7 +65,10 @@ impl ConnectionCredentials {
         let plain = match self {
             Self::OAuth(t) => Plain::Oauth {
                 access_token: t.access_token.expose_secret().to_owned(),
-                refresh_token: t.refresh_token.as_ref().map(|r| r.expose_secret().to_owned()),
+                refresh_token: t
+                    .refresh_token
+                    .as_ref()
+                    .map(|r| r.expose_secret().to_owned()),
                 expires_at: t.expires_at,
                 scopes: t.scopes.clone(),
             },

@@ -41,10 +41,18 @@ impl IntegrationStatus {
 
     pub fn parse(s: &str) -> Result<Self, Error> {
         use IntegrationStatus::*;
-        [Pending, NeedsConfiguration, Connected, NeedsReauth, Error, Paused, Disconnected]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| crate::Error::validation("status", "unknown integration status"))
+        [
+            Pending,
+            NeedsConfiguration,
+            Connected,
+            NeedsReauth,
+            Error,
+            Paused,
+            Disconnected,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| crate::Error::validation("status", "unknown integration status"))
     }
 
     /// Whether moving from `self` to `to` is allowed. Staying put is always allowed
@@ -206,8 +214,7 @@ impl Integration {
     }
 
     pub fn set_sync_interval(&mut self, minutes: u32) -> Result<(), Error> {
-        if !(Self::MIN_SYNC_INTERVAL_MINUTES..=Self::MAX_SYNC_INTERVAL_MINUTES).contains(&minutes)
-        {
+        if !(Self::MIN_SYNC_INTERVAL_MINUTES..=Self::MAX_SYNC_INTERVAL_MINUTES).contains(&minutes) {
             return Err(Error::validation(
                 "sync_interval_minutes",
                 format!(

@@ -206,7 +206,10 @@ mod tests {
         assert!(!Succeeded.can_become(Queued));
         assert!(!Queued.can_become(Succeeded));
         let mut j = job();
-        assert_eq!(j.transition(Succeeded, Utc::now()).unwrap_err().code(), "conflict");
+        assert_eq!(
+            j.transition(Succeeded, Utc::now()).unwrap_err().code(),
+            "conflict"
+        );
     }
 
     #[test]

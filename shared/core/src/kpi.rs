@@ -113,7 +113,10 @@ mod tests {
     use std::str::FromStr;
 
     fn ids() -> (WorkspaceId, IntegrationId) {
-        (WorkspaceId::parse("ws1").unwrap(), IntegrationId::new_random())
+        (
+            WorkspaceId::parse("ws1").unwrap(),
+            IntegrationId::new_random(),
+        )
     }
 
     #[test]

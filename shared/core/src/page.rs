@@ -72,7 +72,10 @@ mod tests {
     fn cursor_round_trip_and_garbage_is_a_validation_error() {
         let c = Cursor::encode("INT#123|x");
         assert_eq!(c.decode().unwrap(), "INT#123|x");
-        assert_eq!(Cursor::from_token("!!").decode().unwrap_err().code(), "validation");
+        assert_eq!(
+            Cursor::from_token("!!").decode().unwrap_err().code(),
+            "validation"
+        );
         assert_eq!(PageRequest::first(0).limit, 1);
         assert_eq!(PageRequest::first(10_000).limit, 100);
     }

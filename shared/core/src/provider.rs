@@ -73,7 +73,10 @@ impl FromStr for Provider {
             .into_iter()
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
-                Error::validation("provider", "unknown provider: expected ga4, meta_ads or resend")
+                Error::validation(
+                    "provider",
+                    "unknown provider: expected ga4, meta_ads or resend",
+                )
             })
     }
 }
@@ -88,7 +91,10 @@ mod tests {
             assert_eq!(p.as_str().parse::<Provider>().unwrap(), p);
             assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
         }
-        assert_eq!("hubspot".parse::<Provider>().unwrap_err().code(), "validation");
+        assert_eq!(
+            "hubspot".parse::<Provider>().unwrap_err().code(),
+            "validation"
+        );
         assert!(serde_json::from_str::<Provider>("\"GA4\"").is_err());
     }
 }

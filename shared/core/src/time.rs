@@ -14,8 +14,12 @@ mod tests {
 
     #[test]
     fn string_order_is_time_order() {
-        let a = DateTime::parse_from_rfc3339("2026-01-01T00:00:09.9Z").unwrap().to_utc();
-        let b = DateTime::parse_from_rfc3339("2026-01-01T00:00:10Z").unwrap().to_utc();
+        let a = DateTime::parse_from_rfc3339("2026-01-01T00:00:09.9Z")
+            .unwrap()
+            .to_utc();
+        let b = DateTime::parse_from_rfc3339("2026-01-01T00:00:10Z")
+            .unwrap()
+            .to_utc();
         assert!(sortable_timestamp(a) < sortable_timestamp(b));
         assert_eq!(sortable_timestamp(b), "2026-01-01T00:00:10.000000Z");
     }

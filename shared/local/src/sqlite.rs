@@ -18,8 +18,7 @@ use kpi_core::ports::store::{
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
-    AdminScope, Error, Integration, IntegrationId, JobId, KpiPoint, Result, SyncJob,
-    WorkspaceScope,
+    AdminScope, Error, Integration, IntegrationId, JobId, KpiPoint, Result, SyncJob, WorkspaceScope,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -114,7 +113,8 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| Error::internal("stored record is corrupt").with_source(e))
+    serde_json::from_str(text)
+        .map_err(|e| Error::internal("stored record is corrupt").with_source(e))
 }
 
 /// Index value of the due-integrations index: set only while the integration
@@ -304,7 +304,9 @@ impl IntegrationStore for SqliteStore {
             if inserted == 1 {
                 Ok(stored)
             } else {
-                Err(Error::conflict("an integration with this id already exists"))
+                Err(Error::conflict(
+                    "an integration with this id already exists",
+                ))
             }
         })
         .await
@@ -441,7 +443,10 @@ impl IntegrationStore for SqliteStore {
             let next = if items.len() > limit as usize {
                 items.truncate(limit as usize);
                 items.last().map(|d| {
-                    two_part_cursor(&sortable_timestamp(d.next_sync_at), &d.integration.to_string())
+                    two_part_cursor(
+                        &sortable_timestamp(d.next_sync_at),
+                        &d.integration.to_string(),
+                    )
                 })
             } else {
                 None
@@ -452,7 +457,10 @@ impl IntegrationStore for SqliteStore {
     }
 }
 
-fn read_jobs(stmt: &mut rusqlite::Statement<'_>, params: impl rusqlite::Params) -> Result<Vec<SyncJob>> {
+fn read_jobs(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<SyncJob>> {
     let bodies = stmt
         .query_map(params, |r| r.get::<_, String>(0))
         .map_err(db_error)?
@@ -738,7 +746,11 @@ impl OAuthStateStore for SqliteStore {
                 .execute(
                     "INSERT INTO oauth_states (key, expires_at, body) VALUES (?1, ?2, ?3)
                      ON CONFLICT (key) DO NOTHING",
-                    params![state.key, sortable_timestamp(state.expires_at), to_json(&state)?],
+                    params![
+                        state.key,
+                        sortable_timestamp(state.expires_at),
+                        to_json(&state)?
+                    ],
                 )
                 .map_err(db_error)?;
             if inserted == 1 {

@@ -124,9 +124,15 @@ mod tests {
             cache.put(CacheKey::Encrypt(n.to_string()), key(n), vec![n]);
         }
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&CacheKey::Encrypt("0".into())).is_none(), "oldest evicted");
+        assert!(
+            cache.get(&CacheKey::Encrypt("0".into())).is_none(),
+            "oldest evicted"
+        );
         assert!(cache.get(&CacheKey::Encrypt("2".into())).is_some());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(cache.get(&CacheKey::Encrypt("2".into())).is_none(), "expired");
+        assert!(
+            cache.get(&CacheKey::Encrypt("2".into())).is_none(),
+            "expired"
+        );
     }
 }

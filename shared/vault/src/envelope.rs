@@ -134,7 +134,7 @@ pub(crate) fn aead_open(
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| undecryptable())?;
     let mut buf = Zeroizing::new(ct.to_vec());
     let len = key
-        .open_in_place(nonce, Aad::from(aad), &mut *buf)
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
         .map_err(|_| undecryptable())?
         .len();
     buf.truncate(len);

@@ -68,8 +68,7 @@ impl LocalMasterKey {
         }
         match options.open(path) {
             Ok(mut file) => {
-                let text =
-                    Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(*key));
+                let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(*key));
                 file.write_all(text.as_bytes())
                     .and_then(|_| file.sync_all())
                     .map_err(|e| io_error(path, e))?;
@@ -95,7 +94,11 @@ fn bad_file(path: &Path) -> Error {
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
-    Error::config(format!("cannot create the master key file {}", path.display())).with_source(e)
+    Error::config(format!(
+        "cannot create the master key file {}",
+        path.display()
+    ))
+    .with_source(e)
 }
 
 #[cfg(unix)]
@@ -130,7 +133,12 @@ impl KeySource for LocalMasterKey {
         self.rng
             .fill(&mut *plaintext)
             .map_err(|_| Error::internal("no randomness available"))?;
-        let wrapped = aead_seal(&self.rng, &self.key, &Self::wrapping_aad(context), &*plaintext)?;
+        let wrapped = aead_seal(
+            &self.rng,
+            &self.key,
+            &Self::wrapping_aad(context),
+            &*plaintext,
+        )?;
         Ok(DataKey { plaintext, wrapped })
     }
 

@@ -15,11 +15,18 @@ const DLQ: QueueName = QueueName::DeadLetter(Provider::Ga4);
 const WAIT: Duration = Duration::from_secs(1);
 
 fn batch(prefix: &str, n: usize) -> Vec<OutgoingMessage> {
-    (0..n).map(|k| OutgoingMessage::new(format!("{prefix}-{k}"))).collect()
+    (0..n)
+        .map(|k| OutgoingMessage::new(format!("{prefix}-{k}")))
+        .collect()
 }
 
 /// Receives until `n` messages arrived or `patience` ran out.
-async fn receive_n<Q: Queue>(q: &Q, queue: QueueName, n: usize, patience: Duration) -> Vec<kpi_core::ports::queue::ReceivedMessage> {
+async fn receive_n<Q: Queue>(
+    q: &Q,
+    queue: QueueName,
+    n: usize,
+    patience: Duration,
+) -> Vec<kpi_core::ports::queue::ReceivedMessage> {
     let deadline = tokio::time::Instant::now() + patience;
     let mut got = Vec::new();
     while got.len() < n && tokio::time::Instant::now() < deadline {
@@ -38,11 +45,22 @@ pub async fn send_receive_delete<Q: Queue>(q: &Q) {
         q.delete(WORK, &m.receipt).await.unwrap();
     }
     tokio::time::sleep(VISIBILITY + Duration::from_millis(500)).await;
-    assert!(q.receive(WORK, 10, Duration::ZERO).await.unwrap().is_empty(), "deleted for good");
+    assert!(
+        q.receive(WORK, 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "deleted for good"
+    );
     let stats = q.stats(WORK).await.unwrap();
     assert_eq!((stats.visible, stats.in_flight), (0, 0));
     // Queues are per provider.
-    assert!(q.receive(QueueName::Work(Provider::Resend), 10, Duration::ZERO).await.unwrap().is_empty());
+    assert!(
+        q.receive(QueueName::Work(Provider::Resend), 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn batches_hold_at_most_ten<Q: Queue>(q: &Q) {
@@ -56,7 +74,12 @@ pub async fn redelivered_after_visibility_timeout<Q: Queue>(q: &Q) {
     let first = receive_n(q, WORK, 1, Duration::from_secs(5)).await;
     assert_eq!(first.len(), 1);
     // Hidden while in flight...
-    assert!(q.receive(WORK, 10, Duration::ZERO).await.unwrap().is_empty());
+    assert!(
+        q.receive(WORK, 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(q.stats(WORK).await.unwrap().in_flight, 1);
     // ...and back once the visibility timeout passes without a delete.
     tokio::time::sleep(VISIBILITY).await;
@@ -69,7 +92,9 @@ pub async fn redelivered_after_visibility_timeout<Q: Queue>(q: &Q) {
 }
 
 pub async fn moved_to_dlq_after_max_receives<Q: Queue>(q: &Q) {
-    q.send_batch(WORK, vec![OutgoingMessage::new("poison")]).await.unwrap();
+    q.send_batch(WORK, vec![OutgoingMessage::new("poison")])
+        .await
+        .unwrap();
     for attempt in 1..=MAX_RECEIVES {
         let got = receive_n(q, WORK, 1, Duration::from_secs(5)).await;
         assert_eq!(got.len(), 1, "attempt {attempt}");
@@ -89,9 +114,17 @@ pub async fn visibility_can_be_changed<Q: Queue>(q: &Q) {
     q.send_batch(WORK, batch("v", 1)).await.unwrap();
     let got = receive_n(q, WORK, 1, Duration::from_secs(5)).await;
     // Back off: hidden well past the default timeout.
-    q.change_visibility(WORK, &got[0].receipt, Duration::from_secs(4)).await.unwrap();
+    q.change_visibility(WORK, &got[0].receipt, Duration::from_secs(4))
+        .await
+        .unwrap();
     tokio::time::sleep(VISIBILITY + Duration::from_millis(500)).await;
-    assert!(q.receive(WORK, 10, Duration::ZERO).await.unwrap().is_empty(), "still hidden");
+    assert!(
+        q.receive(WORK, 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "still hidden"
+    );
     let again = receive_n(q, WORK, 1, Duration::from_secs(8)).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].receive_count, 2);
@@ -100,7 +133,9 @@ pub async fn visibility_can_be_changed<Q: Queue>(q: &Q) {
     // Give up on a message now: visible again at once.
     q.send_batch(WORK, batch("w", 1)).await.unwrap();
     let got = receive_n(q, WORK, 1, Duration::from_secs(5)).await;
-    q.change_visibility(WORK, &got[0].receipt, Duration::ZERO).await.unwrap();
+    q.change_visibility(WORK, &got[0].receipt, Duration::ZERO)
+        .await
+        .unwrap();
     let back = receive_n(q, WORK, 1, Duration::from_secs(3)).await;
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].body, got[0].body);
@@ -118,7 +153,12 @@ pub async fn delayed_messages_wait<Q: Queue>(q: &Q) {
     )
     .await
     .unwrap();
-    assert!(q.receive(WORK, 10, Duration::ZERO).await.unwrap().is_empty());
+    assert!(
+        q.receive(WORK, 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let got = receive_n(q, WORK, 1, Duration::from_secs(6)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, "later");

@@ -7,8 +7,8 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use kpi_core::job::JobTrigger;
 use kpi_core::kpi::Currency;
 use kpi_core::page::{Page, PageRequest};
-use kpi_core::ports::store::{JobFilter, KpiQuery, OAuthState};
 use kpi_core::ports::Store;
+use kpi_core::ports::store::{JobFilter, KpiQuery, OAuthState};
 use kpi_core::{
     AdminScope, ErrorKind, Integration, IntegrationId, IntegrationStatus, JobId, JobStatus,
     KpiPoint, Metric, Provider, SyncJob, WorkspaceId, WorkspaceScope,
@@ -96,7 +96,10 @@ pub async fn integration_crud_round_trip<S: Store>(store: &S) {
     assert_eq!(store.get_integration(&ws, i.id).await.unwrap(), updated);
 
     assert!(store.delete_integration(&ws, i.id).await.unwrap());
-    assert!(!store.delete_integration(&ws, i.id).await.unwrap(), "delete is idempotent");
+    assert!(
+        !store.delete_integration(&ws, i.id).await.unwrap(),
+        "delete is idempotent"
+    );
     let gone = store.get_integration(&ws, i.id).await.unwrap_err();
     assert_eq!(gone.kind(), &ErrorKind::NotFound);
     let stale = store.update_integration(&ws, &updated).await.unwrap_err();
@@ -110,7 +113,14 @@ pub async fn other_workspace_sees_nothing<S: Store>(store: &S) {
         store.get_integration(&b, i.id).await.unwrap_err().kind(),
         &ErrorKind::NotFound
     );
-    assert!(store.list_integrations(&b, &PageRequest::first(10)).await.unwrap().items.is_empty());
+    assert!(
+        store
+            .list_integrations(&b, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert!(!store.delete_integration(&b, i.id).await.unwrap());
     // A scope cannot write a record that names another workspace.
     assert!(store.update_integration(&b, &i).await.is_err());
@@ -118,14 +128,27 @@ pub async fn other_workspace_sees_nothing<S: Store>(store: &S) {
 
     let job = job_for(&i);
     assert!(store.create_job(&a, &job).await.unwrap());
-    assert_eq!(store.get_job(&b, job.id).await.unwrap_err().kind(), &ErrorKind::NotFound);
-    assert!(store.list_jobs(&b, i.id, &PageRequest::first(10)).await.unwrap().items.is_empty());
+    assert_eq!(
+        store.get_job(&b, job.id).await.unwrap_err().kind(),
+        &ErrorKind::NotFound
+    );
+    assert!(
+        store
+            .list_jobs(&b, i.id, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let mut moved = job.clone();
     moved.workspace = b.workspace().clone();
     assert!(store.update_job(&b, &moved).await.is_err());
 
     let point = kpi(&i, Metric::Ga4Sessions, day(1), "5");
-    store.upsert_kpis(&a, std::slice::from_ref(&point)).await.unwrap();
+    store
+        .upsert_kpis(&a, std::slice::from_ref(&point))
+        .await
+        .unwrap();
     assert!(store.upsert_kpis(&b, &[point]).await.is_err());
     let q = KpiQuery {
         metric: Metric::Ga4Sessions,
@@ -152,7 +175,11 @@ pub async fn conditional_write_loses_to_concurrent_writer<S: Store>(store: &S) {
         store.update_integration(&ws, &second)
     );
     let oks = [r1.is_ok(), r2.is_ok()];
-    assert_eq!(oks.iter().filter(|x| **x).count(), 1, "exactly one writer wins");
+    assert_eq!(
+        oks.iter().filter(|x| **x).count(),
+        1,
+        "exactly one writer wins"
+    );
     let loser = if r1.is_ok() { r2 } else { r1 };
     assert_eq!(loser.unwrap_err().kind(), &ErrorKind::Conflict);
     let stored = store.get_integration(&ws, base.id).await.unwrap();
@@ -184,8 +211,11 @@ pub async fn pagination_across_pages<S: Store>(store: &S) {
         .await
         .unwrap();
     let ws_ref = &ws;
-    let listed =
-        collect_pages(5, |p| async move { store.list_integrations(ws_ref, &p).await }).await;
+    let listed = collect_pages(
+        5,
+        |p| async move { store.list_integrations(ws_ref, &p).await },
+    )
+    .await;
     let listed_ids: Vec<_> = listed.iter().map(|i| i.id).collect();
     assert_eq!(listed_ids.len(), 23, "every integration exactly once");
     assert_eq!(listed_ids.iter().copied().collect::<BTreeSet<_>>(), ids);
@@ -198,10 +228,17 @@ pub async fn pagination_across_pages<S: Store>(store: &S) {
         store.create_job(&ws, &job).await.unwrap();
     }
     let owner_id = owner.id;
-    let jobs =
-        collect_pages(5, |p| async move { store.list_jobs(ws_ref, owner_id, &p).await }).await;
+    let jobs = collect_pages(
+        5,
+        |p| async move { store.list_jobs(ws_ref, owner_id, &p).await },
+    )
+    .await;
     job_ids.reverse();
-    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), job_ids, "newest first");
+    assert_eq!(
+        jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        job_ids,
+        "newest first"
+    );
 
     let tampered = kpi_core::page::Cursor::from_token("not-a-cursor!");
     let err = store
@@ -216,7 +253,11 @@ pub async fn due_integrations_are_connected_and_due<S: Store>(store: &S) {
     let ws = scope("ws-due");
     let mut due = Vec::new();
     for k in 0..9 {
-        due.push(connected(store, "ws-due", t - Duration::minutes(10 + k)).await.id);
+        due.push(
+            connected(store, "ws-due", t - Duration::minutes(10 + k))
+                .await
+                .id,
+        );
     }
     let exactly_now = connected(store, "ws-due", t).await.id;
     due.push(exactly_now);
@@ -236,8 +277,17 @@ pub async fn due_integrations_are_connected_and_due<S: Store>(store: &S) {
         due.iter().copied().collect::<BTreeSet<_>>()
     );
     assert_eq!(found_ids.len(), due.len());
-    assert!(found.windows(2).all(|w| w[0].next_sync_at <= w[1].next_sync_at), "earliest first");
-    assert!(found.iter().all(|d| d.workspace.as_str() == "ws-due" && d.provider == Provider::Ga4));
+    assert!(
+        found
+            .windows(2)
+            .all(|w| w[0].next_sync_at <= w[1].next_sync_at),
+        "earliest first"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|d| d.workspace.as_str() == "ws-due" && d.provider == Provider::Ga4)
+    );
 
     // Moving the next sync time takes an integration off the due list.
     let mut moved = store.get_integration(&ws, exactly_now).await.unwrap();
@@ -263,7 +313,10 @@ pub async fn job_and_integration_commit_together<S: Store>(store: &S) {
     assert_eq!([ra.is_ok(), rb.is_ok()].iter().filter(|x| **x).count(), 1);
     let loser = if ra.is_ok() { rb } else { ra };
     assert_eq!(loser.unwrap_err().kind(), &ErrorKind::Conflict);
-    let jobs = store.list_jobs(&ws, i.id, &PageRequest::first(10)).await.unwrap();
+    let jobs = store
+        .list_jobs(&ws, i.id, &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(jobs.items.len(), 1, "one job for one tick");
     let stored = store.get_integration(&ws, i.id).await.unwrap();
     assert_eq!(stored.version, i.version + 1);
@@ -284,7 +337,10 @@ pub async fn jobs_by_status_for_operators<S: Store>(store: &S) {
     let i = connected(store, "ws-ops", now()).await;
     let job = job_for(&i);
     assert!(store.create_job(&ws, &job).await.unwrap());
-    assert!(!store.create_job(&ws, &job).await.unwrap(), "create is idempotent");
+    assert!(
+        !store.create_job(&ws, &job).await.unwrap(),
+        "create is idempotent"
+    );
     let mut dead_ids = Vec::new();
     for _ in 0..6 {
         let j = job_for(&i);
@@ -310,16 +366,31 @@ pub async fn jobs_by_status_for_operators<S: Store>(store: &S) {
     })
     .await;
     dead_ids.reverse();
-    assert_eq!(dead.iter().map(|j| j.id).collect::<Vec<_>>(), dead_ids, "latest first");
-    assert!(dead.iter().all(|j| j.status() == JobStatus::Dead && j.attempts == 1));
+    assert_eq!(
+        dead.iter().map(|j| j.id).collect::<Vec<_>>(),
+        dead_ids,
+        "latest first"
+    );
+    assert!(
+        dead.iter()
+            .all(|j| j.status() == JobStatus::Dead && j.attempts == 1)
+    );
 
     let none = store
-        .list_jobs_by_status(&admin(), &filter(Some(Provider::MetaAds), None), &PageRequest::first(50))
+        .list_jobs_by_status(
+            &admin(),
+            &filter(Some(Provider::MetaAds), None),
+            &PageRequest::first(50),
+        )
         .await
         .unwrap();
     assert!(none.items.is_empty());
     let other_ws = store
-        .list_jobs_by_status(&admin(), &filter(None, Some("ws-nobody")), &PageRequest::first(50))
+        .list_jobs_by_status(
+            &admin(),
+            &filter(None, Some("ws-nobody")),
+            &PageRequest::first(50),
+        )
         .await
         .unwrap();
     assert!(other_ws.items.is_empty());
@@ -357,7 +428,11 @@ pub async fn jobs_by_status_for_operators<S: Store>(store: &S) {
     let found = store.find_job(&admin(), dead_ids[0]).await.unwrap();
     assert_eq!(found.workspace, *ws.workspace());
     assert_eq!(
-        store.find_job(&admin(), JobId::new_time_ordered()).await.unwrap_err().kind(),
+        store
+            .find_job(&admin(), JobId::new_time_ordered())
+            .await
+            .unwrap_err()
+            .kind(),
         &ErrorKind::NotFound
     );
 }
@@ -443,7 +518,11 @@ pub async fn kpi_upsert_overwrites_and_queries_ranges<S: Store>(store: &S) {
         )
         .await
         .unwrap();
-    assert_eq!(revenue[0].value.to_string(), "1234.5678901234", "decimals kept exactly");
+    assert_eq!(
+        revenue[0].value.to_string(),
+        "1234.5678901234",
+        "decimals kept exactly"
+    );
     assert_eq!(revenue[0].currency.as_ref().unwrap().as_str(), "EUR");
 }
 
@@ -466,7 +545,10 @@ pub async fn oauth_state_is_consumed_once<S: Store + 'static>(store: &S) {
     let t = now();
     let state = oauth_state("ws-oauth", "state-hash-1", t + Duration::minutes(10));
     store.put_oauth_state(&ws, &state).await.unwrap();
-    assert!(store.put_oauth_state(&ws, &state).await.is_err(), "keys are unique");
+    assert!(
+        store.put_oauth_state(&ws, &state).await.is_err(),
+        "keys are unique"
+    );
     let (c1, c2) = tokio::join!(
         store.consume_oauth_state("state-hash-1", t),
         store.consume_oauth_state("state-hash-1", t)
@@ -474,46 +556,89 @@ pub async fn oauth_state_is_consumed_once<S: Store + 'static>(store: &S) {
     let winners: Vec<_> = [c1.unwrap(), c2.unwrap()].into_iter().flatten().collect();
     assert_eq!(winners.len(), 1, "exactly one consumer wins");
     assert_eq!(winners[0], state);
-    assert!(store.consume_oauth_state("state-hash-1", t).await.unwrap().is_none());
-    assert!(store.consume_oauth_state("never-issued", t).await.unwrap().is_none());
+    assert!(
+        store
+            .consume_oauth_state("state-hash-1", t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .consume_oauth_state("never-issued", t)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // A scope cannot store a state for another workspace.
-    assert!(store.put_oauth_state(&scope("ws-x"), &oauth_state("ws-oauth", "k2", t)).await.is_err());
+    assert!(
+        store
+            .put_oauth_state(&scope("ws-x"), &oauth_state("ws-oauth", "k2", t))
+            .await
+            .is_err()
+    );
 }
 
 pub async fn many_concurrent_consumers_one_winner<S: Store + 'static>(store: &S) {
     let ws = scope("ws-oauth");
     let t = now();
     store
-        .put_oauth_state(&ws, &oauth_state("ws-oauth", "contended", t + Duration::minutes(10)))
+        .put_oauth_state(
+            &ws,
+            &oauth_state("ws-oauth", "contended", t + Duration::minutes(10)),
+        )
         .await
         .unwrap();
     let results =
         futures::future::join_all((0..8).map(|_| store.consume_oauth_state("contended", t))).await;
-    assert_eq!(results.into_iter().map(|r| r.unwrap()).flatten().count(), 1);
+    assert_eq!(results.into_iter().filter_map(|r| r.unwrap()).count(), 1);
 }
 
 pub async fn expiry_is_honoured_before_deletion<S: Store>(store: &S) {
     let ws = scope("ws-exp");
     let t = now();
     store
-        .put_oauth_state(&ws, &oauth_state("ws-exp", "old-state", t + Duration::minutes(10)))
+        .put_oauth_state(
+            &ws,
+            &oauth_state("ws-exp", "old-state", t + Duration::minutes(10)),
+        )
         .await
         .unwrap();
     // Eleven minutes later the record may still exist physically, but is expired.
     let later = t + Duration::minutes(11);
-    assert!(store.consume_oauth_state("old-state", later).await.unwrap().is_none());
+    assert!(
+        store
+            .consume_oauth_state("old-state", later)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let until = t + Duration::hours(24);
     assert!(store.first_seen("delivery-1", until, t).await.unwrap());
-    assert!(!store.first_seen("delivery-1", until, t + Duration::hours(1)).await.unwrap());
+    assert!(
+        !store
+            .first_seen("delivery-1", until, t + Duration::hours(1))
+            .await
+            .unwrap()
+    );
     assert!(
         store
-            .first_seen("delivery-1", until + Duration::hours(24), until + Duration::seconds(1))
+            .first_seen(
+                "delivery-1",
+                until + Duration::hours(24),
+                until + Duration::seconds(1)
+            )
             .await
             .unwrap(),
         "an expired dedupe record counts as absent"
     );
-    assert!(!store.first_seen("delivery-1", until, until + Duration::seconds(2)).await.unwrap());
+    assert!(
+        !store
+            .first_seen("delivery-1", until, until + Duration::seconds(2))
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn dedupe_has_one_first_under_concurrency<S: Store>(store: &S) {
@@ -524,28 +649,57 @@ pub async fn dedupe_has_one_first_under_concurrency<S: Store>(store: &S) {
         store.first_seen("webhook-42", until, t),
         store.first_seen("webhook-42", until, t)
     );
-    let firsts = [a.unwrap(), b.unwrap(), c.unwrap()].iter().filter(|x| **x).count();
+    let firsts = [a.unwrap(), b.unwrap(), c.unwrap()]
+        .iter()
+        .filter(|x| **x)
+        .count();
     assert_eq!(firsts, 1);
 }
 
 pub async fn leases_are_exclusive_until_they_expire<S: Store>(store: &S) {
     let t = now();
     let name = "refresh:integration-1";
-    assert!(store.try_acquire_lease(name, "worker-a", t + Duration::seconds(30), t).await.unwrap());
-    assert!(!store.try_acquire_lease(name, "worker-b", t + Duration::seconds(30), t).await.unwrap());
     assert!(
-        store.try_acquire_lease(name, "worker-a", t + Duration::seconds(60), t).await.unwrap(),
+        store
+            .try_acquire_lease(name, "worker-a", t + Duration::seconds(30), t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_acquire_lease(name, "worker-b", t + Duration::seconds(30), t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_acquire_lease(name, "worker-a", t + Duration::seconds(60), t)
+            .await
+            .unwrap(),
         "the holder may extend"
     );
     store.release_lease(name, "worker-b").await.unwrap(); // not the holder: no effect
-    assert!(!store.try_acquire_lease(name, "worker-b", t + Duration::seconds(90), t).await.unwrap());
+    assert!(
+        !store
+            .try_acquire_lease(name, "worker-b", t + Duration::seconds(90), t)
+            .await
+            .unwrap()
+    );
     let later = t + Duration::seconds(61);
     assert!(
-        store.try_acquire_lease(name, "worker-b", later + Duration::seconds(30), later).await.unwrap(),
+        store
+            .try_acquire_lease(name, "worker-b", later + Duration::seconds(30), later)
+            .await
+            .unwrap(),
         "an expired lease can be taken"
     );
     store.release_lease(name, "worker-b").await.unwrap();
-    assert!(store.try_acquire_lease(name, "worker-c", later + Duration::seconds(30), later).await.unwrap());
+    assert!(
+        store
+            .try_acquire_lease(name, "worker-c", later + Duration::seconds(30), later)
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn email_records_and_suppressions<S: Store>(store: &S) {
@@ -567,14 +721,41 @@ pub async fn email_records_and_suppressions<S: Store>(store: &S) {
     email.status = "delivered".into();
     email.provider_message_id = Some("re-msg-1".into());
     store.put_email(&ws, &email).await.unwrap();
-    assert_eq!(store.get_email(&ws, "notice-1").await.unwrap(), Some(email.clone()));
-    assert_eq!(store.get_email(&scope("ws-other"), "notice-1").await.unwrap(), None);
+    assert_eq!(
+        store.get_email(&ws, "notice-1").await.unwrap(),
+        Some(email.clone())
+    );
+    assert_eq!(
+        store
+            .get_email(&scope("ws-other"), "notice-1")
+            .await
+            .unwrap(),
+        None
+    );
     assert!(store.put_email(&scope("ws-other"), &email).await.is_err());
 
-    assert!(!store.is_suppressed(&ws, "Bounce@Example.com").await.unwrap());
-    store.suppress(&ws, "Bounce@Example.com", "bounced", t).await.unwrap();
-    assert!(store.is_suppressed(&ws, "bounce@example.com ").await.unwrap());
-    assert!(!store.is_suppressed(&scope("ws-other"), "bounce@example.com").await.unwrap());
+    assert!(
+        !store
+            .is_suppressed(&ws, "Bounce@Example.com")
+            .await
+            .unwrap()
+    );
+    store
+        .suppress(&ws, "Bounce@Example.com", "bounced", t)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .is_suppressed(&ws, "bounce@example.com ")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_suppressed(&scope("ws-other"), "bounce@example.com")
+            .await
+            .unwrap()
+    );
 }
 
 /// Every case, for test files that want to name them all.

@@ -79,7 +79,16 @@ pub async fn tampering_is_detected<V: CredentialVault>(vault: &V) {
     let wrapped_len = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
     let body = 4 + wrapped_len;
     // Header, wrapped data key, nonce, ciphertext and tag: each flipped byte fails.
-    for position in [0, 1, 2, 4, 4 + wrapped_len / 2, body, body + 12, bytes.len() - 1] {
+    for position in [
+        0,
+        1,
+        2,
+        4,
+        4 + wrapped_len / 2,
+        body,
+        body + 12,
+        bytes.len() - 1,
+    ] {
         let mut flipped = bytes.clone();
         flipped[position] ^= 0x01;
         let tampered = SealedCredentials::from_encoded(
@@ -131,13 +140,19 @@ where
     assert!(rows.len() >= 2, "the scan sees the stored rows");
     for row in &rows {
         for secret in ["PLAINTEXT", "canary", "re_PLAINTEXT_API_KEY"] {
-            assert!(!row.contains(secret), "plaintext credential in the store: {row}");
+            assert!(
+                !row.contains(secret),
+                "plaintext credential in the store: {row}"
+            );
         }
     }
     // And what is stored still opens.
     let back = store.get_integration(&ws, i.id).await.unwrap();
     let opened = vault
-        .open(&CredentialContext::of(&back), back.credentials.as_ref().unwrap())
+        .open(
+            &CredentialContext::of(&back),
+            back.credentials.as_ref().unwrap(),
+        )
         .await
         .unwrap();
     assert!(matches!(opened, ConnectionCredentials::OAuth(_)));

@@ -48,10 +48,7 @@ impl IntoResponse for ApiError {
         };
         let problem = Problem {
             type_uri: format!("https://kpi-integrations.dev/problems/{}", err.code()),
-            title: status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail,
             code: err.code(),
@@ -64,10 +61,9 @@ impl IntoResponse for ApiError {
         if let ErrorKind::RateLimited {
             retry_after: Some(wait),
         } = err.kind()
+            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
         {
-            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+            response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
     }

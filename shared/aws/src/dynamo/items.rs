@@ -51,7 +51,9 @@ pub fn n(v: impl ToString) -> AttributeValue {
 }
 
 pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
@@ -60,7 +62,8 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
 
 pub fn body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T> {
     let text = get_s(item, BODY).ok_or_else(|| Error::internal("stored item has no body"))?;
-    serde_json::from_str(text).map_err(|e| Error::internal("stored record is corrupt").with_source(e))
+    serde_json::from_str(text)
+        .map_err(|e| Error::internal("stored record is corrupt").with_source(e))
 }
 
 pub fn epoch_millis(t: DateTime<Utc>) -> i64 {
@@ -95,7 +98,10 @@ pub fn integration_item(i: &Integration) -> Result<Item> {
     item.insert(BODY.into(), s(to_json(i)?));
     if let Some(next) = i.next_sync_at.filter(|_| i.status().is_syncable()) {
         item.insert(GSI1PK.into(), s(DUE_PARTITION));
-        item.insert(GSI1SK.into(), s(format!("{}#{}", sortable_timestamp(next), i.id)));
+        item.insert(
+            GSI1SK.into(),
+            s(format!("{}#{}", sortable_timestamp(next), i.id)),
+        );
     }
     Ok(item)
 }
@@ -125,7 +131,10 @@ pub fn kpi_pk(ws: &str, metric: &str) -> String {
 
 pub fn kpi_item(p: &KpiPoint) -> Result<Item> {
     let mut item = Item::new();
-    item.insert(PK.into(), s(kpi_pk(p.workspace.as_str(), p.metric.as_str())));
+    item.insert(
+        PK.into(),
+        s(kpi_pk(p.workspace.as_str(), p.metric.as_str())),
+    );
     item.insert(SK.into(), s(format!("{}#{}", p.date, p.integration)));
     item.insert(BODY.into(), s(to_json(p)?));
     Ok(item)
@@ -138,7 +147,9 @@ pub fn cursor_from_key(key: Option<&Item>) -> Option<Cursor> {
         .iter()
         .filter_map(|(k, v)| Some((k.as_str(), v.as_s().ok()?.as_str())))
         .collect();
-    serde_json::to_string(&flat).ok().map(|j| Cursor::encode(&j))
+    serde_json::to_string(&flat)
+        .ok()
+        .map(|j| Cursor::encode(&j))
 }
 
 /// Parses a cursor back into an `ExclusiveStartKey`, refusing one whose partition

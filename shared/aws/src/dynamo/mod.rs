@@ -21,8 +21,7 @@ use kpi_core::ports::store::{
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
-    AdminScope, Error, Integration, IntegrationId, JobId, KpiPoint, Result, SyncJob,
-    WorkspaceScope,
+    AdminScope, Error, Integration, IntegrationId, JobId, KpiPoint, Result, SyncJob, WorkspaceScope,
 };
 
 use crate::error::{aws_error, code};
@@ -256,7 +255,9 @@ impl IntegrationStore for DynamoStore {
         if self.put_if_absent(integration_item(&stored)?, None).await? {
             Ok(stored)
         } else {
-            Err(Error::conflict("an integration with this id already exists"))
+            Err(Error::conflict(
+                "an integration with this id already exists",
+            ))
         }
     }
 

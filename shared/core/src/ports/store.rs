@@ -42,8 +42,11 @@ pub trait IntegrationStore: Send + Sync {
         integration: &Integration,
     ) -> Result<Integration>;
 
-    async fn get_integration(&self, scope: &WorkspaceScope, id: IntegrationId)
-    -> Result<Integration>;
+    async fn get_integration(
+        &self,
+        scope: &WorkspaceScope,
+        id: IntegrationId,
+    ) -> Result<Integration>;
 
     /// Integrations of the workspace, in a stable order (by id).
     async fn list_integrations(
@@ -166,8 +169,11 @@ pub trait OAuthStateStore: Send + Sync {
 
     /// Removes and returns the state if it exists and has not expired at `now`.
     /// Of two concurrent consumers exactly one gets it.
-    async fn consume_oauth_state(&self, key: &str, now: DateTime<Utc>)
-    -> Result<Option<OAuthState>>;
+    async fn consume_oauth_state(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OAuthState>>;
 }
 
 #[async_trait]

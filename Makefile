@@ -1,0 +1,48 @@
+# KPI Integrations: `make run` starts everything on this machine; `make test` runs
+# the whole suite (installing and starting what it needs).
+
+# Keep builds out of the work tree so fresh clones reuse one warm target dir.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/kpi-integrations/target
+export CARGO_TARGET_DIR
+
+PYTHON ?= python3
+NEXTEST_PROFILE ?= $(if $(CI),ci,default)
+
+.PHONY: run test lint deps fmt check-deps-tree clean
+
+## Start the all-in-one dev server on http://127.0.0.1:3000 (KPI_LISTEN overrides).
+run:
+	cargo run --release -p dev-server
+
+## Everything the tests need, then the whole suite.
+test: deps
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace --profile $(NEXTEST_PROFILE); \
+	else \
+		echo "cargo-nextest not found: using cargo test"; \
+		cargo test --workspace; \
+	fi
+
+## Formatting, clippy, the dependency-tree rule and the SAM template.
+lint: deps
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory check-deps-tree
+	cfn-lint template.yaml
+
+## Python tools: moto (AWS emulator for tests) and cfn-lint.
+deps:
+	@$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+## One HTTP stack and one TLS stack: no second hyper or rustls major version.
+check-deps-tree:
+	@dups=$$(cargo tree --workspace -d -e normal --prefix depth --format '{p}' 2>/dev/null \
+		| grep -E '^0(hyper|rustls|h2|ring|aws-lc-rs) v' | sed 's/^0//' | sort -u); \
+	if [ -n "$$dups" ]; then echo "duplicate HTTP/TLS crates:"; echo "$$dups"; exit 1; fi; \
+	echo "dependency tree: one hyper, one rustls"
+
+fmt:
+	cargo fmt --all
+
+clean:
+	rm -rf .kpi
