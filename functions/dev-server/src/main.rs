@@ -1,5 +1,6 @@
 //! `make run`: the whole system on one machine.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -39,10 +40,12 @@ async fn main() -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    // The first line on stdout is the address: scripts and tests read it.
-    println!("KPI Integrations dev server listening on http://{addr}");
-    println!("  health:    http://{addr}/healthz");
-    println!("  providers: http://{addr}/v1/providers");
+    // The first line on stdout is the address: scripts and tests read it. A closed
+    // stdout must not stop the server, so write errors are ignored.
+    let _ = writeln!(
+        std::io::stdout(),
+        "KPI Integrations dev server listening on http://{addr}\n  health:    http://{addr}/healthz\n  providers: http://{addr}/v1/providers"
+    );
 
     let app = kpi_app::http::app(state);
     if let Err(e) = axum::serve(listener, app)

@@ -38,10 +38,15 @@ fn command(dir: &Path, env: &[(&str, String)]) -> Command {
 
 /// Starts the binary and reads the address from its first line.
 fn start(dir: &Path, env: &[(&str, String)]) -> Server {
-    let mut child = command(dir, env).spawn().expect("start dev-server");
-    let stdout = child.stdout.take().unwrap();
+    let mut child = command(dir, env)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start dev-server");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first).unwrap();
+    stdout.read_line(&mut first).unwrap();
+    // Keep reading so the server never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let base = first
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
