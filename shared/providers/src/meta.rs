@@ -1,0 +1,262 @@
+//! Meta: Facebook Login (manual code flow, then a long-lived token) and the Graph
+//! API calls of the connect flow (permissions, ad accounts, revoke).
+
+use chrono::{DateTime, Utc};
+use kpi_core::credentials::OAuthTokens;
+use kpi_core::{Error, Result};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::http::{Reply, read, send_error};
+use crate::oauth::TokenResponse;
+
+const NAME: &str = "Meta";
+/// Read insights; `business_management` lets accounts owned by a business show.
+pub const SCOPES: &str = "ads_read,business_management";
+pub const REQUIRED_PERMISSION: &str = "ads_read";
+
+#[derive(Clone)]
+pub struct MetaClient {
+    pub http: reqwest::Client,
+    pub app_id: String,
+    pub app_secret: SecretString,
+    /// Login dialog, e.g. `https://www.facebook.com/v25.0/dialog/oauth`.
+    pub auth_url: Url,
+    /// `https://graph.facebook.com`
+    pub graph_url: Url,
+    /// `v25.0`
+    pub version: String,
+}
+
+#[derive(Deserialize)]
+struct MetaErrorBody {
+    error: MetaError,
+}
+
+#[derive(Deserialize)]
+struct MetaError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    error_subcode: Option<i64>,
+}
+
+/// Maps a Graph API error (`{"error": {message, type, code, error_subcode}}`).
+pub fn api_error(reply: &Reply) -> Error {
+    let parsed = serde_json::from_slice::<MetaErrorBody>(&reply.body)
+        .ok()
+        .map(|b| b.error);
+    let (code, subcode, message) = parsed
+        .map(|e| (e.code, e.error_subcode, e.message.chars().take(300).collect::<String>()))
+        .unwrap_or((0, None, String::new()));
+    match (code, subcode) {
+        (190, _) | (102, _) => {
+            Error::reauth("Meta no longer accepts this connection; reconnect the integration")
+        }
+        (4 | 17 | 32 | 613 | 80000..=80014, _) => {
+            Error::rate_limited(reply.retry_after, format!("Meta rate limit: {message}"))
+        }
+        (1 | 2, _) => Error::transient(format!("Meta had a temporary problem: {message}")),
+        (100, Some(1_504_018)) => Error::transient("Meta timed out; try a smaller window"),
+        (10 | 200..=299, _) => Error::config(format!("Meta denied permission: {message}")),
+        _ if reply.status >= 500 => Error::transient(format!("Meta failed: {message}")),
+        _ => Error::config(format!("Meta rejected the request: {message}")),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdAccount {
+    /// `act_<account_id>`
+    pub id: String,
+    #[serde(default)]
+    pub account_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub account_status: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Paged<T> {
+    #[serde(default = "Vec::new")]
+    data: Vec<T>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    #[serde(default)]
+    cursors: Option<Cursors>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Cursors {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Permission {
+    permission: String,
+    status: String,
+}
+
+impl MetaClient {
+    fn graph(&self, path: &[&str]) -> Result<Url> {
+        let mut url = self.graph_url.clone();
+        url.path_segments_mut()
+            .map_err(|_| Error::config("META_GRAPH_URL cannot be a base URL"))?
+            .pop_if_empty()
+            .push(&self.version)
+            .extend(path);
+        Ok(url)
+    }
+
+    pub fn authorization_url(&self, state: &str, redirect_uri: &str) -> Url {
+        let mut url = self.auth_url.clone();
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.app_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state)
+            .append_pair("response_type", "code")
+            .append_pair("scope", SCOPES);
+        url
+    }
+
+    async fn get(&self, url: Url, token: Option<&SecretString>) -> Result<Reply> {
+        let mut req = self.http.get(url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t.expose_secret());
+        }
+        let resp = req.send().await.map_err(|e| send_error(NAME, e))?;
+        read(NAME, resp).await
+    }
+
+    /// Code → short-lived token → long-lived token (about 60 days; Meta has no
+    /// refresh tokens), then checks that `ads_read` was granted.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        now: DateTime<Utc>,
+    ) -> Result<OAuthTokens> {
+        let mut url = self.graph(&["oauth", "access_token"])?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.app_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("client_secret", self.app_secret.expose_secret())
+            .append_pair("code", code);
+        let reply = self.get(url, None).await?;
+        if !reply.is_success() {
+            return Err(exchange_error(&reply));
+        }
+        let short: TokenResponse = reply.json(NAME)?;
+
+        let mut url = self.graph(&["oauth", "access_token"])?;
+        url.query_pairs_mut()
+            .append_pair("grant_type", "fb_exchange_token")
+            .append_pair("client_id", &self.app_id)
+            .append_pair("client_secret", self.app_secret.expose_secret())
+            .append_pair("fb_exchange_token", &short.access_token);
+        let reply = self.get(url, None).await?;
+        if !reply.is_success() {
+            return Err(exchange_error(&reply));
+        }
+        let long: TokenResponse = reply.json(NAME)?;
+        let mut tokens = long.into_tokens(now);
+        tokens.scopes = self.granted_permissions(&tokens.access_token).await?;
+        if !tokens.has_scope(REQUIRED_PERMISSION) {
+            return Err(Error::validation(
+                "scope",
+                "Meta did not grant access to ad insights (ads_read). Connect again and allow it.",
+            ));
+        }
+        Ok(tokens)
+    }
+
+    pub async fn granted_permissions(&self, token: &SecretString) -> Result<Vec<String>> {
+        let reply = self.get(self.graph(&["me", "permissions"])?, Some(token)).await?;
+        if !reply.is_success() {
+            return Err(api_error(&reply));
+        }
+        let page: Paged<Permission> = reply.json(NAME)?;
+        Ok(page
+            .data
+            .into_iter()
+            .filter(|p| p.status == "granted")
+            .map(|p| p.permission)
+            .collect())
+    }
+
+    /// Every ad account of the user, following `after` cursors (never a `next`
+    /// URL, which could point anywhere).
+    pub async fn ad_accounts(&self, token: &SecretString) -> Result<(Vec<AdAccount>, u32)> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        let mut calls = 0;
+        loop {
+            let mut url = self.graph(&["me", "adaccounts"])?;
+            url.query_pairs_mut()
+                .append_pair("fields", "id,account_id,name,currency,account_status")
+                .append_pair("limit", "100");
+            if let Some(a) = &after {
+                url.query_pairs_mut().append_pair("after", a);
+            }
+            calls += 1;
+            let reply = self.get(url, Some(token)).await?;
+            if !reply.is_success() {
+                return Err(api_error(&reply));
+            }
+            let page: Paged<AdAccount> = reply.json(NAME)?;
+            out.extend(page.data);
+            let next = page.paging.and_then(|p| {
+                p.next.as_ref()?;
+                p.cursors?.after
+            });
+            match next {
+                Some(a) if calls < 100 => after = Some(a),
+                _ => return Ok((out, calls)),
+            }
+        }
+    }
+
+    /// Revokes every permission the user gave the app.
+    pub async fn revoke(&self, token: &SecretString) -> Result<()> {
+        let resp = self
+            .http
+            .delete(self.graph(&["me", "permissions"])?)
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| send_error(NAME, e))?;
+        let reply = read(NAME, resp).await?;
+        if reply.is_success() {
+            return Ok(());
+        }
+        match api_error(&reply) {
+            // An expired or already revoked token has nothing left to revoke.
+            e if e.code() == "reauth_required" => Ok(()),
+            e => Err(e),
+        }
+    }
+}
+
+/// Errors of the code exchange: a used or expired code is the user's to retry.
+fn exchange_error(reply: &Reply) -> Error {
+    let e = api_error(reply);
+    match e.code() {
+        "configuration" if reply.status == 400 => Error::validation(
+            "code",
+            "Meta refused the authorization code (used or expired); try connecting again",
+        ),
+        _ => e,
+    }
+}
