@@ -75,9 +75,14 @@ pub fn api_error(reply: &Reply) -> Error {
         401 => Error::reauth("Google no longer accepts this connection; reconnect the integration"),
         403 => Error::config(format!("Google Analytics refused access: {message}")),
         404 => Error::config(format!("Google Analytics could not find it: {message}")),
-        429 => Error::rate_limited(reply.retry_after, format!("Google Analytics quota: {message}")),
+        429 => Error::rate_limited(
+            reply.retry_after,
+            format!("Google Analytics quota: {message}"),
+        ),
         s if s >= 500 => Error::transient(format!("Google Analytics failed ({status}); try again")),
-        _ => Error::config(format!("Google Analytics rejected the request ({status}): {message}")),
+        _ => Error::config(format!(
+            "Google Analytics rejected the request ({status}): {message}"
+        )),
     }
 }
 
@@ -89,7 +94,10 @@ pub struct AdminApi {
 
 impl AdminApi {
     /// Every property the token can read, across all pages of `accountSummaries`.
-    pub async fn properties(&self, access_token: &SecretString) -> Result<(Vec<PropertyOption>, u32)> {
+    pub async fn properties(
+        &self,
+        access_token: &SecretString,
+    ) -> Result<(Vec<PropertyOption>, u32)> {
         let mut out = Vec::new();
         let mut page_token: Option<String> = None;
         let mut calls = 0u32;

@@ -97,7 +97,11 @@ impl GoogleOAuth {
 
     /// A new access token. Google usually keeps the refresh token; when it sends
     /// a new one (rotation), the caller must store it.
-    pub async fn refresh(&self, refresh_token: &SecretString, now: DateTime<Utc>) -> Result<OAuthTokens> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &SecretString,
+        now: DateTime<Utc>,
+    ) -> Result<OAuthTokens> {
         let secret = self.client_secret.expose_secret();
         Ok(self
             .token_request(
@@ -127,7 +131,9 @@ impl GoogleOAuth {
         match reply.status {
             200..=299 => Ok(()),
             400 => Ok(()), // invalid_token: nothing left to revoke
-            s if s >= 500 || s == 429 => Err(Error::transient("Google could not revoke the token now")),
+            s if s >= 500 || s == 429 => {
+                Err(Error::transient("Google could not revoke the token now"))
+            }
             _ => Err(Error::config("Google refused to revoke the token")),
         }
     }

@@ -11,6 +11,8 @@ pub const USER_AGENT: &str = concat!("kpi-integrations/", env!("CARGO_PKG_VERSIO
 
 /// Builds the client shared by every provider adapter of a process.
 pub fn client(timeout: Duration) -> Result<reqwest::Client> {
+    // Also make ring the process default, for any other rustls user in-process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -67,7 +69,9 @@ pub async fn read(provider: &str, resp: reqwest::Response) -> Result<Reply> {
     let headers = resp.headers().clone();
     let body = resp.bytes().await.map_err(|e| send_error(provider, e))?;
     if body.len() > MAX_BODY {
-        return Err(Error::transient(format!("{provider} sent an oversized response")));
+        return Err(Error::transient(format!(
+            "{provider} sent an oversized response"
+        )));
     }
     Ok(Reply {
         status,

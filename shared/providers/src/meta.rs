@@ -50,7 +50,13 @@ pub fn api_error(reply: &Reply) -> Error {
         .ok()
         .map(|b| b.error);
     let (code, subcode, message) = parsed
-        .map(|e| (e.code, e.error_subcode, e.message.chars().take(300).collect::<String>()))
+        .map(|e| {
+            (
+                e.code,
+                e.error_subcode,
+                e.message.chars().take(300).collect::<String>(),
+            )
+        })
         .unwrap_or((0, None, String::new()));
     match (code, subcode) {
         (190, _) | (102, _) => {
@@ -183,7 +189,9 @@ impl MetaClient {
     }
 
     pub async fn granted_permissions(&self, token: &SecretString) -> Result<Vec<String>> {
-        let reply = self.get(self.graph(&["me", "permissions"])?, Some(token)).await?;
+        let reply = self
+            .get(self.graph(&["me", "permissions"])?, Some(token))
+            .await?;
         if !reply.is_success() {
             return Err(api_error(&reply));
         }

@@ -128,7 +128,12 @@ mod tests {
         assert_eq!(p.challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
         let fresh = Pkce::generate().unwrap();
         assert_eq!(fresh.verifier.len(), 43);
-        assert!(fresh.verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            fresh
+                .verifier
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
     }
 
     #[test]

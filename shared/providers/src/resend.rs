@@ -22,7 +22,9 @@ pub struct Domain {
 /// What a valid key may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyAccess {
-    Full { domains: Vec<Domain> },
+    Full {
+        domains: Vec<Domain>,
+    },
     /// A restricted key: it can send but not list domains.
     SendingOnly,
 }

@@ -1,0 +1,164 @@
+//! The provider sandbox: a simulator of the Google authorization and token
+//! endpoints, the GA4 Admin API, Facebook Login and the Graph API, and Resend,
+//! speaking their wire formats (including their error bodies) so the real
+//! adapters can run against it. The dev server mounts it under `/sandbox` when
+//! `KPI_SANDBOX` is on; tests start it alone on a free port with [`Sandbox::serve`].
+//!
+//! State is in memory and deterministic; faults can be switched on per endpoint
+//! ([`Faults`]) to exercise error paths.
+
+mod consent;
+mod ga4;
+mod google;
+mod meta;
+mod resend;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+pub use state::Counters;
+
+/// The app credentials the sandbox accepts (the dev server uses these when no
+/// real provider credentials are configured).
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub google_client_id: String,
+    pub google_client_secret: String,
+    pub meta_app_id: String,
+    pub meta_app_secret: String,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            google_client_id: "sandbox-google-client.apps.googleusercontent.com".into(),
+            google_client_secret: "sandbox-google-secret".into(),
+            meta_app_id: "100000000000001".into(),
+            meta_app_secret: "sandbox-meta-secret".into(),
+        }
+    }
+}
+
+/// Switchable failures: an HTTP status an endpoint answers with instead of working.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    #[serde(default)]
+    pub google_token: Option<u16>,
+    #[serde(default)]
+    pub google_revoke: Option<u16>,
+    #[serde(default)]
+    pub ga4_admin: Option<u16>,
+    #[serde(default)]
+    pub meta_graph: Option<u16>,
+    #[serde(default)]
+    pub resend: Option<u16>,
+}
+
+#[derive(Clone)]
+pub struct Sandbox {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: SandboxConfig,
+    pub state: Mutex<state::State>,
+    pub faults: Mutex<Faults>,
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(state::State::default()),
+                faults: Mutex::new(Faults::default()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
+    pub(crate) fn faults(&self) -> Faults {
+        self.inner
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How often each simulated endpoint was called.
+    pub fn counters(&self) -> Counters {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .counters
+            .clone()
+    }
+
+    pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut state::State) -> T) -> T {
+        f(&mut self.inner.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The routes, relative to where they are mounted (the dev server: `/sandbox`).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/google/auth", get(google::authorize))
+            .route("/google/consent", post(google::consent))
+            .route("/google/token", post(google::token))
+            .route("/google/revoke", post(google::revoke))
+            .route(
+                "/ga4/admin/v1beta/accountSummaries",
+                get(ga4::account_summaries),
+            )
+            .route("/meta/dialog/oauth", get(meta::authorize))
+            .route("/meta/dialog/consent", post(meta::consent))
+            .route(
+                "/meta/graph/{version}/oauth/access_token",
+                get(meta::access_token),
+            )
+            .route(
+                "/meta/graph/{version}/me/permissions",
+                get(meta::permissions).delete(meta::revoke),
+            )
+            .route(
+                "/meta/graph/{version}/me/adaccounts",
+                get(meta::ad_accounts),
+            )
+            .route("/resend/domains", get(resend::domains))
+            .route("/_control/faults", post(set_faults_route))
+            .with_state(self.clone())
+    }
+
+    /// Serves the sandbox alone on a free loopback port (tests). Returns the
+    /// base URL; the server runs until the runtime ends.
+    pub async fn serve(&self) -> std::io::Result<String> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let router = self.router();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(format!("http://{addr}"))
+    }
+}
+
+async fn set_faults_route(
+    axum::extract::State(sandbox): axum::extract::State<Sandbox>,
+    axum::Json(faults): axum::Json<Faults>,
+) -> axum::http::StatusCode {
+    sandbox.set_faults(faults);
+    axum::http::StatusCode::NO_CONTENT
+}

@@ -1,0 +1,332 @@
+//! Facebook Login dialog and the Graph API endpoints of the connect flow.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::Sandbox;
+use crate::consent;
+use crate::state::{AuthCode, CODE_TTL, Token, random};
+
+const LONG_LIVED_SECONDS: u64 = 5_183_944;
+
+pub fn graph_error(status: StatusCode, code: i64, subcode: Option<i64>, message: &str) -> Response {
+    let mut error = json!({
+        "message": message,
+        "type": "OAuthException",
+        "code": code,
+        "fbtrace_id": "AsandboxTrace",
+    });
+    if let Some(sub) = subcode {
+        error["error_subcode"] = json!(sub);
+    }
+    (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct DialogParams {
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    state: Option<String>,
+    scope: Option<String>,
+}
+
+pub async fn authorize(State(sandbox): State<Sandbox>, Query(p): Query<DialogParams>) -> Response {
+    let config = sandbox.config();
+    if p.client_id.as_deref() != Some(config.meta_app_id.as_str()) {
+        return (StatusCode::BAD_REQUEST, "Invalid App ID").into_response();
+    }
+    let Some(redirect_uri) = p.redirect_uri.filter(|r| r.starts_with("http")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "URL blocked: redirect_uri is not allowed",
+        )
+            .into_response();
+    };
+    let scope = p.scope.unwrap_or_default();
+    consent::page(
+        "Facebook",
+        "consent",
+        &[
+            ("client_id", &config.meta_app_id),
+            ("redirect_uri", &redirect_uri),
+            ("state", p.state.as_deref().unwrap_or_default()),
+            ("scope", &scope),
+        ],
+        &scope.split(',').collect::<Vec<_>>(),
+        Some(("grant_ads_read", "Access ads performance (ads_read)")),
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    decision: String,
+    client_id: String,
+    redirect_uri: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    grant_ads_read: Option<String>,
+}
+
+pub async fn consent(State(sandbox): State<Sandbox>, Form(f): Form<ConsentForm>) -> Response {
+    let Ok(mut target) = url::Url::parse(&f.redirect_uri) else {
+        return (StatusCode::BAD_REQUEST, "URL blocked").into_response();
+    };
+    if f.decision != "allow" {
+        target
+            .query_pairs_mut()
+            .append_pair("error_reason", "user_denied")
+            .append_pair("error", "access_denied")
+            .append_pair("error_description", "Permissions error")
+            .append_pair("state", &f.state);
+        return Redirect::to(target.as_str()).into_response();
+    }
+    let scopes: Vec<String> = f
+        .scope
+        .split(',')
+        .filter(|s| !s.is_empty() && (*s != "ads_read" || f.grant_ads_read.is_some()))
+        .map(str::to_owned)
+        .collect();
+    let code = random("AQsbx");
+    sandbox.with_state(|s| {
+        s.meta_codes.insert(
+            code.clone(),
+            AuthCode {
+                grant: random("grant-"),
+                client_id: f.client_id,
+                redirect_uri: f.redirect_uri.clone(),
+                code_challenge: None,
+                scopes,
+                offline: false,
+                expires: Instant::now() + CODE_TTL,
+            },
+        )
+    });
+    target
+        .query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &f.state);
+    // Facebook appends this fragment to the redirect.
+    Redirect::to(&format!("{target}#_=_")).into_response()
+}
+
+pub async fn access_token(
+    State(sandbox): State<Sandbox>,
+    Path(_version): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(status) = sandbox.faults().meta_graph {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return graph_error(status, 1, None, "An unknown error occurred");
+    }
+    let config = sandbox.config().clone();
+    if q.get("client_id") != Some(&config.meta_app_id) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            101,
+            None,
+            "Error validating application. Invalid application ID.",
+        );
+    }
+    if q.get("client_secret") != Some(&config.meta_app_secret) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            1,
+            None,
+            "Error validating client secret.",
+        );
+    }
+    sandbox.with_state(|s| {
+        if q.get("grant_type").map(String::as_str) == Some("fb_exchange_token") {
+            s.counters.meta_long_lived_exchanges += 1;
+            let short = q.get("fb_exchange_token").and_then(|t| s.meta_short.get(t));
+            let Some(short) = short.filter(|t| t.live()) else {
+                return graph_error(StatusCode::BAD_REQUEST, 190, Some(463), "Error validating access token: Session has expired.");
+            };
+            let (grant, scopes) = (short.grant.clone(), short.scopes.clone());
+            let long = random("EAAsbxLong");
+            s.meta_long.insert(
+                long.clone(),
+                Token {
+                    grant,
+                    scopes,
+                    expires: Instant::now() + Duration::from_secs(LONG_LIVED_SECONDS),
+                    revoked: false,
+                },
+            );
+            return (
+                StatusCode::OK,
+                axum::Json(json!({"access_token": long, "token_type": "bearer", "expires_in": LONG_LIVED_SECONDS})),
+            )
+                .into_response();
+        }
+        s.counters.meta_code_exchanges += 1;
+        let Some(code) = q.get("code").and_then(|c| s.meta_codes.remove(c)) else {
+            return graph_error(StatusCode::BAD_REQUEST, 100, Some(36009), "This authorization code has been used.");
+        };
+        if code.expires < Instant::now() || q.get("redirect_uri") != Some(&code.redirect_uri) {
+            return graph_error(StatusCode::BAD_REQUEST, 100, Some(36008), "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request");
+        }
+        let short = random("EAAsbxShort");
+        s.meta_short.insert(
+            short.clone(),
+            Token {
+                grant: code.grant,
+                scopes: code.scopes,
+                expires: Instant::now() + Duration::from_secs(7200),
+                revoked: false,
+            },
+        );
+        (
+            StatusCode::OK,
+            axum::Json(json!({"access_token": short, "token_type": "bearer", "expires_in": 7200})),
+        )
+            .into_response()
+    })
+}
+
+/// The user token of a request: `Authorization: Bearer` or `access_token=`.
+fn user_token(headers: &HeaderMap, q: &HashMap<String, String>) -> Option<String> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("OAuth "))
+        })
+        .map(str::to_owned)
+        .or_else(|| q.get("access_token").cloned())
+}
+
+/// Scopes of a live long- or short-lived token, or the Graph error to answer.
+fn authorize_call(
+    sandbox: &Sandbox,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<(String, Vec<String>), Response> {
+    if let Some(status) = sandbox.faults().meta_graph {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Err(graph_error(
+            status,
+            2,
+            None,
+            "An unexpected error has occurred. Please retry your request later.",
+        ));
+    }
+    let Some(token) = user_token(headers, q) else {
+        return Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            2500,
+            None,
+            "An active access token must be used to query information about the current user.",
+        ));
+    };
+    sandbox.with_state(|s| {
+        s.counters.meta_graph_calls += 1;
+        let found = s.meta_long.get(&token).or_else(|| s.meta_short.get(&token));
+        match found {
+            Some(t) if t.live() => Ok((t.grant.clone(), t.scopes.clone())),
+            Some(_) => Err(graph_error(StatusCode::BAD_REQUEST, 190, Some(460), "Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons.")),
+            None => Err(graph_error(StatusCode::BAD_REQUEST, 190, None, "Invalid OAuth access token - Cannot parse access token")),
+        }
+    })
+}
+
+pub async fn permissions(
+    State(sandbox): State<Sandbox>,
+    Path(_version): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (_, scopes) = match authorize_call(&sandbox, &headers, &q) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let data: Vec<_> = ["ads_read", "business_management", "public_profile"]
+        .iter()
+        .map(|p| {
+            let granted = *p == "public_profile" || scopes.iter().any(|s| s == p);
+            json!({"permission": p, "status": if granted { "granted" } else { "declined" }})
+        })
+        .collect();
+    (StatusCode::OK, axum::Json(json!({ "data": data }))).into_response()
+}
+
+pub async fn revoke(
+    State(sandbox): State<Sandbox>,
+    Path(_version): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (grant, _) = match authorize_call(&sandbox, &headers, &q) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    sandbox.with_state(|s| {
+        s.counters.meta_revocations += 1;
+        for t in s.meta_long.values_mut().chain(s.meta_short.values_mut()) {
+            if t.grant == grant {
+                t.revoked = true;
+            }
+        }
+    });
+    (StatusCode::OK, axum::Json(json!({"success": true}))).into_response()
+}
+
+const AD_ACCOUNTS: &[(&str, &str, &str, i64)] = &[
+    ("1000000001", "Sandbox Shop Ads", "EUR", 1),
+    ("1000000002", "Sandbox Brand Ads", "USD", 1),
+    ("1000000003", "Sandbox Old Ads", "GBP", 101),
+];
+
+pub async fn ad_accounts(
+    State(sandbox): State<Sandbox>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(response) = authorize_call(&sandbox, &headers, &q) {
+        return response;
+    }
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(25)
+        .clamp(1, 100);
+    let start: usize = q
+        .get("after")
+        .and_then(|a| a.strip_prefix("cursor-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let data: Vec<_> = AD_ACCOUNTS
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|(id, name, currency, status)| {
+            json!({"id": format!("act_{id}"), "account_id": id, "name": name, "currency": currency, "account_status": status})
+        })
+        .collect();
+    let end = start + data.len();
+    let mut paging =
+        json!({"cursors": {"before": format!("cursor-{start}"), "after": format!("cursor-{end}")}});
+    if end < AD_ACCOUNTS.len() {
+        paging["next"] = json!(format!(
+            "https://graph.facebook.com/{version}/me/adaccounts?limit={limit}&after=cursor-{end}"
+        ));
+    }
+    (
+        StatusCode::OK,
+        axum::Json(json!({"data": data, "paging": paging})),
+    )
+        .into_response()
+}
