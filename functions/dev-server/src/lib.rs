@@ -4,17 +4,28 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use kpi_app::auth::{Authenticator, JwksSettings};
 use kpi_app::config::{QueueConfig, StoreConfig, VaultConfig};
+use kpi_app::providers::{Providers, SandboxApps};
 use kpi_app::{AppState, Config};
 use kpi_core::Result;
 use kpi_core::ports::{AppSecrets, CredentialVault, Queue, Store, SystemClock};
 use kpi_local::{EnvSecrets, LocalQueue, LocalQueueSettings, SqliteStore};
+use kpi_sandbox::{Sandbox, SandboxConfig};
 use kpi_vault::{CacheSettings, EnvelopeVault, LocalMasterKey};
+use secrecy::SecretString;
+
+/// Everything the dev server runs: the app state, the sandbox it mounts (when any
+/// provider uses it) and the dev secret behind `/dev/login`.
+pub struct DevServer {
+    pub state: AppState,
+    pub sandbox: Option<Sandbox>,
+}
 
 /// Wires the ports for `config`. AWS clients are built only when a backend
 /// needs them, and then from the standard AWS environment (`AWS_ENDPOINT_URL`
 /// and friends).
-pub async fn build_state(config: Config, secrets: Arc<EnvSecrets>) -> Result<AppState> {
+pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer> {
     let uses_aws = matches!(config.store, StoreConfig::DynamoDb { .. })
         || matches!(config.queue, QueueConfig::Sqs { .. })
         || matches!(config.vault, VaultConfig::Kms { .. });
@@ -44,14 +55,74 @@ pub async fn build_state(config: Config, secrets: Arc<EnvSecrets>) -> Result<App
         )),
     };
     let secrets: Arc<dyn AppSecrets> = secrets;
-    Ok(AppState {
-        config: Arc::new(config),
-        store,
-        queue,
-        vault,
-        secrets,
-        clock: Arc::new(SystemClock),
+
+    let any_sandbox = kpi_core::Provider::ALL
+        .iter()
+        .any(|p| config.sandbox_for(*p));
+    let sandbox = any_sandbox.then(|| Sandbox::new(SandboxConfig::default()));
+    let sandbox_apps = sandbox.as_ref().map(|s| {
+        let c = s.config();
+        let mut base = config.public_url.clone();
+        base.set_path("/sandbox");
+        SandboxApps {
+            base,
+            google_client_id: c.google_client_id.clone(),
+            google_client_secret: c.google_client_secret.clone(),
+            meta_app_id: c.meta_app_id.clone(),
+            meta_app_secret: c.meta_app_secret.clone(),
+        }
+    });
+    let providers = Providers::from_config(&config, sandbox_apps.as_ref())?;
+
+    // Without a configured dev secret, a random one per start: dev logins last
+    // until the server restarts.
+    let dev_secret = config.auth.dev_secret.clone().map_or_else(
+        || kpi_providers::oauth::random_token(32).map(SecretString::from),
+        Ok,
+    )?;
+    let jwks = match (
+        &config.auth.jwks_url,
+        &config.auth.issuer,
+        &config.auth.audience,
+    ) {
+        (Some(url), Some(issuer), Some(audience)) => Some(JwksSettings {
+            url: url.clone(),
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+        }),
+        _ => None,
+    };
+    let auth = Authenticator::new(Some(dev_secret), jwks, providers.http.clone());
+
+    Ok(DevServer {
+        state: AppState {
+            config: Arc::new(config),
+            store,
+            queue,
+            vault,
+            secrets,
+            clock: Arc::new(SystemClock),
+            auth: Arc::new(auth),
+            providers: Arc::new(providers),
+        },
+        sandbox,
     })
+}
+
+/// Every router of the system, the dev sign-in and the sandbox, in one app.
+pub fn router(server: &DevServer) -> axum::Router {
+    use kpi_app::http;
+    let mut app = http::with_defaults(
+        http::system_router()
+            .merge(http::api_router())
+            .merge(http::oauth_router())
+            .merge(http::dev_router()),
+    )
+    .with_state(server.state.clone());
+    if let Some(sandbox) = &server.sandbox {
+        app = app.nest("/sandbox", sandbox.router());
+    }
+    app
 }
 
 /// Reads `.env` (if present) and the environment into a configuration.

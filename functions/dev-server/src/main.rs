@@ -22,13 +22,6 @@ async fn main() -> ExitCode {
         }
     };
     let listen = config.listen;
-    let state = match dev_server::build_state(config, secrets).await {
-        Ok(state) => state,
-        Err(e) => {
-            eprintln!("cannot start: {}", e.log_chain());
-            return ExitCode::from(1);
-        }
-    };
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -40,14 +33,42 @@ async fn main() -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    // The first line on stdout is the address: scripts and tests read it. A closed
-    // stdout must not stop the server, so write errors are ignored.
+    let mut config = config;
+    if secrets.lookup("KPI_PUBLIC_URL").is_none() {
+        // Not configured: the address actually bound (KPI_LISTEN may ask for port 0).
+        if let Ok(url) = url::Url::parse(&format!("http://{addr}")) {
+            config.public_url = url;
+        }
+    }
+    let server = match dev_server::build(config, secrets).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("cannot start: {}", e.log_chain());
+            return ExitCode::from(1);
+        }
+    };
+    let public = server
+        .state
+        .config
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
     let _ = writeln!(
         std::io::stdout(),
-        "KPI Integrations dev server listening on http://{addr}\n  health:    http://{addr}/healthz\n  providers: http://{addr}/v1/providers"
+        "KPI Integrations dev server listening on http://{addr}\n  \
+         settings (dev login, workspace demo): {public}/dev/login?workspace=demo\n  \
+         API document: {public}/openapi.json\n  \
+         health: {public}/healthz"
     );
+    if server.sandbox.is_some() {
+        let _ = writeln!(
+            std::io::stdout(),
+            "  provider sandbox: {public}/sandbox (no real provider accounts are used)"
+        );
+    }
 
-    let app = kpi_app::http::app(state);
+    let app = dev_server::router(&server);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -276,9 +276,12 @@ impl Config {
             app_id: r.get("META_APP_ID"),
             app_secret: r.secret("META_APP_SECRET"),
             webhook_verify_token: r.secret("META_WEBHOOK_VERIFY_TOKEN"),
-            graph_version,
-            auth_url: r.url("META_AUTH_URL", "https://www.facebook.com/dialog/oauth")?,
+            auth_url: r.url(
+                "META_AUTH_URL",
+                &format!("https://www.facebook.com/{graph_version}/dialog/oauth"),
+            )?,
             graph_url: r.url("META_GRAPH_URL", "https://graph.facebook.com")?,
+            graph_version,
         };
 
         let resend = ResendConfig {

@@ -1,8 +1,11 @@
 //! The application layer shared by every deployment: typed configuration, the
 //! HTTP routers, and the state they run on (ports only, no concrete backends).
 
+pub mod auth;
 pub mod config;
+pub mod connect;
 pub mod http;
+pub mod providers;
 pub mod state;
 
 pub use config::{Config, ConfigError, Environment};

@@ -2,7 +2,9 @@ use std::sync::Arc;
 
 use kpi_core::ports::{AppSecrets, Clock, CredentialVault, Queue, Store};
 
+use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::providers::Providers;
 
 /// What handlers run on: the ports, wired once per process (per cold start on
 /// Lambda) by the binary that owns the deployment.
@@ -14,4 +16,6 @@ pub struct AppState {
     pub vault: Arc<dyn CredentialVault>,
     pub secrets: Arc<dyn AppSecrets>,
     pub clock: Arc<dyn Clock>,
+    pub auth: Arc<Authenticator>,
+    pub providers: Arc<Providers>,
 }

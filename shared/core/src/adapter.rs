@@ -47,6 +47,7 @@ pub struct SyncResult {
     pub refreshed_credentials: Option<ConnectionCredentials>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum HealthStatus {

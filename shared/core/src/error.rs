@@ -16,6 +16,7 @@ use crate::integration::IntegrationStatus;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One invalid field of an input, reported back to the caller.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
     /// JSON-pointer-like path of the field, e.g. `settings.property_id`.

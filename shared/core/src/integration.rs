@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::ids::{IntegrationId, WorkspaceId};
 use crate::provider::Provider;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IntegrationStatus {
@@ -117,6 +118,7 @@ impl fmt::Debug for SealedCredentials {
 }
 
 /// The last failure of an integration or job, safe to show to its users.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorRecord {
     pub code: String,

@@ -11,6 +11,7 @@ use crate::integration::ErrorRecord;
 use crate::kpi::DateRange;
 use crate::provider::Provider;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -78,6 +79,7 @@ impl fmt::Display for JobStatus {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobTrigger {
@@ -218,5 +220,27 @@ mod tests {
             assert_eq!(JobStatus::parse(s.as_str()).unwrap(), s);
         }
         assert!(JobStatus::parse("done").is_err());
+    }
+}
+
+/// The body of a sync queue message. Only ids: the worker loads everything else
+/// through the workspace scope, so a message can never carry stale data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncMessage {
+    pub job: JobId,
+    pub workspace: WorkspaceId,
+    pub integration: IntegrationId,
+    pub provider: Provider,
+}
+
+impl SyncMessage {
+    pub fn for_job(job: &SyncJob) -> Self {
+        Self {
+            job: job.id,
+            workspace: job.workspace.clone(),
+            integration: job.integration,
+            provider: job.provider,
+        }
     }
 }

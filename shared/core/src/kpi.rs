@@ -84,6 +84,7 @@ impl KpiPoint {
 }
 
 /// An inclusive range of reporting days.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DateRange {
     pub from: NaiveDate,

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::provider::Provider;
 
 /// What a KPI value measures, which decides how it is summed over a range.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {

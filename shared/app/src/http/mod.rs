@@ -1,11 +1,19 @@
 //! HTTP routers. Each route group is its own router so a Lambda serves only its
-//! group while the dev server mounts them all in one app.
+//! group, while the dev server mounts them all in one app.
 
+pub mod dev;
+pub mod extract;
+pub mod integrations;
+pub mod kpis;
+pub mod oauth;
+pub mod openapi;
 pub mod problem;
 mod providers;
 mod system;
+pub mod views;
 
 use axum::Router;
+use axum::routing::get;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::state::AppState;
@@ -13,22 +21,69 @@ use crate::state::AppState;
 /// Largest request body any route accepts; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Health and the provider catalogue: public, read-only.
+/// Health, the provider catalogue and the API document: public, read-only.
 pub fn system_router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", axum::routing::get(system::healthz))
-        .route("/v1/providers", axum::routing::get(providers::list))
+        .route("/healthz", get(system::healthz))
+        .route("/v1/providers", get(providers::list))
+        .route("/openapi.json", get(openapi::document))
 }
 
-/// Everything, as the dev server serves it.
+/// The workspace API: integrations, jobs, KPIs.
+pub fn api_router() -> Router<AppState> {
+    use integrations as i;
+    Router::new()
+        .route(
+            "/v1/workspaces/{ws}/integrations",
+            get(i::list).post(i::create),
+        )
+        .route(
+            "/v1/workspaces/{ws}/integrations/{id}",
+            get(i::get).patch(i::patch).delete(i::delete),
+        )
+        .route(
+            "/v1/workspaces/{ws}/integrations/{id}/options",
+            get(i::options),
+        )
+        .route(
+            "/v1/workspaces/{ws}/integrations/{id}/health",
+            get(i::health),
+        )
+        .route(
+            "/v1/workspaces/{ws}/integrations/{id}/status",
+            get(i::status),
+        )
+        .route(
+            "/v1/workspaces/{ws}/integrations/{id}/sync",
+            axum::routing::post(i::sync),
+        )
+        .route("/v1/workspaces/{ws}/integrations/{id}/jobs", get(i::jobs))
+        .route("/v1/workspaces/{ws}/kpis", get(kpis::query))
+}
+
+/// OAuth start and callback.
+pub fn oauth_router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/oauth/{provider}/start", get(oauth::start))
+        .route("/v1/oauth/{provider}/callback", get(oauth::callback))
+}
+
+/// Development sign-in (dev server only).
+pub fn dev_router() -> Router<AppState> {
+    Router::new().route("/dev/login", get(dev::login))
+}
+
+/// Every production route group, as one app (the dev server adds the dev and
+/// sandbox routes around it).
 pub fn app(state: AppState) -> Router {
-    with_defaults(system_router()).with_state(state)
+    with_defaults(system_router().merge(api_router()).merge(oauth_router())).with_state(state)
 }
 
-/// The layers every deployment of a router shares: body limit and a problem
-/// document for unknown routes.
+/// The layers every deployment of a router shares: body limit, problem
+/// documents for unknown routes and bare errors.
 pub fn with_defaults(router: Router<AppState>) -> Router<AppState> {
     router
         .fallback(problem::not_found)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(problem::problem_for_bare_errors))
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,
@@ -20,9 +20,48 @@ pub struct Problem {
     pub errors: Vec<kpi_core::error::FieldError>,
 }
 
-/// The error type of every handler.
+/// The error type of every handler: the taxonomy's errors, plus the few
+/// statuses that only HTTP has (400 for unparseable input, 413, 415).
 #[derive(Debug)]
 pub struct ApiError(pub Error);
+
+impl ApiError {
+    /// 400: the input could not even be parsed.
+    pub fn bad_request(message: &str) -> Self {
+        Self(Error::validation("body", message).with_source(HttpStatus(400)))
+    }
+    pub fn payload_too_large() -> Self {
+        Self(
+            Error::validation("body", "the request body is too large").with_source(HttpStatus(413)),
+        )
+    }
+    pub fn unsupported_media_type() -> Self {
+        Self(
+            Error::validation("body", "send the body as application/json")
+                .with_source(HttpStatus(415)),
+        )
+    }
+
+    fn status_override(&self) -> Option<StatusCode> {
+        use std::error::Error as _;
+        self.0
+            .source()
+            .and_then(|s| s.downcast_ref::<HttpStatus>())
+            .and_then(|s| StatusCode::from_u16(s.0).ok())
+    }
+}
+
+/// Marks an error whose HTTP status differs from its kind's (parse failures).
+#[derive(Debug)]
+struct HttpStatus(u16);
+
+impl std::fmt::Display for HttpStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}", self.0)
+    }
+}
+
+impl std::error::Error for HttpStatus {}
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
@@ -32,9 +71,10 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status_override().unwrap_or_else(|| {
+            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
         let err = self.0;
-        let status =
-            StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let detail = if status.is_server_error() {
             // The log has the chain; the caller gets no internals.
             tracing::error!(error = %err.log_chain(), "request failed");
@@ -43,7 +83,7 @@ impl IntoResponse for ApiError {
             err.message().to_owned()
         };
         let errors = match err.kind() {
-            ErrorKind::Validation { fields } => fields.clone(),
+            ErrorKind::Validation { fields } if status.as_u16() == 422 => fields.clone(),
             _ => Vec::new(),
         };
         let problem = Problem {
@@ -71,4 +111,29 @@ impl IntoResponse for ApiError {
 
 pub async fn not_found() -> ApiError {
     ApiError(Error::not_found("no such route"))
+}
+
+/// The body-limit layer answers 413 with an empty body; give it a problem document.
+pub async fn problem_for_bare_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if status == StatusCode::PAYLOAD_TOO_LARGE && !is_problem {
+        return ApiError::payload_too_large().into_response();
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED && !is_problem {
+        let mut r = ApiError(Error::not_found("method not allowed here")).into_response();
+        *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        if let Some(allow) = response.headers().get(header::ALLOW) {
+            r.headers_mut().insert(header::ALLOW, allow.clone());
+        }
+        return r;
+    }
+    response
 }

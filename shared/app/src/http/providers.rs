@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ProviderInfo {
     id: Provider,
     name: &'static str,
@@ -14,15 +14,20 @@ pub struct ProviderInfo {
     metrics: Vec<MetricInfo>,
     /// Served by the built-in sandbox instead of the real provider.
     sandbox: bool,
+    /// Whether a workspace can connect it in this deployment.
+    available: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct MetricInfo {
+    #[schema(value_type = String)]
     name: Metric,
     unit: kpi_core::metric::Unit,
 }
 
 /// The catalogue of connectable providers and the KPI metrics each one yields.
+#[utoipa::path(get, path = "/v1/providers", tag = "system", security(()),
+    responses((status = 200, body = Vec<ProviderInfo>)))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<ProviderInfo>> {
     Json(
         Provider::ALL
@@ -38,6 +43,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<ProviderInfo>> {
                     })
                     .collect(),
                 sandbox: state.config.sandbox_for(p),
+                available: state.providers.is_available(p),
             })
             .collect(),
     )

@@ -1,11 +1,18 @@
 use axum::Json;
-use serde_json::{Value, json};
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    status: String,
+    version: String,
+}
 
 /// Liveness: the process is up and serving. Dependencies are checked by the
 /// routes that use them, so one slow backend does not fail every health probe.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()),
+    responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }

@@ -1,0 +1,315 @@
+//! Identity: verifying the caller's JWT and turning it into a [`Principal`].
+//!
+//! Production tokens are RS256/ES256, verified with keys from `KPI_AUTH_JWKS_URL`
+//! (cached by `kid`, refetched when an unknown `kid` arrives, at most every
+//! [`JWKS_MIN_REFRESH`]), with issuer and audience checked and a small leeway on
+//! expiry. The dev server can also accept HS256 tokens signed with
+//! `KPI_AUTH_DEV_SECRET`; production refuses that setting at start-up.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use kpi_core::{Error, Principal, Result, WorkspaceId};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+use url::Url;
+
+/// Leeway on `exp` and `nbf`, for clock skew between issuer and us.
+pub const LEEWAY_SECONDS: u64 = 30;
+/// Unknown `kid`s trigger a JWKS refetch at most this often.
+pub const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
+/// Known keys are refetched after this long anyway (key rotation).
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+pub const DEV_ISSUER: &str = "kpi-integrations-dev";
+pub const DEV_AUDIENCE: &str = "kpi-integrations";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    workspaces: Vec<String>,
+    #[serde(default)]
+    platform_admin: bool,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+}
+
+impl Claims {
+    fn into_principal(self) -> Result<Principal> {
+        if self.sub.is_empty() {
+            return Err(Error::unauthenticated("the token has no subject"));
+        }
+        Ok(Principal {
+            sub: self.sub,
+            // Ids that could not be ours are ignored rather than failing the token.
+            workspaces: self
+                .workspaces
+                .iter()
+                .filter_map(|w| WorkspaceId::parse(w).ok())
+                .collect(),
+            platform_admin: self.platform_admin,
+        })
+    }
+}
+
+pub struct JwksSettings {
+    pub url: Url,
+    pub issuer: String,
+    pub audience: String,
+}
+
+struct KeyCache {
+    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    fetched: Option<Instant>,
+}
+
+pub struct Authenticator {
+    dev_secret: Option<SecretString>,
+    jwks: Option<(JwksSettings, reqwest::Client)>,
+    cache: RwLock<KeyCache>,
+}
+
+fn invalid() -> Error {
+    Error::unauthenticated("the access token is missing, invalid or expired")
+}
+
+impl Authenticator {
+    pub fn new(
+        dev_secret: Option<SecretString>,
+        jwks: Option<JwksSettings>,
+        http: reqwest::Client,
+    ) -> Self {
+        Self {
+            dev_secret,
+            jwks: jwks.map(|j| (j, http)),
+            cache: RwLock::new(KeyCache {
+                keys: HashMap::new(),
+                fetched: None,
+            }),
+        }
+    }
+
+    pub fn has_dev_secret(&self) -> bool {
+        self.dev_secret.is_some()
+    }
+
+    /// Verifies `token` and returns who it names.
+    pub async fn verify(&self, token: &str) -> Result<Principal> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        let claims = match header.alg {
+            Algorithm::HS256 => {
+                let secret = self.dev_secret.as_ref().ok_or_else(invalid)?;
+                let mut v = Validation::new(Algorithm::HS256);
+                v.set_issuer(&[DEV_ISSUER]);
+                v.set_audience(&[DEV_AUDIENCE]);
+                v.leeway = LEEWAY_SECONDS;
+                v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+                jsonwebtoken::decode::<Claims>(
+                    token,
+                    &DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+                    &v,
+                )
+                .map_err(|_| invalid())?
+                .claims
+            }
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let (settings, _) = self.jwks.as_ref().ok_or_else(invalid)?;
+                let kid = header.kid.ok_or_else(invalid)?;
+                let (key, alg) = self.key_for(&kid).await?;
+                if alg != header.alg {
+                    return Err(invalid());
+                }
+                let mut v = Validation::new(alg);
+                v.set_issuer(&[settings.issuer.as_str()]);
+                v.set_audience(&[settings.audience.as_str()]);
+                v.leeway = LEEWAY_SECONDS;
+                v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+                jsonwebtoken::decode::<Claims>(token, &key, &v)
+                    .map_err(|_| invalid())?
+                    .claims
+            }
+            _ => return Err(invalid()),
+        };
+        claims.into_principal()
+    }
+
+    async fn key_for(&self, kid: &str) -> Result<(DecodingKey, Algorithm)> {
+        {
+            let cache = self.cache.read().await;
+            let fresh = cache.fetched.is_some_and(|t| t.elapsed() < JWKS_MAX_AGE);
+            if fresh && let Some(found) = cache.keys.get(kid) {
+                return Ok(found.clone());
+            }
+        }
+        let mut cache = self.cache.write().await;
+        // Another request may have refreshed while we waited for the lock.
+        let recently = cache
+            .fetched
+            .is_some_and(|t| t.elapsed() < JWKS_MIN_REFRESH);
+        if !recently {
+            match self.fetch_keys().await {
+                Ok(keys) => {
+                    cache.keys = keys;
+                    cache.fetched = Some(Instant::now());
+                }
+                Err(e) if cache.keys.is_empty() => return Err(e),
+                // Keep serving known keys while the issuer is unreachable.
+                Err(e) => tracing::warn!(error = %e.log_chain(), "JWKS refresh failed"),
+            }
+        }
+        cache.keys.get(kid).cloned().ok_or_else(invalid)
+    }
+
+    async fn fetch_keys(&self) -> Result<HashMap<String, (DecodingKey, Algorithm)>> {
+        let (settings, http) = self.jwks.as_ref().ok_or_else(invalid)?;
+        let resp = http
+            .get(settings.url.clone())
+            .send()
+            .await
+            .map_err(|e| kpi_providers::http::send_error("the identity provider", e))?;
+        if !resp.status().is_success() {
+            return Err(Error::transient(format!(
+                "the identity provider's JWKS answered {}",
+                resp.status()
+            )));
+        }
+        let set: JwkSet = resp.json().await.map_err(|e| {
+            Error::transient("the JWKS could not be read").with_source(e.without_url())
+        })?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let Some(kid) = jwk.common.key_id.clone() else {
+                continue;
+            };
+            let alg = match &jwk.algorithm {
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                _ => continue,
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid, (key, alg));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Issues an HS256 token with the dev secret (dev login, tests, scripts).
+    pub fn issue_dev_token(
+        &self,
+        sub: &str,
+        workspaces: &[WorkspaceId],
+        platform_admin: bool,
+        ttl: Duration,
+    ) -> Result<String> {
+        let secret = self
+            .dev_secret
+            .as_ref()
+            .ok_or_else(|| Error::config("no KPI_AUTH_DEV_SECRET: dev tokens are off"))?;
+        sign_dev_token(secret, sub, workspaces, platform_admin, ttl)
+    }
+}
+
+/// Signs a dev token; separate so tests and tools can mint tokens for a server.
+pub fn sign_dev_token(
+    secret: &SecretString,
+    sub: &str,
+    workspaces: &[WorkspaceId],
+    platform_admin: bool,
+    ttl: Duration,
+) -> Result<String> {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        + ttl.as_secs();
+    let claims = Claims {
+        sub: sub.to_owned(),
+        workspaces: workspaces.iter().map(|w| w.to_string()).collect(),
+        platform_admin,
+        exp,
+        iss: Some(DEV_ISSUER.into()),
+        aud: Some(DEV_AUDIENCE.into()),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+    )
+    .map_err(|e| Error::internal("cannot sign a dev token").with_source(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(secret: &str) -> Authenticator {
+        Authenticator::new(
+            Some(SecretString::from(secret.to_owned())),
+            None,
+            reqwest::Client::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn dev_tokens_round_trip_and_forgeries_fail() {
+        let a = auth("dev-secret-1");
+        let ws = WorkspaceId::parse("demo").unwrap();
+        let token = a
+            .issue_dev_token(
+                "user-1",
+                std::slice::from_ref(&ws),
+                false,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let p = a.verify(&token).await.unwrap();
+        assert_eq!(p.sub, "user-1");
+        assert_eq!(p.workspaces, vec![ws.clone()]);
+        assert!(!p.platform_admin);
+
+        let other = auth("another-secret");
+        assert_eq!(
+            other.verify(&token).await.unwrap_err().code(),
+            "unauthenticated"
+        );
+        let mut tampered = token.clone();
+        tampered.insert(tampered.len() - 3, 'x');
+        assert!(a.verify(&tampered).await.is_err());
+        assert!(a.verify("not.a.jwt").await.is_err());
+        assert!(a.verify("").await.is_err());
+
+        // Expired beyond the leeway.
+        let claims = Claims {
+            sub: "u".into(),
+            workspaces: vec![],
+            platform_admin: true,
+            exp: 1_000,
+            iss: Some(DEV_ISSUER.into()),
+            aud: Some(DEV_AUDIENCE.into()),
+        };
+        let old = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"dev-secret-1"),
+        )
+        .unwrap();
+        assert!(a.verify(&old).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn hs256_is_refused_without_a_dev_secret() {
+        let signer = auth("s");
+        let token = signer
+            .issue_dev_token("u", &[], false, Duration::from_secs(60))
+            .unwrap();
+        let production = Authenticator::new(None, None, reqwest::Client::new());
+        assert!(production.verify(&token).await.is_err());
+    }
+}

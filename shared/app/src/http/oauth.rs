@@ -1,0 +1,447 @@
+//! OAuth connect flows for GA4 (Google) and Meta Ads, following RFC 9700.
+//!
+//! `start` (authenticated) stores a single-use state record — only the SHA-256 of
+//! the 256-bit `state` value, bound to workspace, user, provider and to this
+//! browser through a cookie whose hash is stored too — and redirects to the
+//! provider. `callback` consumes the state atomically, checks the provider
+//! (mix-up defence) and the browser binding, exchanges the code and stores the
+//! credentials encrypted. Nothing is stored when any step fails.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::Duration;
+use kpi_core::credentials::ConnectionCredentials;
+use kpi_core::ports::CredentialContext;
+use kpi_core::ports::store::OAuthState;
+use kpi_core::provider::AuthMode;
+use kpi_core::{Error, Integration, IntegrationId, IntegrationStatus, Provider, WorkspaceScope};
+use kpi_providers::oauth::{Pkce, random_token, sha256_b64};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::extract::{ApiQuery, Auth, constant_time_eq, integration_id, workspace_scope};
+use super::integrations::modify_integration;
+use super::problem::{ApiError, Problem};
+use crate::connect;
+use crate::state::AppState;
+
+/// How long a started authorization may take.
+pub const STATE_TTL_MINUTES: i64 = 10;
+
+fn binding_cookie(provider: Provider) -> String {
+    format!("kpi_oauth_{provider}")
+}
+
+fn oauth_provider(raw: &str) -> Result<Provider, ApiError> {
+    let provider: Provider = raw
+        .parse()
+        .map_err(|_| Error::not_found("unknown provider"))?;
+    if provider.auth_mode() != AuthMode::OAuth {
+        return Err(Error::not_found(format!(
+            "{} does not connect with OAuth",
+            provider.display_name()
+        ))
+        .into());
+    }
+    Ok(provider)
+}
+
+/// Same-origin relative paths only: no scheme, no host, no `//` or `/\`.
+pub fn safe_return_to(raw: &str) -> Result<String, Error> {
+    let ok = raw.starts_with('/')
+        && !raw.starts_with("//")
+        && !raw.starts_with("/\\")
+        && raw.len() <= 512
+        && !raw.chars().any(|c| c.is_control() || c == '\\');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(Error::validation(
+            "return_to",
+            "must be a path on this site, such as /settings/integrations",
+        ))
+    }
+}
+
+fn default_return_to(workspace: &str) -> String {
+    format!("/settings/integrations?workspace={workspace}")
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StartParams {
+    workspace: String,
+    /// Reconnect this integration instead of creating a new one.
+    integration: Option<String>,
+    /// Where to send the browser afterwards (a path on this site).
+    return_to: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/oauth/{provider}/start", tag = "oauth",
+    params(("provider" = String, Path, description = "ga4 or meta_ads"), StartParams),
+    responses((status = 303, description = "to the provider's consent page"), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)))]
+pub async fn start(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(provider): Path<String>,
+    ApiQuery(q): ApiQuery<StartParams>,
+) -> Result<Response, ApiError> {
+    let provider = oauth_provider(&provider)?;
+    let scope = workspace_scope(&principal, &q.workspace)?;
+    let return_to = q.return_to.as_deref().map(safe_return_to).transpose()?;
+    let integration = match q.integration.as_deref() {
+        Some(raw) => {
+            let existing = state
+                .store
+                .get_integration(&scope, integration_id(raw)?)
+                .await?;
+            if existing.provider != provider {
+                return Err(Error::validation(
+                    "integration",
+                    "that integration belongs to another provider",
+                )
+                .into());
+            }
+            if existing.status() == IntegrationStatus::Disconnected {
+                return Err(
+                    Error::conflict("that integration is disconnected; connect a new one").into(),
+                );
+            }
+            Some(existing.id)
+        }
+        None => None,
+    };
+    let state_value = random_token(32)?;
+    let binding = random_token(32)?;
+    let redirect_uri = state.config.oauth_redirect_uri(provider);
+    let (auth_url, pkce_verifier) = match provider {
+        Provider::Ga4 => {
+            let google = state
+                .providers
+                .google
+                .as_ref()
+                .ok_or_else(|| Error::config("Google is not configured (GOOGLE_CLIENT_ID)"))?;
+            let pkce = Pkce::generate()?;
+            (
+                google.authorization_url(&state_value, &pkce.challenge, &redirect_uri),
+                Some(pkce.verifier),
+            )
+        }
+        _ => {
+            let meta = state
+                .providers
+                .meta
+                .as_ref()
+                .ok_or_else(|| Error::config("Meta is not configured (META_APP_ID)"))?;
+            (meta.authorization_url(&state_value, &redirect_uri), None)
+        }
+    };
+    let now = state.clock.now();
+    state
+        .store
+        .put_oauth_state(
+            &scope,
+            &OAuthState {
+                key: sha256_b64(&state_value),
+                workspace: scope.workspace().clone(),
+                user: principal.sub.clone(),
+                provider,
+                integration,
+                browser_binding: sha256_b64(&binding),
+                pkce_verifier,
+                return_to,
+                expires_at: now + Duration::minutes(STATE_TTL_MINUTES),
+            },
+        )
+        .await?;
+    let cookie = format!(
+        "{}={binding}; Path=/v1/oauth/{provider}; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+        binding_cookie(provider),
+        STATE_TTL_MINUTES * 60
+    );
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::from_str(auth_url.as_str())
+            .map_err(|_| Error::internal("bad authorization URL"))?,
+    );
+    headers.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|_| Error::internal("bad cookie"))?,
+    );
+    no_store(&mut response);
+    Ok(response)
+}
+
+fn no_store(response: &mut Response) {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The provider's code and state must not leak through a Referer header.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+/// A page for failures that cannot go back to the UI (no trusted return path).
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let mut response = (
+        status,
+        Html(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Connection failed</title></head>\
+             <body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto\">\
+             <h1>The connection could not be completed</h1><p id=\"message\">{}</p>\
+             <p><a href=\"/settings/integrations\">Back to integrations</a></p></body></html>",
+            message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+        )),
+    )
+        .into_response();
+    no_store(&mut response);
+    response
+}
+
+/// Redirects to the UI path with the outcome in the query string, and expires
+/// the binding cookie.
+fn back_to_ui(
+    state: &AppState,
+    provider: Provider,
+    return_to: &str,
+    outcome: &[(&str, &str)],
+) -> Response {
+    let base = state.config.public_url.clone();
+    let target = match base.join(return_to) {
+        Ok(mut url) => {
+            {
+                let mut pairs = url.query_pairs_mut();
+                for (k, v) in outcome {
+                    pairs.append_pair(k, v);
+                }
+            }
+            match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            }
+        }
+        Err(_) => "/settings/integrations".to_owned(),
+    };
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(&target) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    let expired = format!(
+        "{}=; Path=/v1/oauth/{provider}; Max-Age=0; HttpOnly; Secure; SameSite=Lax",
+        binding_cookie(provider)
+    );
+    if let Ok(v) = HeaderValue::from_str(&expired) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    no_store(&mut response);
+    response
+}
+
+#[utoipa::path(get, path = "/v1/oauth/{provider}/callback", tag = "oauth",
+    params(("provider" = String, Path), ("state" = Option<String>, Query), ("code" = Option<String>, Query), ("error" = Option<String>, Query)),
+    responses((status = 303, description = "back to the UI with the outcome"), (status = 400, description = "invalid, expired or replayed state (HTML page)"), (status = 404, description = "unknown provider (HTML page)")))]
+pub async fn callback(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    parts: axum::http::request::Parts,
+) -> Response {
+    let Ok(provider) = oauth_provider(&provider) else {
+        return error_page(StatusCode::NOT_FOUND, "Unknown provider.");
+    };
+    // Providers may add parameters of their own: read permissively.
+    let params: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(state_value) = params
+        .get("state")
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+    else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The provider's answer had no state. Start connecting again.",
+        );
+    };
+    let now = state.clock.now();
+    let record = match state
+        .store
+        .consume_oauth_state(&sha256_b64(state_value), now)
+        .await
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in link has expired or was already used. Start connecting again from the integrations page.",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e.log_chain(), "oauth state lookup failed");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Something went wrong on our side; try again.",
+            );
+        }
+    };
+    if record.provider != provider {
+        // Mix-up defence: a state issued for one provider came back from another.
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This answer came from a different provider than the one you started with. Start connecting again.",
+        );
+    }
+    let bound = super::extract::cookie(&parts, &binding_cookie(provider))
+        .is_some_and(|value| constant_time_eq(&sha256_b64(value), &record.browser_binding));
+    if !bound {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in was started in another browser or its cookie is missing. Start connecting again here.",
+        );
+    }
+    let return_to = record
+        .return_to
+        .clone()
+        .unwrap_or_else(|| default_return_to(record.workspace.as_str()));
+    let name = provider.as_str();
+    if let Some(error) = params.get("error") {
+        let outcome = if error == "access_denied" {
+            "access_denied"
+        } else {
+            "provider_error"
+        };
+        return back_to_ui(
+            &state,
+            provider,
+            &return_to,
+            &[("oauth_error", outcome), ("provider", name)],
+        );
+    }
+    let Some(code) = params
+        .get("code")
+        .filter(|c| !c.is_empty() && c.len() <= 2048)
+    else {
+        return back_to_ui(
+            &state,
+            provider,
+            &return_to,
+            &[("oauth_error", "invalid_response"), ("provider", name)],
+        );
+    };
+    match finish(&state, &record, code).await {
+        Ok(id) => back_to_ui(
+            &state,
+            provider,
+            &return_to,
+            &[("connected", name), ("integration", &id.to_string())],
+        ),
+        Err(e) => {
+            tracing::warn!(provider = name, workspace = %record.workspace, error = %e.log_chain(), "oauth connect failed");
+            let outcome = match e.kind() {
+                kpi_core::ErrorKind::Validation { .. } => "scope_missing",
+                _ => "exchange_failed",
+            };
+            back_to_ui(
+                &state,
+                provider,
+                &return_to,
+                &[("oauth_error", outcome), ("provider", name)],
+            )
+        }
+    }
+}
+
+/// Exchanges the code and stores the credentials: a new integration, or the one
+/// being reconnected.
+async fn finish(state: &AppState, record: &OAuthState, code: &str) -> Result<IntegrationId, Error> {
+    let now = state.clock.now();
+    let redirect_uri = state.config.oauth_redirect_uri(record.provider);
+    let tokens = match record.provider {
+        Provider::Ga4 => {
+            let google = state
+                .providers
+                .google
+                .as_ref()
+                .ok_or_else(|| Error::config("Google is not configured"))?;
+            let verifier = record
+                .pkce_verifier
+                .as_deref()
+                .ok_or_else(|| Error::internal("the OAuth state has no PKCE verifier"))?;
+            google
+                .exchange_code(code, verifier, &redirect_uri, now)
+                .await?
+        }
+        _ => {
+            let meta = state
+                .providers
+                .meta
+                .as_ref()
+                .ok_or_else(|| Error::config("Meta is not configured"))?;
+            meta.exchange_code(code, &redirect_uri, now).await?
+        }
+    };
+    let credentials = ConnectionCredentials::OAuth(tokens);
+    // The state record was written by `start` after authorising this user for
+    // this workspace, and has just been consumed by its bound browser.
+    let scope = WorkspaceScope::for_system(
+        record.workspace.clone(),
+        "consumed OAuth state of an authorised user",
+    );
+    match record.integration {
+        Some(id) => {
+            let existing = state.store.get_integration(&scope, id).await?;
+            let sealed = state
+                .vault
+                .seal(&CredentialContext::of(&existing), &credentials)
+                .await?;
+            modify_integration(state, &scope, id, |i| {
+                if i.provider != record.provider {
+                    return Err(Error::conflict("the integration changed provider"));
+                }
+                i.credentials = Some(sealed.clone());
+                i.last_error = None;
+                let target = if connect::settings_complete(i) {
+                    IntegrationStatus::Connected
+                } else {
+                    IntegrationStatus::NeedsConfiguration
+                };
+                if i.status() != IntegrationStatus::Paused && i.status() != target {
+                    i.transition(target, now)?;
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(id)
+        }
+        None => {
+            let mut integration = Integration::new(
+                IntegrationId::new_random(),
+                record.workspace.clone(),
+                record.provider,
+                record.provider.display_name(),
+                now,
+            );
+            integration.credentials = Some(
+                state
+                    .vault
+                    .seal(&CredentialContext::of(&integration), &credentials)
+                    .await?,
+            );
+            integration.transition(IntegrationStatus::NeedsConfiguration, now)?;
+            let stored = state.store.create_integration(&scope, &integration).await?;
+            Ok(stored.id)
+        }
+    }
+}
