@@ -366,6 +366,17 @@ impl Config {
         )
     }
 
+    /// `; Secure` for cookies when served over https (always in production, where
+    /// KPI_PUBLIC_URL must be https). Plain-http development keeps cookies usable
+    /// by every client.
+    pub fn cookie_secure_attr(&self) -> &'static str {
+        if self.public_url.scheme() == "https" {
+            "; Secure"
+        } else {
+            ""
+        }
+    }
+
     /// Whether `provider` is served by the built-in sandbox.
     pub fn sandbox_for(&self, provider: Provider) -> bool {
         match self.sandbox {

@@ -43,6 +43,7 @@ pub async fn login(
     };
     let csrf = random_token(32)?;
     let max_age = SESSION_HOURS * 3600;
+    let secure = state.config.cookie_secure_attr();
     let mut response = StatusCode::SEE_OTHER.into_response();
     let h = response.headers_mut();
     let bad = |_| ApiError(Error::internal("bad header"));
@@ -53,7 +54,7 @@ pub async fn login(
     h.append(
         header::SET_COOKIE,
         HeaderValue::from_str(&format!(
-            "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax"
+            "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
         ))
         .map_err(bad)?,
     );
@@ -61,7 +62,7 @@ pub async fn login(
     h.append(
         header::SET_COOKIE,
         HeaderValue::from_str(&format!(
-            "{CSRF_COOKIE}={csrf}; Path=/; Max-Age={max_age}; Secure; SameSite=Strict"
+            "{CSRF_COOKIE}={csrf}; Path=/; Max-Age={max_age}; SameSite=Strict{secure}"
         ))
         .map_err(bad)?,
     );

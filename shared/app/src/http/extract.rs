@@ -127,23 +127,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     ))
                 }
             })?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Ok(value) => Ok(ApiJson(value)),
+        // Two steps, because serde_json reports some type mismatches (a number
+        // where an enum goes) as syntax errors: first "is it JSON" (400), then
+        // "does it fit" (422 naming the field).
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(parsed) => Ok(ApiJson(parsed)),
             Err(err) => {
                 let path = err.path().to_string();
-                let inner = err.into_inner();
-                if inner.is_syntax() || inner.is_eof() {
-                    Err(ApiError::bad_request("the body is not valid JSON"))
-                } else {
-                    let field = if path == "." { "body".to_owned() } else { path };
-                    let message = field_message(&inner.to_string());
-                    Err(Error::validation_fields(
-                        format!("invalid field {field}: {message}"),
-                        vec![FieldError { field, message }],
-                    )
-                    .into())
-                }
+                let field = if path == "." { "body".to_owned() } else { path };
+                let message = field_message(&err.into_inner().to_string());
+                Err(Error::validation_fields(
+                    format!("invalid field {field}: {message}"),
+                    vec![FieldError { field, message }],
+                )
+                .into())
             }
         }
     }

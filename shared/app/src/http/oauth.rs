@@ -160,9 +160,10 @@ pub async fn start(
         )
         .await?;
     let cookie = format!(
-        "{}={binding}; Path=/v1/oauth/{provider}; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+        "{}={binding}; Path=/v1/oauth/{provider}; Max-Age={}; HttpOnly; SameSite=Lax{}",
         binding_cookie(provider),
-        STATE_TTL_MINUTES * 60
+        STATE_TTL_MINUTES * 60,
+        state.config.cookie_secure_attr()
     );
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
@@ -235,8 +236,9 @@ fn back_to_ui(
         response.headers_mut().insert(header::LOCATION, v);
     }
     let expired = format!(
-        "{}=; Path=/v1/oauth/{provider}; Max-Age=0; HttpOnly; Secure; SameSite=Lax",
-        binding_cookie(provider)
+        "{}=; Path=/v1/oauth/{provider}; Max-Age=0; HttpOnly; SameSite=Lax{}",
+        binding_cookie(provider),
+        state.config.cookie_secure_attr()
     );
     if let Ok(v) = HeaderValue::from_str(&expired) {
         response.headers_mut().insert(header::SET_COOKIE, v);

@@ -1,0 +1,135 @@
+//! The whole system in process, as the dev server runs it: real router, SQLite
+//! store, local queue and key, and the sandbox standing in for the providers,
+//! served on a free port. Clients talk real HTTP to it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kpi_app::Config;
+use kpi_core::WorkspaceId;
+use kpi_local::EnvSecrets;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::SecretString;
+
+use crate::moto::{remove_dir, temp_dir};
+
+pub const DEV_SECRET: &str = "test-dev-secret-0123456789";
+
+pub struct TestApp {
+    pub base: String,
+    pub server: dev_server::DevServer,
+    pub dir: PathBuf,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        remove_dir(&self.dir);
+    }
+}
+
+impl TestApp {
+    /// Starts the app with `extra` configuration on top of the test defaults.
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        let dir = temp_dir("kpi-app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut vars: HashMap<String, String> = [
+            ("KPI_LISTEN", addr.to_string()),
+            ("KPI_PUBLIC_URL", format!("http://{addr}")),
+            (
+                "KPI_STORE",
+                format!("sqlite:{}", dir.join("kpi.db").display()),
+            ),
+            (
+                "KPI_VAULT",
+                format!("local:{}", dir.join("master.key").display()),
+            ),
+            ("KPI_AUTH_DEV_SECRET", DEV_SECRET.to_owned()),
+            ("KPI_SANDBOX", "on".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config = Config::from_lookup(
+            &move |n| vars.get(n).cloned(),
+            kpi_app::Environment::Development,
+        )
+        .expect("test configuration");
+        let server = dev_server::build(config, std::sync::Arc::new(EnvSecrets::default()))
+            .await
+            .expect("build app");
+        let router = dev_server::router(&server);
+        tokio::spawn(async move {
+            let _ = axum_serve(listener, router).await;
+        });
+        Self {
+            base: format!("http://{addr}"),
+            server,
+            dir,
+        }
+    }
+
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A token for `sub` managing `workspaces`.
+    pub fn token(&self, sub: &str, workspaces: &[&str], admin: bool) -> String {
+        let ws: Vec<WorkspaceId> = workspaces
+            .iter()
+            .map(|w| WorkspaceId::parse(w).unwrap())
+            .collect();
+        kpi_app::auth::sign_dev_token(
+            &SecretString::from(DEV_SECRET.to_owned()),
+            sub,
+            &ws,
+            admin,
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+    }
+
+    /// An HTTP client sending `Authorization: Bearer` for a user of `workspaces`,
+    /// not following redirects.
+    pub fn client_for(&self, workspaces: &[&str]) -> reqwest::Client {
+        let mut headers = HeaderMap::new();
+        let token = self.token("user-1", workspaces, false);
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// A "browser": keeps cookies, does not follow redirects.
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub fn sandbox(&self) -> &kpi_sandbox::Sandbox {
+        self.server.sandbox.as_ref().expect("sandbox on")
+    }
+}
+
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
