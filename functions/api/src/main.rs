@@ -1,0 +1,10 @@
+//! Lambda for the workspace API route group.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    kpi_lambda::serve(|state| {
+        use kpi_app::http;
+        http::with_defaults(http::system_router().merge(http::api_router())).with_state(state)
+    })
+    .await
+}

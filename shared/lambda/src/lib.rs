@@ -1,0 +1,116 @@
+//! Start-up of every Lambda, once per cold start: JSON logs, configuration from
+//! the environment merged with the Secrets Manager JSON (`KPI_SECRET_ID`), and
+//! the AWS adapters wired into an [`AppState`]. A function's `main.rs` only picks
+//! its routers and calls [`serve`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kpi_app::auth::{Authenticator, JwksSettings};
+use kpi_app::config::{QueueConfig, StoreConfig, VaultConfig};
+use kpi_app::providers::Providers;
+use kpi_app::{AppState, Config, Environment};
+use kpi_aws::{DynamoStore, KmsKeySource, SecretsManagerSecrets, SqsQueue};
+use kpi_core::ports::{AppSecrets, SystemClock};
+use kpi_core::{Error, Result};
+use kpi_vault::{CacheSettings, EnvelopeVault};
+
+/// How long a warm function trusts its copy of the application secret.
+pub const SECRET_TTL: Duration = Duration::from_secs(300);
+
+/// JSON logs in the Lambda environment (readable text elsewhere), level from
+/// `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        builder.json().without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Builds the state from the process environment.
+pub async fn app_state() -> Result<AppState> {
+    let sdk = kpi_aws::load_sdk_config().await;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let manager = env
+        .get("KPI_SECRET_ID")
+        .map(|id| Arc::new(SecretsManagerSecrets::new(&sdk, id, SECRET_TTL)));
+    let from_secret = match &manager {
+        Some(s) => s.values().await?,
+        None => HashMap::new(),
+    };
+    // The environment wins over the secret, so one value can be overridden per function.
+    let lookup = move |name: &str| env.get(name).or_else(|| from_secret.get(name)).cloned();
+    let config = Config::from_lookup(&lookup, Environment::Production)
+        .map_err(|e| Error::config(e.to_string()))?;
+
+    let StoreConfig::DynamoDb { table } = &config.store else {
+        return Err(Error::config("KPI_STORE: a Lambda needs dynamodb:TABLE"));
+    };
+    let QueueConfig::Sqs { urls } = &config.queue else {
+        return Err(Error::config("KPI_QUEUE: a Lambda needs sqs"));
+    };
+    let VaultConfig::Kms { key_id } = &config.vault else {
+        return Err(Error::config("KPI_VAULT: a Lambda needs kms:KEY"));
+    };
+    let providers = Providers::from_config(&config, None)?;
+    let jwks = match (&config.auth.jwks_url, &config.auth.issuer, &config.auth.audience) {
+        (Some(url), Some(issuer), Some(audience)) => Some(JwksSettings {
+            url: url.clone(),
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+        }),
+        _ => None,
+    };
+    let auth = Authenticator::new(config.auth.dev_secret.clone(), jwks, providers.http.clone());
+    let secrets: Arc<dyn AppSecrets> = match manager {
+        Some(s) => s,
+        None => Arc::new(EnvOnly),
+    };
+    Ok(AppState {
+        store: Arc::new(DynamoStore::new(&sdk, table)),
+        queue: Arc::new(SqsQueue::new(&sdk, urls.clone())),
+        vault: Arc::new(EnvelopeVault::new(
+            KmsKeySource::new(&sdk, key_id),
+            CacheSettings::default(),
+        )),
+        secrets,
+        clock: Arc::new(SystemClock),
+        auth: Arc::new(auth),
+        providers: Arc::new(providers),
+        config: Arc::new(config),
+    })
+}
+
+/// No Secrets Manager secret configured: secrets come from the environment.
+struct EnvOnly;
+
+#[async_trait::async_trait]
+impl AppSecrets for EnvOnly {
+    async fn get(&self, name: &str) -> Result<Option<secrecy::SecretString>> {
+        Ok(std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(secrecy::SecretString::from))
+    }
+}
+
+/// Serves `router` as the function's handler. A start-up failure is logged and
+/// returned, so Lambda reports an init error instead of serving half-wired.
+pub async fn serve(
+    router: impl FnOnce(AppState) -> axum::Router,
+) -> std::result::Result<(), lambda_http::Error> {
+    init_tracing();
+    let state = match app_state().await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!(error = %e.log_chain(), "start-up failed");
+            return Err(e.log_chain().into());
+        }
+    };
+    lambda_http::run(router(state)).await
+}
