@@ -106,7 +106,7 @@ impl TestApp {
             reqwest::header::AUTHORIZATION,
             HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
         );
-        reqwest::Client::builder()
+        crate::client_builder()
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -115,7 +115,7 @@ impl TestApp {
 
     /// A "browser": keeps cookies, does not follow redirects.
     pub fn browser(&self) -> reqwest::Client {
-        reqwest::Client::builder()
+        crate::client_builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -7,3 +7,15 @@ pub mod conformance;
 pub mod fixtures;
 pub mod flows;
 pub mod moto;
+
+/// A reqwest client builder for tests, with the process's TLS provider (ring,
+/// as in production) installed first.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = kpi_providers::http::client(std::time::Duration::from_secs(30));
+    reqwest::Client::builder()
+}
+
+/// A plain test client.
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("test HTTP client")
+}

@@ -43,7 +43,7 @@ async fn create_resend(app: &TestApp, client: &reqwest::Client, ws: &str) -> Val
 #[tokio::test]
 async fn no_token_or_a_bad_one_is_401() {
     let app = TestApp::spawn().await;
-    let anonymous = reqwest::Client::new();
+    let anonymous = kpi_tests::client();
     let url = app.url("/v1/workspaces/demo/integrations");
     problem(anonymous.get(&url).send().await.unwrap(), 401).await;
     for bad in ["Bearer garbage", "Bearer ", "Basic dXNlcjpwYXNz"] {
@@ -593,7 +593,9 @@ async fn cookie_sessions_need_the_csrf_token_for_writes() {
 #[tokio::test]
 async fn the_api_document_is_openapi_3_1() {
     let app = TestApp::spawn().await;
-    let doc: Value = reqwest::get(app.url("/openapi.json"))
+    let doc: Value = kpi_tests::client()
+        .get(app.url("/openapi.json"))
+        .send()
         .await
         .unwrap()
         .json()

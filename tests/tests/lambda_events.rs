@@ -8,7 +8,9 @@ use tower::ServiceExt as _;
 fn router_for(function: &str, app: &TestApp) -> axum::Router {
     let state = app.server.state.clone();
     match function {
-        "api" => http::with_defaults(http::system_router().merge(http::api_router())).with_state(state),
+        "api" => {
+            http::with_defaults(http::system_router().merge(http::api_router())).with_state(state)
+        }
         "oauth" => http::with_defaults(http::oauth_router()).with_state(state),
         other => panic!("no function {other}"),
     }
@@ -32,7 +34,10 @@ async fn every_sample_event_is_served_by_its_function() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name.ends_with(".json") {
             seen += 1;
-            assert!(cases.iter().any(|(f, _, _)| *f == name), "{name} has no expectation here");
+            assert!(
+                cases.iter().any(|(f, _, _)| *f == name),
+                "{name} has no expectation here"
+            );
         }
     }
     assert_eq!(seen, cases.len());
@@ -40,7 +45,8 @@ async fn every_sample_event_is_served_by_its_function() {
         let raw = std::fs::read_to_string(dir.join(file))
             .unwrap()
             .replace("REPLACE_WITH_DEV_TOKEN", &token);
-        let request = lambda_http::request::from_str(&raw).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let request =
+            lambda_http::request::from_str(&raw).unwrap_or_else(|e| panic!("{file}: {e}"));
         let response = router_for(function, &app).oneshot(request).await.unwrap();
         assert_eq!(response.status().as_u16(), expected, "{file}");
     }

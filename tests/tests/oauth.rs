@@ -34,7 +34,10 @@ async fn ga4_connect_pick_property_and_reconnect() {
     let back = consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true).await;
     let (status, pairs, target) = finish(&browser, &app.base, &back.callback).await;
     assert_eq!(status, 303, "{target}");
-    assert!(target.contains("/settings/integrations?workspace=demo"), "{target}");
+    assert!(
+        target.contains("/settings/integrations?workspace=demo"),
+        "{target}"
+    );
     assert_eq!(param(&pairs, "connected"), Some("ga4"));
     let id = param(&pairs, "integration").unwrap().to_owned();
 
@@ -44,13 +47,25 @@ async fn ga4_connect_pick_property_and_reconnect() {
     assert_eq!(got["status"], "needs_configuration");
     assert_eq!(got["has_credentials"], true);
 
-    let options: Value = c.get(item("/options")).send().await.unwrap().json().await.unwrap();
+    let options: Value = c
+        .get(item("/options"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(options["setting"], "property");
     assert_eq!(options["options"].as_array().unwrap().len(), 3);
     assert_eq!(options["options"][0]["group"], "Sandbox Shop");
 
     // A property the user cannot read is refused; one from the options connects.
-    let resp = c.patch(item("")).json(&json!({"settings": {"property": "properties/999"}})).send().await.unwrap();
+    let resp = c
+        .patch(item(""))
+        .json(&json!({"settings": {"property": "properties/999"}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 422);
     let patched: Value = c
         .patch(item(""))
@@ -63,11 +78,26 @@ async fn ga4_connect_pick_property_and_reconnect() {
         .unwrap();
     assert_eq!(patched["status"], "connected");
     assert!(patched["next_sync_at"].is_string(), "scheduled right away");
-    let health: Value = c.get(item("/health")).send().await.unwrap().json().await.unwrap();
+    let health: Value = c
+        .get(item("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["state"], "healthy");
 
     // Reconnecting updates the same integration instead of adding one.
-    let back = consent(&browser, &app.base, "ga4", &format!("workspace=demo&integration={id}"), "allow", true).await;
+    let back = consent(
+        &browser,
+        &app.base,
+        "ga4",
+        &format!("workspace=demo&integration={id}"),
+        "allow",
+        true,
+    )
+    .await;
     let (_, pairs, _) = finish(&browser, &app.base, &back.callback).await;
     assert_eq!(param(&pairs, "integration"), Some(id.as_str()));
     assert_eq!(integrations(&app, "demo").await.len(), 1);
@@ -80,14 +110,28 @@ async fn ga4_connect_pick_property_and_reconnect() {
 async fn meta_connect_uses_a_long_lived_token_and_lists_ad_accounts() {
     let app = TestApp::spawn().await;
     let browser = signed_in(&app).await;
-    let back = consent(&browser, &app.base, "meta_ads", "workspace=demo&return_to=/settings/integrations%3Fworkspace%3Ddemo%26tab%3Dads", "allow", true).await;
+    let back = consent(
+        &browser,
+        &app.base,
+        "meta_ads",
+        "workspace=demo&return_to=/settings/integrations%3Fworkspace%3Ddemo%26tab%3Dads",
+        "allow",
+        true,
+    )
+    .await;
     let (status, pairs, target) = finish(&browser, &app.base, &back.callback).await;
     assert_eq!(status, 303);
     assert!(target.contains("tab=ads"), "return_to kept: {target}");
     assert_eq!(param(&pairs, "connected"), Some("meta_ads"));
     let id = param(&pairs, "integration").unwrap().to_owned();
     let counters = app.sandbox().counters();
-    assert_eq!((counters.meta_code_exchanges, counters.meta_long_lived_exchanges), (1, 1));
+    assert_eq!(
+        (
+            counters.meta_code_exchanges,
+            counters.meta_long_lived_exchanges
+        ),
+        (1, 1)
+    );
 
     let c = app.client_for(&["demo"]);
     let options: Value = c
@@ -119,12 +163,18 @@ async fn denial_and_exchange_failures_store_nothing() {
 
     // The provider fails the code exchange.
     let back = consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true).await;
-    app.sandbox().set_faults(Faults { google_token: Some(500), ..Faults::default() });
+    app.sandbox().set_faults(Faults {
+        google_token: Some(500),
+        ..Faults::default()
+    });
     let (_, pairs, _) = finish(&browser, &app.base, &back.callback).await;
     assert_eq!(param(&pairs, "oauth_error"), Some("exchange_failed"));
     app.sandbox().set_faults(Faults::default());
 
-    assert!(integrations(&app, "demo").await.is_empty(), "nothing stored");
+    assert!(
+        integrations(&app, "demo").await.is_empty(),
+        "nothing stored"
+    );
 }
 
 #[tokio::test]
@@ -142,7 +192,10 @@ async fn replayed_forged_cookieless_and_mixed_up_states_are_refused() {
     assert_eq!(integrations(&app, "demo").await.len(), 1);
 
     // Forged state.
-    let forged = format!("{}/v1/oauth/ga4/callback?code=4/0abc&state=forged-state-value", app.base);
+    let forged = format!(
+        "{}/v1/oauth/ga4/callback?code=4/0abc&state=forged-state-value",
+        app.base
+    );
     let (status, _, _) = finish(&browser, &app.base, &forged).await;
     assert_eq!(status, 400);
 
@@ -158,18 +211,34 @@ async fn replayed_forged_cookieless_and_mixed_up_states_are_refused() {
 
     // Mix-up: a state issued for Google arrives at Meta's callback.
     let back = consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true).await;
-    let mixed = back.callback.replace("/v1/oauth/ga4/callback", "/v1/oauth/meta_ads/callback");
+    let mixed = back
+        .callback
+        .replace("/v1/oauth/ga4/callback", "/v1/oauth/meta_ads/callback");
     let (status, _, page) = finish(&browser, &app.base, &mixed).await;
     assert_eq!(status, 400);
     assert!(page.contains("different provider"), "{page}");
 
     // No state at all, and an unknown provider.
-    let (status, _, _) = finish(&browser, &app.base, &format!("{}/v1/oauth/ga4/callback?code=x", app.base)).await;
+    let (status, _, _) = finish(
+        &browser,
+        &app.base,
+        &format!("{}/v1/oauth/ga4/callback?code=x", app.base),
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, _, _) = finish(&browser, &app.base, &format!("{}/v1/oauth/hubspot/callback?state=x", app.base)).await;
+    let (status, _, _) = finish(
+        &browser,
+        &app.base,
+        &format!("{}/v1/oauth/hubspot/callback?state=x", app.base),
+    )
+    .await;
     assert_eq!(status, 404);
 
-    assert_eq!(integrations(&app, "demo").await.len(), 1, "only the first connect stored anything");
+    assert_eq!(
+        integrations(&app, "demo").await.len(),
+        1,
+        "only the first connect stored anything"
+    );
 }
 
 #[tokio::test]
@@ -197,8 +266,10 @@ async fn expired_states_are_refused() {
         )
         .await
         .unwrap();
-    let resp = reqwest::Client::new()
-        .get(app.url(&format!("/v1/oauth/ga4/callback?code=4/0x&state={state_value}")))
+    let resp = kpi_tests::client()
+        .get(app.url(&format!(
+            "/v1/oauth/ga4/callback?code=4/0x&state={state_value}"
+        )))
         .header("cookie", format!("kpi_oauth_ga4={binding}"))
         .send()
         .await
@@ -211,19 +282,40 @@ async fn expired_states_are_refused() {
 async fn start_refuses_off_site_returns_and_foreign_workspaces() {
     let app = TestApp::spawn().await;
     let browser = signed_in(&app).await;
-    for bad in ["https://evil.example/x", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"] {
+    for bad in [
+        "https://evil.example/x",
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ] {
         let q = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("workspace", "demo")
             .append_pair("return_to", bad)
             .finish();
-        let resp = browser.get(app.url(&format!("/v1/oauth/ga4/start?{q}"))).send().await.unwrap();
+        let resp = browser
+            .get(app.url(&format!("/v1/oauth/ga4/start?{q}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 422, "{bad}");
     }
-    let resp = browser.get(app.url("/v1/oauth/ga4/start?workspace=not-mine")).send().await.unwrap();
+    let resp = browser
+        .get(app.url("/v1/oauth/ga4/start?workspace=not-mine"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
-    let resp = browser.get(app.url("/v1/oauth/resend/start?workspace=demo")).send().await.unwrap();
+    let resp = browser
+        .get(app.url("/v1/oauth/resend/start?workspace=demo"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404, "Resend has no OAuth");
-    let resp = reqwest::Client::new().get(app.url("/v1/oauth/ga4/start?workspace=demo")).send().await.unwrap();
+    let resp = kpi_tests::client()
+        .get(app.url("/v1/oauth/ga4/start?workspace=demo"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
 }
 
@@ -238,12 +330,23 @@ async fn disconnect_revokes_and_erases_even_when_the_provider_is_down() {
         let (_, pairs, _) = finish(&browser, &app.base, &back.callback).await;
         ids.push(param(&pairs, "integration").unwrap().to_owned());
     }
-    let resp = c.delete(app.url(&format!("/v1/workspaces/demo/integrations/{}", ids[0]))).send().await.unwrap();
+    let resp = c
+        .delete(app.url(&format!("/v1/workspaces/demo/integrations/{}", ids[0])))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 204);
     assert_eq!(app.sandbox().counters().google_revocations, 1);
 
-    app.sandbox().set_faults(Faults { google_revoke: Some(503), ..Faults::default() });
-    let resp = c.delete(app.url(&format!("/v1/workspaces/demo/integrations/{}", ids[1]))).send().await.unwrap();
+    app.sandbox().set_faults(Faults {
+        google_revoke: Some(503),
+        ..Faults::default()
+    });
+    let resp = c
+        .delete(app.url(&format!("/v1/workspaces/demo/integrations/{}", ids[1])))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 204);
     for id in &ids {
         let got: Value = c
@@ -255,7 +358,10 @@ async fn disconnect_revokes_and_erases_even_when_the_provider_is_down() {
             .await
             .unwrap();
         assert_eq!(got["status"], "disconnected");
-        assert_eq!(got["has_credentials"], false, "erased whatever the provider said");
+        assert_eq!(
+            got["has_credentials"], false,
+            "erased whatever the provider said"
+        );
     }
 }
 
@@ -272,8 +378,14 @@ async fn stored_tokens_are_encrypted() {
         raw_all.extend(wal);
     }
     let text = String::from_utf8_lossy(&raw_all);
-    assert!(text.contains("needs_configuration"), "the scan reads the records");
+    assert!(
+        text.contains("needs_configuration"),
+        "the scan reads the records"
+    );
     for token_prefix in ["ya29.sbx-", "1//sbx-"] {
-        assert!(!text.contains(token_prefix), "plaintext token {token_prefix} in the database");
+        assert!(
+            !text.contains(token_prefix),
+            "plaintext token {token_prefix} in the database"
+        );
     }
 }

@@ -56,7 +56,11 @@ fn start(dir: &Path, env: &[(&str, String)]) -> Server {
 }
 
 async fn get_json(base: &str, path: &str) -> (u16, String, serde_json::Value) {
-    let resp = reqwest::get(format!("{base}{path}")).await.unwrap();
+    let resp = kpi_tests::client()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let ctype = resp
         .headers()

@@ -24,7 +24,9 @@ pub const SECRET_TTL: Duration = Duration::from_secs(300);
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
         builder.json().without_time().init();
     } else {
@@ -58,7 +60,11 @@ pub async fn app_state() -> Result<AppState> {
         return Err(Error::config("KPI_VAULT: a Lambda needs kms:KEY"));
     };
     let providers = Providers::from_config(&config, None)?;
-    let jwks = match (&config.auth.jwks_url, &config.auth.issuer, &config.auth.audience) {
+    let jwks = match (
+        &config.auth.jwks_url,
+        &config.auth.issuer,
+        &config.auth.audience,
+    ) {
         (Some(url), Some(issuer), Some(audience)) => Some(JwksSettings {
             url: url.clone(),
             issuer: issuer.clone(),
