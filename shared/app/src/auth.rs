@@ -65,6 +65,16 @@ pub struct JwksSettings {
     pub audience: String,
 }
 
+impl JwksSettings {
+    pub fn new(url: Url, issuer: String, audience: String) -> Self {
+        Self {
+            url,
+            issuer,
+            audience,
+        }
+    }
+}
+
 struct KeyCache {
     keys: HashMap<String, (DecodingKey, Algorithm)>,
     fetched: Option<Instant>,
@@ -74,6 +84,7 @@ pub struct Authenticator {
     dev_secret: Option<SecretString>,
     jwks: Option<(JwksSettings, reqwest::Client)>,
     cache: RwLock<KeyCache>,
+    min_refresh: Duration,
 }
 
 fn invalid() -> Error {
@@ -93,7 +104,14 @@ impl Authenticator {
                 keys: HashMap::new(),
                 fetched: None,
             }),
+            min_refresh: JWKS_MIN_REFRESH,
         }
+    }
+
+    /// How often an unknown `kid` may trigger a JWKS refetch (tests shorten it).
+    pub fn with_min_refresh(mut self, min_refresh: Duration) -> Self {
+        self.min_refresh = min_refresh;
+        self
     }
 
     pub fn has_dev_secret(&self) -> bool {
@@ -152,7 +170,7 @@ impl Authenticator {
         // Another request may have refreshed while we waited for the lock.
         let recently = cache
             .fetched
-            .is_some_and(|t| t.elapsed() < JWKS_MIN_REFRESH);
+            .is_some_and(|t| t.elapsed() < self.min_refresh);
         if !recently {
             match self.fetch_keys().await {
                 Ok(keys) => {
