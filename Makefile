@@ -8,13 +8,13 @@ export CARGO_TARGET_DIR
 PYTHON ?= python3
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: run test lint deps fmt check-deps-tree clean
+.PHONY: run test contract lint deps fmt check-deps-tree clean
 
 ## Start the all-in-one dev server on http://127.0.0.1:3000 (KPI_LISTEN overrides).
 run:
 	cargo run --release -p dev-server
 
-## Everything the tests need, then the whole suite.
+## Everything the tests need, then the whole suite and the API contract test.
 test: deps
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --profile $(NEXTEST_PROFILE); \
@@ -22,6 +22,11 @@ test: deps
 		echo "cargo-nextest not found: using cargo test"; \
 		cargo test --workspace; \
 	fi
+	$(MAKE) --no-print-directory contract
+
+## schemathesis against the running dev server: >= 1,000 requests, no 5xx, responses as specified.
+contract: deps
+	tests/contract/run.sh
 
 ## Formatting, clippy, the dependency-tree rule and the SAM template.
 lint: deps
@@ -30,7 +35,7 @@ lint: deps
 	$(MAKE) --no-print-directory check-deps-tree
 	cfn-lint template.yaml
 
-## Python tools: moto (AWS emulator for tests) and cfn-lint.
+## Python tools: moto (AWS emulator for tests), cfn-lint and schemathesis.
 deps:
 	@$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 

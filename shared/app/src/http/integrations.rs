@@ -77,7 +77,7 @@ pub async fn modify_integration(
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations", tag = "integrations",
     params(("ws" = String, Path, description = "workspace id"), PageParams),
-    responses((status = 200, body = IntegrationPage), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = IntegrationPage), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -122,8 +122,8 @@ fn check_display_name(name: &str) -> Result<String, Error> {
     params(("ws" = String, Path, description = "workspace id")),
     request_body = CreateIntegration,
     responses((status = 201, body = IntegrationView, headers(("Location" = String))),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+        (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -197,7 +197,7 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = IntegrationView), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = IntegrationView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -228,9 +228,9 @@ pub struct PatchIntegration {
 #[utoipa::path(patch, path = "/v1/workspaces/{ws}/integrations/{id}", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     request_body = PatchIntegration,
-    responses((status = 200, body = IntegrationView), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = IntegrationView), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -295,7 +295,7 @@ pub async fn patch(
 
 #[utoipa::path(delete, path = "/v1/workspaces/{ws}/integrations/{id}", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 204, description = "disconnected (also when it already was)"), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 204, description = "disconnected (also when it already was)"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -346,8 +346,8 @@ async fn connected_integration(
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/options", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = OptionsView), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = OptionsView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 502, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn options(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -359,7 +359,7 @@ pub async fn options(
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/health", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = HealthView), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = HealthView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn health(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -371,7 +371,7 @@ pub async fn health(
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/status", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = StatusView), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = StatusView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn status(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -407,9 +407,9 @@ pub const MAX_SYNC_DAYS: i64 = 400;
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/integrations/{id}/sync", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     request_body(content = Option<SyncRequestBody>, description = "optional window"),
-    responses((status = 202, body = SyncAccepted, headers(("Location" = String))), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 202, body = SyncAccepted, headers(("Location" = String))), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn sync(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -514,7 +514,7 @@ pub async fn sync(
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/jobs", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path), PageParams),
-    responses((status = 200, body = JobPage), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = JobPage), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn jobs(
     State(state): State<AppState>,
     Auth(p): Auth,

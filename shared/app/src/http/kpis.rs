@@ -32,7 +32,7 @@ pub struct KpiParams {
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/kpis", tag = "kpis",
     params(("ws" = String, Path), KpiParams),
-    responses((status = 200, body = KpiSeries), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = KpiSeries), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn query(
     State(state): State<AppState>,
     Auth(p): Auth,

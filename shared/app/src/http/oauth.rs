@@ -83,8 +83,8 @@ pub struct StartParams {
 
 #[utoipa::path(get, path = "/v1/oauth/{provider}/start", tag = "oauth",
     params(("provider" = String, Path, description = "ga4 or meta_ads"), StartParams),
-    responses((status = 303, description = "to the provider's consent page"), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)))]
+    responses((status = 303, description = "to the provider's consent page"), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 502, body = Problem, content_type = "application/problem+json")))]
 pub async fn start(
     State(state): State<AppState>,
     Auth(principal): Auth,
