@@ -369,8 +369,20 @@ async fn disconnect_revokes_and_erases_even_when_the_provider_is_down() {
 async fn stored_tokens_are_encrypted() {
     let app = TestApp::spawn().await;
     let browser = signed_in(&app).await;
-    let back = consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true).await;
-    finish(&browser, &app.base, &back.callback).await;
+    for provider in ["ga4", "meta_ads"] {
+        let back = consent(
+            &browser,
+            &app.base,
+            provider,
+            "workspace=demo",
+            "allow",
+            true,
+        )
+        .await;
+        let (status, _, _) = finish(&browser, &app.base, &back.callback).await;
+        assert_eq!(status, 303);
+    }
+    assert_eq!(integrations(&app, "demo").await.len(), 2);
     let db = app.dir.join("kpi.db");
     let raw = std::fs::read(&db).unwrap();
     let mut raw_all = raw.clone();
@@ -382,7 +394,7 @@ async fn stored_tokens_are_encrypted() {
         text.contains("needs_configuration"),
         "the scan reads the records"
     );
-    for token_prefix in ["ya29.sbx-", "1//sbx-"] {
+    for token_prefix in ["ya29.sbx-", "1//sbx-", "EAAsbx"] {
         assert!(
             !text.contains(token_prefix),
             "plaintext token {token_prefix} in the database"
