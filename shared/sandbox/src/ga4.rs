@@ -9,8 +9,15 @@ use serde_json::json;
 use crate::Sandbox;
 use crate::google::{ANALYTICS_READONLY, bearer_scopes};
 
-/// Deterministic accounts and properties: (account, account name, properties).
-const ACCOUNTS: &[(&str, &str, &[(&str, &str)])] = &[
+/// (account, account name, properties as (property, display name)).
+type Account = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// Deterministic accounts and properties.
+const ACCOUNTS: &[Account] = &[
     (
         "accounts/1000",
         "Sandbox Shop",

@@ -213,31 +213,31 @@ fn authorize_call(
     sandbox: &Sandbox,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
-) -> Result<(String, Vec<String>), Response> {
+) -> Result<(String, Vec<String>), Box<Response>> {
     if let Some(status) = sandbox.faults().meta_graph {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Err(graph_error(
+        return Err(Box::new(graph_error(
             status,
             2,
             None,
             "An unexpected error has occurred. Please retry your request later.",
-        ));
+        )));
     }
     let Some(token) = user_token(headers, q) else {
-        return Err(graph_error(
+        return Err(Box::new(graph_error(
             StatusCode::BAD_REQUEST,
             2500,
             None,
             "An active access token must be used to query information about the current user.",
-        ));
+        )));
     };
     sandbox.with_state(|s| {
         s.counters.meta_graph_calls += 1;
         let found = s.meta_long.get(&token).or_else(|| s.meta_short.get(&token));
         match found {
             Some(t) if t.live() => Ok((t.grant.clone(), t.scopes.clone())),
-            Some(_) => Err(graph_error(StatusCode::BAD_REQUEST, 190, Some(460), "Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons.")),
-            None => Err(graph_error(StatusCode::BAD_REQUEST, 190, None, "Invalid OAuth access token - Cannot parse access token")),
+            Some(_) => Err(Box::new(graph_error(StatusCode::BAD_REQUEST, 190, Some(460), "Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons."))),
+            None => Err(Box::new(graph_error(StatusCode::BAD_REQUEST, 190, None, "Invalid OAuth access token - Cannot parse access token"))),
         }
     })
 }
@@ -250,7 +250,7 @@ pub async fn permissions(
 ) -> Response {
     let (_, scopes) = match authorize_call(&sandbox, &headers, &q) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let data: Vec<_> = ["ads_read", "business_management", "public_profile"]
         .iter()
@@ -270,7 +270,7 @@ pub async fn revoke(
 ) -> Response {
     let (grant, _) = match authorize_call(&sandbox, &headers, &q) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     sandbox.with_state(|s| {
         s.counters.meta_revocations += 1;
@@ -296,7 +296,7 @@ pub async fn ad_accounts(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     if let Err(response) = authorize_call(&sandbox, &headers, &q) {
-        return response;
+        return *response;
     }
     let limit: usize = q
         .get("limit")
