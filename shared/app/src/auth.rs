@@ -271,7 +271,7 @@ mod tests {
         Authenticator::new(
             Some(SecretString::from(secret.to_owned())),
             None,
-            reqwest::Client::new(),
+            kpi_providers::http::client(Duration::from_secs(5)).unwrap(),
         )
     }
 
@@ -327,7 +327,11 @@ mod tests {
         let token = signer
             .issue_dev_token("u", &[], false, Duration::from_secs(60))
             .unwrap();
-        let production = Authenticator::new(None, None, reqwest::Client::new());
+        let production = Authenticator::new(
+            None,
+            None,
+            kpi_providers::http::client(Duration::from_secs(5)).unwrap(),
+        );
         assert!(production.verify(&token).await.is_err());
     }
 }

@@ -78,4 +78,17 @@ pub trait IntegrationAdapter: Send + Sync {
     /// Revokes the credentials at the provider where it can. Callers erase the
     /// stored credentials whatever this returns.
     async fn disconnect(&self, credentials: &ConnectionCredentials) -> Result<()>;
+
+    /// New credentials for ones about to expire (OAuth refresh). Providers without
+    /// refresh (API keys, Meta's long-lived tokens) return them unchanged. A
+    /// provider that rotates refresh tokens returns the new one; one that does not
+    /// may return none, and the caller keeps the old.
+    async fn refresh(&self, credentials: &ConnectionCredentials) -> Result<ConnectionCredentials> {
+        Ok(credentials.clone())
+    }
+
+    /// Longest window one `sync` call should cover; longer backfills are chunked.
+    fn max_window_days(&self) -> u32 {
+        90
+    }
 }
