@@ -1,0 +1,140 @@
+//! The end of a job that cannot succeed: its message ran out of receives (DLQ)
+//! or it failed with an error that retrying cannot fix.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use kpi_core::integration::ErrorRecord;
+use kpi_core::job::SyncMessage;
+use kpi_core::ports::queue::ReceivedMessage;
+use kpi_core::ports::{Clock, Store};
+use kpi_core::{Error, IntegrationStatus, JobStatus, Result, SyncJob, WorkspaceScope};
+
+use crate::notifier::{FailureNotice, Notifier};
+use crate::worker::{Disposition, mark_integration};
+
+/// At most one failure notice per integration in this period.
+pub const NOTICE_PERIOD_HOURS: i64 = 24;
+
+/// Marks `job` dead with `error`, moves its integration to the status the error
+/// calls for (`error`, or `needs_reauth` for credential failures), and sends a
+/// failure notice unless one went out for this integration in the last day.
+pub async fn finish_dead(
+    store: &dyn Store,
+    notifier: &dyn Notifier,
+    scope: &WorkspaceScope,
+    mut job: SyncJob,
+    error: &Error,
+    now: DateTime<Utc>,
+) -> Result<SyncJob> {
+    if job.status() != JobStatus::Dead {
+        job.last_error = Some(ErrorRecord::from_error(error, now));
+        job.transition(JobStatus::Dead, now)?;
+        job = store.update_job(scope, &job).await?;
+    }
+    let target = error
+        .integration_status()
+        .unwrap_or(IntegrationStatus::Error);
+    let record = ErrorRecord::from_error(error, now);
+    let clock = FixedClock(now);
+    let integration = match mark_integration(store, &clock, scope, job.integration, |i| {
+        i.last_error = Some(record.clone());
+        i.last_sync_at = Some(now);
+        if i.status() != target
+            && i.status().can_become(target)
+            && i.status() != IntegrationStatus::Paused
+        {
+            i.transition(target, now)?;
+        }
+        Ok(())
+    })
+    .await
+    {
+        Ok(i) => Some(i),
+        Err(e) if e.code() == "not_found" => None,
+        Err(e) => return Err(e),
+    };
+    let key = format!("failure-notice:{}", job.integration);
+    if integration.is_some()
+        && store
+            .first_seen(&key, now + Duration::hours(NOTICE_PERIOD_HOURS), now)
+            .await?
+    {
+        let notice = FailureNotice {
+            workspace: job.workspace.clone(),
+            integration: job.integration,
+            provider: job.provider,
+            job: job.id,
+            error_code: error.code().to_owned(),
+            error_message: error.message().to_owned(),
+        };
+        // A notice that cannot be sent is logged, not retried forever: the job
+        // record and the integration status already tell the story.
+        if let Err(e) = notifier.sync_failed(&notice).await {
+            tracing::error!(integration = %job.integration, error = %e.log_chain(), "failure notice not sent");
+        }
+    }
+    Ok(job)
+}
+
+struct FixedClock(DateTime<Utc>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+/// Consumes dead-lettered sync messages.
+pub struct DlqHandler {
+    pub store: Arc<dyn Store>,
+    pub notifier: Arc<dyn Notifier>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl DlqHandler {
+    pub async fn handle(&self, message: &ReceivedMessage) -> Disposition {
+        match self.attempt(message).await {
+            Ok(()) => Disposition::Done,
+            Err(e) => {
+                tracing::warn!(error = %e.log_chain(), "dead-letter handling failed; will retry");
+                Disposition::RetryAfter(std::time::Duration::from_secs(30))
+            }
+        }
+    }
+
+    async fn attempt(&self, message: &ReceivedMessage) -> Result<()> {
+        let Ok(msg) = serde_json::from_str::<SyncMessage>(&message.body) else {
+            tracing::error!(message = %message.message_id, "unreadable dead-lettered message dropped");
+            return Ok(());
+        };
+        let scope = WorkspaceScope::for_system(msg.workspace.clone(), "dead-lettered sync message");
+        let job = match self.store.get_job(&scope, msg.job).await {
+            Ok(job) => job,
+            Err(e) if e.code() == "not_found" => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if job.status() == JobStatus::Succeeded || job.status() == JobStatus::Dead {
+            return Ok(()); // a late duplicate of a finished job
+        }
+        let last = job
+            .last_error
+            .as_ref()
+            .map(|e| format!("{} ({})", e.message, e.code))
+            .unwrap_or_else(|| "no attempt finished".to_owned());
+        let error = Error::transient(format!(
+            "gave up after {} attempts; last error: {last}",
+            job.attempts
+        ));
+        finish_dead(
+            &*self.store,
+            &*self.notifier,
+            &scope,
+            job,
+            &error,
+            self.clock.now(),
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,25 @@
+//! The sync engine, the same on Lambda and on one machine:
+//!
+//! * [`scheduler`] finds due integrations, creates one job per integration and
+//!   tick (atomically with moving its next sync time), and fans the jobs out to
+//!   the provider queues in batches of ten;
+//! * [`worker`] runs a job: loads the integration through its workspace scope,
+//!   refreshes the token under a lease when it is about to expire, syncs the
+//!   window with the provider's adapter and upserts the KPI points, and decides
+//!   whether a failure is retried (with backoff) or final;
+//! * [`dlq`] ends jobs whose messages ran out of receives, and sends at most one
+//!   failure notice per integration per day;
+//! * [`mock`] holds scripted adapters for tests and the sandbox.
+
+pub mod dlq;
+pub mod metrics;
+pub mod mock;
+pub mod notifier;
+pub mod retry;
+pub mod scheduler;
+pub mod worker;
+
+pub use notifier::{FailureNotice, Notifier};
+pub use retry::RetryPolicy;
+pub use scheduler::{Scheduler, SchedulerReport};
+pub use worker::{Disposition, Worker, WorkerSettings};

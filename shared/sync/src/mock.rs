@@ -1,0 +1,225 @@
+//! In-memory adapters with scripted outcomes, for the engine's tests and fault
+//! runs (and for trying the engine without a provider).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use kpi_core::adapter::{
+    ConnectOutcome, ConnectRequest, HealthStatus, IntegrationAdapter, SyncRequest, SyncResult,
+};
+use kpi_core::credentials::{ConnectionCredentials, OAuthTokens};
+use kpi_core::{Error, Integration, IntegrationId, KpiPoint, Metric, Provider, Result};
+use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
+
+/// What one scripted sync call does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// One point per day of the window.
+    Success,
+    RateLimited(Duration),
+    /// A 5xx-like failure.
+    Transient,
+    /// Takes longer than any sync timeout a test sets.
+    Timeout,
+    Permanent,
+    Auth,
+    /// Succeeds after a delay.
+    Slow(Duration),
+    Panic,
+}
+
+pub struct MockAdapter {
+    provider: Provider,
+    scripts: Mutex<HashMap<IntegrationId, VecDeque<Outcome>>>,
+    /// Fraction (per mille) of calls that fail with a random fault, while on.
+    fault_per_mille: AtomicU32,
+    faults_on: AtomicBool,
+    rng: AtomicU64,
+    pub sync_calls: AtomicU32,
+    pub refresh_calls: AtomicU32,
+    pub refresh_delay: Duration,
+    /// Access tokens seen by sync calls, in order.
+    pub tokens_used: Mutex<Vec<String>>,
+}
+
+impl MockAdapter {
+    pub fn new(provider: Provider) -> Self {
+        Self {
+            provider,
+            scripts: Mutex::new(HashMap::new()),
+            fault_per_mille: AtomicU32::new(0),
+            faults_on: AtomicBool::new(false),
+            rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+            sync_calls: AtomicU32::new(0),
+            refresh_calls: AtomicU32::new(0),
+            refresh_delay: Duration::from_millis(50),
+            tokens_used: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The next calls for `integration` do these, in order; then success.
+    pub fn script(&self, integration: IntegrationId, outcomes: impl IntoIterator<Item = Outcome>) {
+        self.scripts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(integration)
+            .or_default()
+            .extend(outcomes);
+    }
+
+    /// Random faults of mixed kinds on `per_mille` of unscripted calls.
+    pub fn set_random_faults(&self, per_mille: u32, seed: u64) {
+        self.fault_per_mille.store(per_mille, Ordering::SeqCst);
+        self.rng.store(seed | 1, Ordering::SeqCst);
+        self.faults_on.store(per_mille > 0, Ordering::SeqCst);
+    }
+
+    pub fn stop_faults(&self) {
+        self.faults_on.store(false, Ordering::SeqCst);
+    }
+
+    fn next_random(&self) -> u64 {
+        // xorshift64*: deterministic per seed, good enough to spread faults.
+        let mut x = self.rng.load(Ordering::SeqCst);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.store(x, Ordering::SeqCst);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn next_outcome(&self, integration: IntegrationId) -> Outcome {
+        if let Some(o) = self
+            .scripts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&integration)
+            .and_then(VecDeque::pop_front)
+        {
+            return o;
+        }
+        if self.faults_on.load(Ordering::SeqCst) {
+            let r = self.next_random();
+            if r % 1000 < u64::from(self.fault_per_mille.load(Ordering::SeqCst)) {
+                return match (r >> 10) % 10 {
+                    0..=2 => Outcome::Transient,
+                    3..=4 => Outcome::RateLimited(Duration::from_millis(100)),
+                    5..=6 => Outcome::Timeout,
+                    7..=8 => Outcome::Permanent,
+                    _ => Outcome::Panic,
+                };
+            }
+        }
+        Outcome::Success
+    }
+
+    fn metric(&self) -> Metric {
+        match self.provider {
+            Provider::Ga4 => Metric::Ga4Sessions,
+            Provider::MetaAds => Metric::MetaImpressions,
+            Provider::Resend => Metric::ResendSent,
+        }
+    }
+
+    fn points(&self, request: &SyncRequest<'_>) -> Result<Vec<KpiPoint>> {
+        let i = request.integration;
+        let mut out = Vec::new();
+        let mut day = request.window.from;
+        while day <= request.window.to {
+            let value = Decimal::from(chrono::Datelike::ordinal(&day));
+            out.push(KpiPoint::new(
+                i.workspace.clone(),
+                i.id,
+                self.metric(),
+                day,
+                value,
+                None,
+            )?);
+            day += chrono::Duration::days(1);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl IntegrationAdapter for MockAdapter {
+    fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    async fn connect(&self, request: ConnectRequest) -> Result<ConnectOutcome> {
+        Ok(ConnectOutcome {
+            credentials: request.credentials,
+            display_name: format!("Mock {}", self.provider.display_name()),
+            needs_configuration: false,
+        })
+    }
+
+    async fn sync(&self, request: SyncRequest<'_>) -> Result<SyncResult> {
+        self.sync_calls.fetch_add(1, Ordering::SeqCst);
+        if let ConnectionCredentials::OAuth(t) = request.credentials {
+            self.tokens_used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(t.access_token.expose_secret().to_owned());
+        }
+        match self.next_outcome(request.integration.id) {
+            Outcome::Success => {}
+            Outcome::Slow(d) => tokio::time::sleep(d).await,
+            Outcome::RateLimited(wait) => {
+                return Err(Error::rate_limited(Some(wait), "mock quota exhausted"));
+            }
+            Outcome::Transient => return Err(Error::transient("mock provider returned 500")),
+            Outcome::Timeout => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            Outcome::Permanent => return Err(Error::config("mock property was deleted")),
+            Outcome::Auth => return Err(Error::reauth("mock token was revoked")),
+            Outcome::Panic => panic!("mock adapter panicked"),
+        }
+        Ok(SyncResult {
+            points: self.points(&request)?,
+            provider_calls: 1,
+            quota_remaining: None,
+            refreshed_credentials: None,
+        })
+    }
+
+    async fn health_check(
+        &self,
+        _: &Integration,
+        _: &ConnectionCredentials,
+    ) -> Result<HealthStatus> {
+        Ok(HealthStatus::Healthy)
+    }
+
+    async fn disconnect(&self, _: &ConnectionCredentials) -> Result<()> {
+        Ok(())
+    }
+
+    async fn refresh(&self, credentials: &ConnectionCredentials) -> Result<ConnectionCredentials> {
+        let n = self.refresh_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        // Wide enough for concurrent workers to meet at the lease.
+        tokio::time::sleep(self.refresh_delay).await;
+        let scopes = match credentials {
+            ConnectionCredentials::OAuth(t) => t.scopes.clone(),
+            ConnectionCredentials::ApiKey { .. } => vec![],
+        };
+        Ok(ConnectionCredentials::OAuth(OAuthTokens {
+            access_token: SecretString::from(format!("mock-access-{n}")),
+            // No new refresh token, like Google: the engine keeps the old one.
+            refresh_token: None,
+            expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
+            scopes,
+        }))
+    }
+
+    fn max_window_days(&self) -> u32 {
+        30
+    }
+}

@@ -1,0 +1,512 @@
+//! The worker: one queue message, one attempt of one sync job.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::FutureExt as _;
+use kpi_core::adapter::{IntegrationAdapter, SyncRequest, SyncResult};
+use kpi_core::credentials::ConnectionCredentials;
+use kpi_core::error::RetryDecision;
+use kpi_core::integration::ErrorRecord;
+use kpi_core::job::SyncMessage;
+use kpi_core::kpi::DateRange;
+use kpi_core::ports::queue::ReceivedMessage;
+use kpi_core::ports::{Clock, CredentialContext, CredentialVault, Store};
+use kpi_core::{
+    Error, Integration, IntegrationStatus, JobStatus, Provider, Result, SyncJob, WorkspaceScope,
+};
+
+use crate::dlq::finish_dead;
+use crate::metrics;
+use crate::notifier::Notifier;
+use crate::retry::RetryPolicy;
+
+/// What to do with a message after handling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Delete it: the job succeeded, ended for good, or there was nothing to do.
+    Done,
+    /// Leave it in the queue, visible again after this delay.
+    RetryAfter(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub retry: RetryPolicy,
+    /// Days synced on a first sync.
+    pub backfill_days: u32,
+    /// Re-read days per provider on incremental syncs (default: the provider's).
+    pub lookback_days: HashMap<Provider, u32>,
+    /// Refresh tokens expiring within this margin.
+    pub refresh_margin: chrono::Duration,
+    /// How long one worker holds the refresh lease.
+    pub lease_ttl: chrono::Duration,
+    /// Longest one provider sync may take before it counts as a timeout.
+    pub sync_timeout: Duration,
+    /// KPI points per store write.
+    pub upsert_batch: usize,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            backfill_days: 90,
+            lookback_days: HashMap::new(),
+            refresh_margin: chrono::Duration::minutes(5),
+            lease_ttl: chrono::Duration::seconds(30),
+            sync_timeout: Duration::from_secs(600),
+            upsert_batch: 500,
+        }
+    }
+}
+
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<dyn CredentialVault>,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Arc<dyn Notifier>,
+    pub adapters: HashMap<Provider, Arc<dyn IntegrationAdapter>>,
+    pub settings: WorkerSettings,
+    /// Distinguishes this worker's leases from other workers'.
+    pub id: String,
+}
+
+impl Worker {
+    /// Handles one message; never panics, whatever the adapter does.
+    pub async fn handle(&self, message: &ReceivedMessage) -> Disposition {
+        let started = Instant::now();
+        match AssertUnwindSafe(self.attempt(message, started))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                // The store or vault failed around the attempt: try again later.
+                tracing::warn!(error = %e.log_chain(), message = %message.message_id, "sync attempt could not be recorded");
+                Disposition::RetryAfter(self.settings.retry.delay(message.receive_count, None))
+            }
+            Err(_) => {
+                tracing::error!(message = %message.message_id, "sync attempt panicked");
+                Disposition::RetryAfter(self.settings.retry.delay(message.receive_count, None))
+            }
+        }
+    }
+
+    async fn attempt(&self, message: &ReceivedMessage, started: Instant) -> Result<Disposition> {
+        let Ok(msg) = serde_json::from_str::<SyncMessage>(&message.body) else {
+            // Not ours or corrupt: no job to update; retrying cannot help.
+            tracing::error!(message = %message.message_id, "unreadable sync message dropped");
+            return Ok(Disposition::Done);
+        };
+        let scope =
+            WorkspaceScope::for_system(msg.workspace.clone(), "sync message sent by the system");
+        let mut job = match self.store.get_job(&scope, msg.job).await {
+            Ok(job) => job,
+            Err(e) if e.code() == "not_found" => return Ok(Disposition::Done),
+            Err(e) => return Err(e),
+        };
+        if job.status().is_final() {
+            // Redelivered after it finished: at-least-once delivery, exactly-once work.
+            return Ok(Disposition::Done);
+        }
+        let integration = match self.store.get_integration(&scope, job.integration).await {
+            Ok(i) => i,
+            Err(e) if e.code() == "not_found" => {
+                self.end_job(
+                    &scope,
+                    job,
+                    JobStatus::Failed,
+                    &Error::not_found("the integration was removed"),
+                )
+                .await?;
+                return Ok(Disposition::Done);
+            }
+            Err(e) => return Err(e),
+        };
+        if integration.status() != IntegrationStatus::Connected {
+            let why = Error::conflict(format!("the integration is {}", integration.status()));
+            self.end_job(&scope, job, JobStatus::Failed, &why).await?;
+            return Ok(Disposition::Done);
+        }
+        let now = self.clock.now();
+        job.transition(JobStatus::Running, now)?;
+        let mut job = match self.store.update_job(&scope, &job).await {
+            Ok(j) => j,
+            // Another worker has this job right now: look again later.
+            Err(e) if e.code() == "conflict" => {
+                return Ok(Disposition::RetryAfter(self.settings.retry.delay(1, None)));
+            }
+            Err(e) => return Err(e),
+        };
+
+        let outcome = self.run(&scope, &integration, &job).await;
+        let now = self.clock.now();
+        let disposition = match outcome {
+            Ok(result) => {
+                job.rows_written = result.points.len() as u64;
+                job.provider_calls = result.provider_calls;
+                job.quota_remaining = result.quota_remaining;
+                job.last_error = None;
+                job.transition(JobStatus::Succeeded, now)?;
+                let job = self.store.update_job(&scope, &job).await?;
+                self.mark_integration(&scope, &integration, |i| {
+                    i.last_sync_at = Some(now);
+                    i.last_success_at = Some(now);
+                    i.last_error = None;
+                    Ok(())
+                })
+                .await?;
+                metrics::record_attempt(&job, started.elapsed(), now.timestamp_millis());
+                Disposition::Done
+            }
+            Err((e, calls)) => {
+                job.provider_calls = calls;
+                job.last_error = Some(ErrorRecord::from_error(&e, now));
+                match e.retry_decision() {
+                    RetryDecision::Retry { after } => {
+                        job.transition(JobStatus::Retrying, now)?;
+                        let job = self.store.update_job(&scope, &job).await?;
+                        metrics::record_attempt(&job, started.elapsed(), now.timestamp_millis());
+                        Disposition::RetryAfter(
+                            self.settings.retry.delay(message.receive_count, after),
+                        )
+                    }
+                    RetryDecision::GiveUp => {
+                        // Retrying cannot help: the job ends now, as if dead-lettered.
+                        let job = finish_dead(&*self.store, &*self.notifier, &scope, job, &e, now)
+                            .await?;
+                        metrics::record_attempt(&job, started.elapsed(), now.timestamp_millis());
+                        Disposition::Done
+                    }
+                }
+            }
+        };
+        Ok(disposition)
+    }
+
+    /// Credentials, refresh, the provider calls and the upsert. Errors carry the
+    /// provider calls made so far.
+    async fn run(
+        &self,
+        scope: &WorkspaceScope,
+        integration: &Integration,
+        job: &SyncJob,
+    ) -> std::result::Result<SyncResult, (Error, u32)> {
+        let adapter = self
+            .adapters
+            .get(&integration.provider)
+            .cloned()
+            .ok_or_else(|| {
+                (
+                    Error::config(format!("no worker adapter for {}", integration.provider)),
+                    0,
+                )
+            })?;
+        let (integration, credentials) = self
+            .fresh_credentials(scope, integration, &*adapter)
+            .await
+            .map_err(|e| (e, 0))?;
+        let today = self.clock.now().date_naive();
+        let window = job
+            .window
+            .unwrap_or_else(|| self.window_for(&integration, today));
+        let mut total = SyncResult::default();
+        for chunk in chunks(window, adapter.max_window_days()) {
+            let request = SyncRequest {
+                integration: &integration,
+                credentials: &credentials,
+                window: chunk,
+            };
+            let result =
+                match tokio::time::timeout(self.settings.sync_timeout, adapter.sync(request)).await
+                {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => return Err((e, total.provider_calls)),
+                    Err(_) => {
+                        return Err((
+                            Error::transient(format!(
+                                "{} did not finish in time",
+                                integration.provider
+                            )),
+                            total.provider_calls,
+                        ));
+                    }
+                };
+            total.provider_calls += result.provider_calls;
+            total.quota_remaining = match (total.quota_remaining, result.quota_remaining) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            for batch in result.points.chunks(self.settings.upsert_batch.max(1)) {
+                if let Some(p) = batch.iter().find(|p| {
+                    p.integration != integration.id || p.workspace != integration.workspace
+                }) {
+                    return Err((
+                        Error::internal(format!(
+                            "adapter returned a point of another integration ({})",
+                            p.integration
+                        )),
+                        total.provider_calls,
+                    ));
+                }
+                self.store
+                    .upsert_kpis(scope, batch)
+                    .await
+                    .map_err(|e| (e, total.provider_calls))?;
+            }
+            total.points.extend(result.points);
+        }
+        Ok(total)
+    }
+
+    /// The window of an unscheduled sync: a backfill the first time, then from
+    /// the last success minus the provider's lookback.
+    pub fn window_for(&self, integration: &Integration, today: NaiveDate) -> DateRange {
+        let from = match integration.last_success_at {
+            None => {
+                today - chrono::Duration::days(i64::from(self.settings.backfill_days.max(1)) - 1)
+            }
+            Some(last) => {
+                let lookback = self
+                    .settings
+                    .lookback_days
+                    .get(&integration.provider)
+                    .copied()
+                    .unwrap_or_else(|| integration.provider.default_lookback_days());
+                last.date_naive().min(today) - chrono::Duration::days(i64::from(lookback))
+            }
+        };
+        DateRange { from, to: today }
+    }
+
+    /// The integration's credentials, refreshed first when they are about to
+    /// expire. One worker per integration refreshes (a lease); the others wait
+    /// for its result and re-read instead of refreshing too.
+    async fn fresh_credentials(
+        &self,
+        scope: &WorkspaceScope,
+        integration: &Integration,
+        adapter: &dyn IntegrationAdapter,
+    ) -> Result<(Integration, ConnectionCredentials)> {
+        let mut current = integration.clone();
+        let lease = format!("refresh:{}", integration.id);
+        for _ in 0..100 {
+            let credentials = self.open(&current).await?;
+            let now = self.clock.now();
+            if !self.needs_refresh(&credentials, now) {
+                return Ok((current, credentials));
+            }
+            if self
+                .store
+                .try_acquire_lease(&lease, &self.id, now + self.settings.lease_ttl, now)
+                .await?
+            {
+                let result = self
+                    .refresh_holding_lease(scope, &current, credentials, adapter)
+                    .await;
+                let _ = self.store.release_lease(&lease, &self.id).await;
+                match result {
+                    Ok(done) => return Ok(done),
+                    // Someone changed the record meanwhile: read again and decide anew.
+                    Err(e) if e.code() == "conflict" => {}
+                    Err(e) => return Err(e),
+                }
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            current = self.store.get_integration(scope, integration.id).await?;
+            if current.status() != IntegrationStatus::Connected {
+                return Err(Error::reauth("the integration needs to be reconnected"));
+            }
+        }
+        Err(Error::transient(
+            "another worker is still refreshing the token",
+        ))
+    }
+
+    async fn refresh_holding_lease(
+        &self,
+        scope: &WorkspaceScope,
+        current: &Integration,
+        credentials: ConnectionCredentials,
+        adapter: &dyn IntegrationAdapter,
+    ) -> Result<(Integration, ConnectionCredentials)> {
+        // Re-read under the lease: the previous holder may have just refreshed.
+        let latest = self.store.get_integration(scope, current.id).await?;
+        let latest_credentials = self.open(&latest).await?;
+        if !self.needs_refresh(&latest_credentials, self.clock.now()) {
+            return Ok((latest, latest_credentials));
+        }
+        let _ = credentials;
+        let refreshed = match adapter.refresh(&latest_credentials).await {
+            Ok(r) => keep_refresh_token(&latest_credentials, r),
+            Err(e) => {
+                if e.code() == "reauth_required" {
+                    let now = self.clock.now();
+                    let record = ErrorRecord::from_error(&e, now);
+                    let _ = self
+                        .mark_integration(scope, &latest, |i| {
+                            i.last_error = Some(record.clone());
+                            if i.status() == IntegrationStatus::Connected {
+                                i.transition(IntegrationStatus::NeedsReauth, now)?;
+                            }
+                            Ok(())
+                        })
+                        .await;
+                }
+                return Err(e);
+            }
+        };
+        let mut next = latest.clone();
+        next.credentials = Some(
+            self.vault
+                .seal(&CredentialContext::of(&latest), &refreshed)
+                .await?,
+        );
+        next.updated_at = self.clock.now();
+        // Compare-and-swap: a rotated refresh token is never lost to a race.
+        let stored = self.store.update_integration(scope, &next).await?;
+        Ok((stored, refreshed))
+    }
+
+    fn needs_refresh(&self, credentials: &ConnectionCredentials, now: DateTime<Utc>) -> bool {
+        match credentials {
+            ConnectionCredentials::OAuth(t) => {
+                t.refresh_token.is_some() && t.expires_within(now, self.settings.refresh_margin)
+            }
+            ConnectionCredentials::ApiKey { .. } => false,
+        }
+    }
+
+    async fn open(&self, integration: &Integration) -> Result<ConnectionCredentials> {
+        let sealed = integration
+            .credentials
+            .as_ref()
+            .ok_or_else(|| Error::reauth("the integration has no credentials; reconnect it"))?;
+        self.vault
+            .open(&CredentialContext::of(integration), sealed)
+            .await
+    }
+
+    async fn end_job(
+        &self,
+        scope: &WorkspaceScope,
+        mut job: SyncJob,
+        to: JobStatus,
+        why: &Error,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        job.last_error = Some(ErrorRecord::from_error(why, now));
+        if job.status() == JobStatus::Queued || job.status() == JobStatus::Retrying {
+            job.transition(JobStatus::Running, now)?;
+        }
+        job.transition(to, now)?;
+        self.store.update_job(scope, &job).await?;
+        Ok(())
+    }
+
+    async fn mark_integration(
+        &self,
+        scope: &WorkspaceScope,
+        integration: &Integration,
+        change: impl Fn(&mut Integration) -> Result<()>,
+    ) -> Result<Integration> {
+        mark_integration(&*self.store, &*self.clock, scope, integration.id, change).await
+    }
+}
+
+/// Read-modify-write of an integration with a few retries on lost races.
+pub async fn mark_integration(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    scope: &WorkspaceScope,
+    id: kpi_core::IntegrationId,
+    change: impl Fn(&mut Integration) -> Result<()>,
+) -> Result<Integration> {
+    let mut attempts = 0;
+    loop {
+        let mut i = store.get_integration(scope, id).await?;
+        change(&mut i)?;
+        i.updated_at = clock.now();
+        match store.update_integration(scope, &i).await {
+            Err(e) if e.code() == "conflict" && attempts < 5 => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Providers that do not rotate refresh tokens send none back: keep the old one.
+fn keep_refresh_token(
+    old: &ConnectionCredentials,
+    new: ConnectionCredentials,
+) -> ConnectionCredentials {
+    match (old, new) {
+        (ConnectionCredentials::OAuth(o), ConnectionCredentials::OAuth(mut n)) => {
+            if n.refresh_token.is_none() {
+                n.refresh_token = o.refresh_token.clone();
+            }
+            if n.scopes.is_empty() {
+                n.scopes = o.scopes.clone();
+            }
+            ConnectionCredentials::OAuth(n)
+        }
+        (_, n) => n,
+    }
+}
+
+/// Splits `window` into consecutive windows of at most `days` days.
+pub fn chunks(window: DateRange, days: u32) -> Vec<DateRange> {
+    let days = i64::from(days.max(1));
+    let mut out = Vec::new();
+    let mut from = window.from;
+    while from <= window.to {
+        let to = (from + chrono::Duration::days(days - 1)).min(window.to);
+        out.push(DateRange { from, to });
+        from = to + chrono::Duration::days(1);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backfills_are_chunked_without_gaps_or_overlaps() {
+        let d = |m, day| NaiveDate::from_ymd_opt(2026, m, day).unwrap();
+        let parts = chunks(
+            DateRange {
+                from: d(1, 1),
+                to: d(3, 31),
+            },
+            30,
+        );
+        assert_eq!(parts.len(), 3);
+        assert_eq!(
+            parts[0],
+            DateRange {
+                from: d(1, 1),
+                to: d(1, 30)
+            }
+        );
+        assert_eq!(parts[2].to, d(3, 31));
+        for w in parts.windows(2) {
+            assert_eq!(w[0].to + chrono::Duration::days(1), w[1].from);
+        }
+        assert_eq!(
+            chunks(
+                DateRange {
+                    from: d(5, 5),
+                    to: d(5, 5)
+                },
+                90
+            )
+            .len(),
+            1
+        );
+    }
+}
