@@ -61,6 +61,14 @@ pub async fn local_queue() -> (LocalQueue, Guard) {
 
 /// Creates a work queue and its DLQ per provider, as `template.yaml` does.
 pub async fn create_sqs_queues(config: &SdkConfig) -> HashMap<Provider, String> {
+    create_sqs_queues_with(config, MAX_RECEIVES).await
+}
+
+/// The same with another `maxReceiveCount`.
+pub async fn create_sqs_queues_with(
+    config: &SdkConfig,
+    max_receives: u32,
+) -> HashMap<Provider, String> {
     let client = aws_sdk_sqs::Client::new(config);
     let mut urls = HashMap::new();
     for provider in Provider::ALL {
@@ -81,7 +89,7 @@ pub async fn create_sqs_queues(config: &SdkConfig) -> HashMap<Provider, String> 
         let dlq_arn = attrs.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
         let policy = serde_json::json!({
             "deadLetterTargetArn": dlq_arn,
-            "maxReceiveCount": MAX_RECEIVES,
+            "maxReceiveCount": max_receives,
         });
         let work = client
             .create_queue()
@@ -131,4 +139,36 @@ pub async fn kms_vault_on(moto: &MotoServer, cache: CacheSettings) -> EnvelopeVa
     let config = moto.sdk_config().await;
     let key_id = create_kms_key(&config).await;
     EnvelopeVault::new(KmsKeySource::new(&config, key_id), cache)
+}
+
+/// The sync engine on SQLite, the in-process queue and the local key.
+pub async fn local_engine() -> crate::conformance::sync::Engine {
+    let (store, guard) = sqlite_store().await;
+    let queue = LocalQueue::new(LocalQueueSettings {
+        visibility_timeout: VISIBILITY,
+        max_receives: crate::conformance::sync::ENGINE_MAX_RECEIVES,
+    });
+    crate::conformance::sync::Engine::new(
+        Arc::new(store),
+        Arc::new(queue),
+        Arc::new(local_vault()),
+        guard,
+    )
+}
+
+/// The sync engine on DynamoDB, SQS (with a real redrive policy) and KMS, through moto.
+pub async fn aws_engine() -> crate::conformance::sync::Engine {
+    let moto = Arc::new(MotoServer::start());
+    let config = moto.sdk_config().await;
+    let store = dynamo_store_on(&moto).await;
+    let urls = create_sqs_queues_with(&config, crate::conformance::sync::ENGINE_MAX_RECEIVES).await;
+    let vault = kms_vault_on(&moto, CacheSettings::default()).await;
+    let mut engine = crate::conformance::sync::Engine::new(
+        Arc::new(store),
+        Arc::new(SqsQueue::new(&config, urls)),
+        Arc::new(vault),
+        Guard::Moto(moto),
+    );
+    engine.concurrent_transactions = false;
+    engine
 }

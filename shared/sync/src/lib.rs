@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod mock;
 pub mod notifier;
 pub mod retry;
+pub mod runner;
 pub mod scheduler;
 pub mod worker;
 

@@ -4,6 +4,7 @@
 
 pub mod queue;
 pub mod store;
+pub mod sync;
 pub mod vault;
 
 /// Generates one test per store case for a backend made by `$make` (an async fn

@@ -1,0 +1,571 @@
+//! The sync engine on a pair of backends (store + queue): the same cases run on
+//! SQLite with the in-process queue and on DynamoDB with SQS through moto.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use kpi_core::credentials::{ConnectionCredentials, OAuthTokens};
+use kpi_core::job::{JobTrigger, SyncMessage};
+use kpi_core::kpi::DateRange;
+use kpi_core::ports::queue::OutgoingMessage;
+use kpi_core::ports::store::KpiQuery;
+use kpi_core::ports::{
+    Clock, CredentialContext, CredentialVault, Queue, QueueName, Store, SystemClock,
+};
+use kpi_core::{
+    Integration, IntegrationId, IntegrationStatus, JobId, JobStatus, Metric, Provider, SyncJob,
+    WorkspaceId, WorkspaceScope,
+};
+use kpi_sync::dlq::DlqHandler;
+use kpi_sync::mock::{MockAdapter, Outcome};
+use kpi_sync::notifier::RecordingNotifier;
+use kpi_sync::runner::poll_once;
+use kpi_sync::scheduler::SchedulerSettings;
+use kpi_sync::{RetryPolicy, Scheduler, Worker, WorkerSettings};
+use secrecy::SecretString;
+
+use crate::fixtures::Guard;
+
+pub const WORK: QueueName = QueueName::Work(Provider::Ga4);
+pub const DLQ: QueueName = QueueName::DeadLetter(Provider::Ga4);
+/// Receives before the DLQ, for the engine's backends.
+pub const ENGINE_MAX_RECEIVES: u32 = 4;
+
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub vault: Arc<dyn CredentialVault>,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Arc<RecordingNotifier>,
+    pub adapter: Arc<MockAdapter>,
+    /// Whether two scheduler runs may race on this backend. Not on moto: it rolls
+    /// a failed transaction back by restoring a snapshot of the whole table,
+    /// which also undoes a concurrent winner (DynamoDB itself does not).
+    pub concurrent_transactions: bool,
+    pub _guard: Guard,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        vault: Arc<dyn CredentialVault>,
+        guard: Guard,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            vault,
+            clock: Arc::new(SystemClock),
+            notifier: Arc::new(RecordingNotifier::default()),
+            adapter: Arc::new(MockAdapter::new(Provider::Ga4)),
+            concurrent_transactions: true,
+            _guard: guard,
+        }
+    }
+
+    pub fn settings() -> WorkerSettings {
+        WorkerSettings {
+            retry: RetryPolicy {
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(1),
+            },
+            backfill_days: 10,
+            sync_timeout: Duration::from_millis(800),
+            ..WorkerSettings::default()
+        }
+    }
+
+    pub fn worker(&self, id: &str) -> Worker {
+        let mut adapters: std::collections::HashMap<
+            Provider,
+            Arc<dyn kpi_core::adapter::IntegrationAdapter>,
+        > = std::collections::HashMap::new();
+        adapters.insert(Provider::Ga4, self.adapter.clone());
+        Worker {
+            store: self.store.clone(),
+            vault: self.vault.clone(),
+            clock: self.clock.clone(),
+            notifier: self.notifier.clone(),
+            adapters,
+            settings: Self::settings(),
+            id: id.to_owned(),
+        }
+    }
+
+    pub fn dlq(&self) -> DlqHandler {
+        DlqHandler {
+            store: self.store.clone(),
+            notifier: self.notifier.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    pub fn scheduler(&self) -> Scheduler {
+        Scheduler {
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
+            settings: SchedulerSettings::default(),
+        }
+    }
+
+    pub fn scope(ws: &str) -> WorkspaceScope {
+        WorkspaceScope::for_system(WorkspaceId::parse(ws).unwrap(), "engine test")
+    }
+
+    /// A connected GA4 integration whose token expires in `expires_in`.
+    pub async fn integration(&self, ws: &str, expires_in: chrono::Duration) -> Integration {
+        let now = Utc::now();
+        let mut i = Integration::new(
+            IntegrationId::new_random(),
+            WorkspaceId::parse(ws).unwrap(),
+            Provider::Ga4,
+            "GA4",
+            now,
+        );
+        let creds = ConnectionCredentials::OAuth(OAuthTokens {
+            access_token: SecretString::from("initial-access".to_owned()),
+            refresh_token: Some(SecretString::from("initial-refresh".to_owned())),
+            expires_at: Some(now + expires_in),
+            scopes: vec!["analytics.readonly".into()],
+        });
+        i.credentials = Some(
+            self.vault
+                .seal(&CredentialContext::of(&i), &creds)
+                .await
+                .unwrap(),
+        );
+        i.settings.insert("property".into(), "properties/1".into());
+        i.transition(IntegrationStatus::Connected, now).unwrap();
+        self.store
+            .create_integration(&Self::scope(ws), &i)
+            .await
+            .unwrap()
+    }
+
+    pub async fn job(&self, i: &Integration) -> SyncJob {
+        let today = Utc::now().date_naive();
+        let job = SyncJob::new(
+            JobId::new_time_ordered(),
+            i.workspace.clone(),
+            i.id,
+            i.provider,
+            JobTrigger::Manual,
+            Some(DateRange {
+                from: today - chrono::Duration::days(2),
+                to: today,
+            }),
+            Utc::now(),
+        );
+        self.store
+            .create_job(&Self::scope(i.workspace.as_str()), &job)
+            .await
+            .unwrap();
+        job
+    }
+
+    pub async fn send(&self, jobs: &[SyncJob]) {
+        for chunk in jobs.chunks(10) {
+            let messages = chunk
+                .iter()
+                .map(|j| {
+                    OutgoingMessage::new(serde_json::to_string(&SyncMessage::for_job(j)).unwrap())
+                })
+                .collect();
+            self.queue.send_batch(WORK, messages).await.unwrap();
+        }
+    }
+
+    pub async fn status(&self, job: &SyncJob) -> SyncJob {
+        self.store
+            .get_job(&Self::scope(job.workspace.as_str()), job.id)
+            .await
+            .unwrap()
+    }
+
+    /// Runs workers and the DLQ handler until every job in `jobs` is final or
+    /// `patience` runs out. Returns every retry delay the workers asked for.
+    pub async fn drain(&self, jobs: &[SyncJob], patience: Duration) -> Vec<Duration> {
+        let worker = self.worker("drain-worker");
+        let dlq = self.dlq();
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut retries = Vec::new();
+        loop {
+            let report = poll_once(&*self.queue, WORK, Duration::from_millis(200), |m| {
+                let worker = &worker;
+                async move { worker.handle(&m).await }
+            })
+            .await
+            .unwrap();
+            retries.extend(report.retries);
+            poll_once(&*self.queue, DLQ, Duration::ZERO, |m| {
+                let dlq = &dlq;
+                async move { dlq.handle(&m).await }
+            })
+            .await
+            .unwrap();
+            let mut open = 0;
+            for j in jobs {
+                if !self.status(j).await.status().is_final() {
+                    open += 1;
+                }
+            }
+            if open == 0 || tokio::time::Instant::now() > deadline {
+                return retries;
+            }
+        }
+    }
+
+    pub async fn kpi_rows(&self, i: &Integration) -> usize {
+        let today = Utc::now().date_naive();
+        self.store
+            .query_kpis(
+                &Self::scope(i.workspace.as_str()),
+                &KpiQuery {
+                    metric: Metric::Ga4Sessions,
+                    from: today - chrono::Duration::days(400),
+                    to: today,
+                    integration: Some(i.id),
+                },
+            )
+            .await
+            .unwrap()
+            .len()
+    }
+}
+
+pub async fn a_message_delivered_twice_runs_once(e: &Engine) {
+    let i = e.integration("ws-dup", chrono::Duration::hours(1)).await;
+    let job = e.job(&i).await;
+    e.send(&[job.clone(), job.clone()]).await;
+    e.drain(std::slice::from_ref(&job), Duration::from_secs(20))
+        .await;
+    // Let the duplicate arrive too.
+    for _ in 0..3 {
+        e.drain(std::slice::from_ref(&job), Duration::from_millis(300))
+            .await;
+    }
+    let done = e.status(&job).await;
+    assert_eq!(done.status(), JobStatus::Succeeded);
+    assert_eq!(done.attempts, 1);
+    assert_eq!(
+        e.adapter.sync_calls.load(Ordering::SeqCst),
+        1,
+        "the job ran once"
+    );
+    assert_eq!(e.kpi_rows(&i).await, 3, "one set of KPI rows");
+    assert_eq!(done.rows_written, 3);
+}
+
+pub async fn rate_limits_errors_and_timeouts_are_retried_with_growing_delays(e: &Engine) {
+    let i = e.integration("ws-retry", chrono::Duration::hours(1)).await;
+    e.adapter.script(
+        i.id,
+        [
+            Outcome::Transient,
+            Outcome::Timeout,
+            Outcome::RateLimited(Duration::from_millis(1500)),
+        ],
+    );
+    let job = e.job(&i).await;
+    e.send(std::slice::from_ref(&job)).await;
+    let retries = e
+        .drain(std::slice::from_ref(&job), Duration::from_secs(60))
+        .await;
+    let done = e.status(&job).await;
+    assert_eq!(done.status(), JobStatus::Succeeded, "{:?}", done.last_error);
+    assert_eq!(done.attempts, 4);
+    assert_eq!(retries.len(), 3, "{retries:?}");
+    // Ceilings double (200 ms, 400 ms, …); the provider's 1.5 s wait is a floor.
+    let policy = Engine::settings().retry;
+    for (k, d) in retries.iter().enumerate() {
+        assert!(
+            *d <= policy
+                .ceiling(k as u32 + 1)
+                .max(Duration::from_millis(1500)),
+            "{retries:?}"
+        );
+    }
+    assert!(
+        retries[2] >= Duration::from_millis(1500),
+        "the provider's wait was honoured"
+    );
+    assert!(done.last_error.is_none());
+}
+
+pub async fn a_permanent_error_kills_the_job_and_notifies_once_a_day(e: &Engine) {
+    let i = e.integration("ws-perm", chrono::Duration::hours(1)).await;
+    e.adapter.script(
+        i.id,
+        [Outcome::Permanent, Outcome::Permanent, Outcome::Permanent],
+    );
+    let jobs = vec![e.job(&i).await, e.job(&i).await, e.job(&i).await];
+    for job in &jobs {
+        // One after the other, as three scheduled runs would.
+        e.send(std::slice::from_ref(job)).await;
+        e.drain(std::slice::from_ref(job), Duration::from_secs(20))
+            .await;
+        // The integration is in error now; a later run would not be scheduled,
+        // but a manual retry might be: put it back to connected to let it run.
+        let scope = Engine::scope("ws-perm");
+        let mut current = e.store.get_integration(&scope, i.id).await.unwrap();
+        assert_eq!(current.status(), IntegrationStatus::Error);
+        current
+            .transition(IntegrationStatus::Connected, Utc::now())
+            .unwrap();
+        e.store.update_integration(&scope, &current).await.unwrap();
+    }
+    for job in &jobs {
+        let done = e.status(job).await;
+        assert_eq!(done.status(), JobStatus::Dead);
+        assert_eq!(done.last_error.as_ref().unwrap().code, "configuration");
+    }
+    assert_eq!(e.notifier.count(), 1, "one notice per integration per day");
+    assert_eq!(
+        e.adapter.sync_calls.load(Ordering::SeqCst),
+        3,
+        "no retries of a permanent error"
+    );
+}
+
+pub async fn an_auth_failure_needs_reauth(e: &Engine) {
+    let i = e.integration("ws-auth", chrono::Duration::hours(1)).await;
+    e.adapter.script(i.id, [Outcome::Auth]);
+    let job = e.job(&i).await;
+    e.send(std::slice::from_ref(&job)).await;
+    e.drain(std::slice::from_ref(&job), Duration::from_secs(20))
+        .await;
+    assert_eq!(e.status(&job).await.status(), JobStatus::Dead);
+    let current = e
+        .store
+        .get_integration(&Engine::scope("ws-auth"), i.id)
+        .await
+        .unwrap();
+    assert_eq!(current.status(), IntegrationStatus::NeedsReauth);
+}
+
+pub async fn retries_run_out_into_the_dead_letter_queue(e: &Engine) {
+    let i = e.integration("ws-dlq", chrono::Duration::hours(1)).await;
+    e.adapter
+        .script(i.id, std::iter::repeat_n(Outcome::Transient, 10));
+    let job = e.job(&i).await;
+    e.send(std::slice::from_ref(&job)).await;
+    e.drain(std::slice::from_ref(&job), Duration::from_secs(60))
+        .await;
+    let dead = e.status(&job).await;
+    assert_eq!(dead.status(), JobStatus::Dead, "{:?}", dead.last_error);
+    assert_eq!(dead.attempts, ENGINE_MAX_RECEIVES);
+    assert!(dead.last_error.as_ref().unwrap().message.contains("500"));
+    let current = e
+        .store
+        .get_integration(&Engine::scope("ws-dlq"), i.id)
+        .await
+        .unwrap();
+    assert_eq!(current.status(), IntegrationStatus::Error);
+    assert_eq!(e.notifier.count(), 1);
+}
+
+pub async fn a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout(e: &Engine) {
+    let i = e.integration("ws-crash", chrono::Duration::hours(1)).await;
+    e.adapter
+        .script(i.id, [Outcome::Slow(Duration::from_millis(600))]);
+    let job = e.job(&i).await;
+    e.send(std::slice::from_ref(&job)).await;
+    // The first worker receives the message and is killed mid-job (its future
+    // dropped): it neither deletes the message nor changes its visibility.
+    let worker = e.worker("doomed");
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got = e
+            .queue
+            .receive(WORK, 1, Duration::from_millis(500))
+            .await
+            .unwrap();
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 1);
+    let _ = tokio::time::timeout(Duration::from_millis(200), worker.handle(&got[0])).await;
+    assert_eq!(
+        e.status(&job).await.status(),
+        JobStatus::Running,
+        "stopped mid-job"
+    );
+    // After the visibility timeout another worker gets the message and finishes.
+    e.drain(std::slice::from_ref(&job), Duration::from_secs(20))
+        .await;
+    let done = e.status(&job).await;
+    assert_eq!(done.status(), JobStatus::Succeeded);
+    assert_eq!(done.attempts, 2);
+}
+
+pub async fn ten_workers_share_one_token_refresh(e: &Engine) {
+    let i = e
+        .integration("ws-refresh", chrono::Duration::minutes(1))
+        .await;
+    let mut jobs = Vec::new();
+    for _ in 0..10 {
+        jobs.push(e.job(&i).await);
+    }
+    let workers: Vec<_> = (0..10).map(|k| e.worker(&format!("worker-{k}"))).collect();
+    let messages: Vec<_> = jobs
+        .iter()
+        .map(|j| kpi_core::ports::queue::ReceivedMessage {
+            message_id: j.id.to_string(),
+            body: serde_json::to_string(&SyncMessage::for_job(j)).unwrap(),
+            receipt: kpi_core::ports::queue::ReceiptHandle(j.id.to_string()),
+            receive_count: 1,
+        })
+        .collect();
+    let outcomes =
+        futures::future::join_all(workers.iter().zip(&messages).map(|(w, m)| w.handle(m))).await;
+    assert!(
+        outcomes.iter().all(|d| *d == kpi_sync::Disposition::Done),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        e.adapter.refresh_calls.load(Ordering::SeqCst),
+        1,
+        "one refresh for ten workers"
+    );
+    let tokens = e.adapter.tokens_used.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 10);
+    assert!(tokens.iter().all(|t| t == "mock-access-1"), "{tokens:?}");
+    // The refreshed token was stored, and the refresh token kept.
+    let stored = e
+        .store
+        .get_integration(&Engine::scope("ws-refresh"), i.id)
+        .await
+        .unwrap();
+    match e
+        .vault
+        .open(
+            &CredentialContext::of(&stored),
+            stored.credentials.as_ref().unwrap(),
+        )
+        .await
+        .unwrap()
+    {
+        ConnectionCredentials::OAuth(t) => {
+            use secrecy::ExposeSecret as _;
+            assert_eq!(t.access_token.expose_secret(), "mock-access-1");
+            assert_eq!(t.refresh_token.unwrap().expose_secret(), "initial-refresh");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+pub async fn a_panicking_adapter_fails_only_its_message(e: &Engine) {
+    let a = e.integration("ws-panic", chrono::Duration::hours(1)).await;
+    let b = e.integration("ws-panic", chrono::Duration::hours(1)).await;
+    let c = e.integration("ws-panic", chrono::Duration::hours(1)).await;
+    e.adapter.script(b.id, [Outcome::Panic]);
+    let jobs = vec![e.job(&a).await, e.job(&b).await, e.job(&c).await];
+    e.send(&jobs).await;
+    let worker = e.worker("w");
+    let mut handled = 0;
+    let mut retried = 0;
+    for _ in 0..20 {
+        let report = poll_once(&*e.queue, WORK, Duration::from_millis(500), |m| {
+            let worker = &worker;
+            async move { worker.handle(&m).await }
+        })
+        .await
+        .unwrap();
+        handled += report.done;
+        retried += report.retries.len();
+        if handled + retried >= 3 {
+            break;
+        }
+    }
+    assert_eq!(
+        (handled, retried),
+        (2, 1),
+        "the panicking message alone is retried"
+    );
+    assert_eq!(e.status(&jobs[0]).await.status(), JobStatus::Succeeded);
+    assert_eq!(e.status(&jobs[2]).await.status(), JobStatus::Succeeded);
+    // Its retry then succeeds.
+    e.drain(&jobs, Duration::from_secs(20)).await;
+    assert_eq!(e.status(&jobs[1]).await.status(), JobStatus::Succeeded);
+}
+
+pub async fn the_scheduler_fans_out_once_per_tick(e: &Engine) {
+    let mut ids = Vec::new();
+    for _ in 0..23 {
+        ids.push(
+            e.integration("ws-sched", chrono::Duration::hours(1))
+                .await
+                .id,
+        );
+    }
+    let scheduler = e.scheduler();
+    let (first, second) = if e.concurrent_transactions {
+        let (a, b) = tokio::join!(scheduler.run_once(), scheduler.run_once());
+        (a.unwrap(), b.unwrap())
+    } else {
+        (
+            scheduler.run_once().await.unwrap(),
+            scheduler.run_once().await.unwrap(),
+        )
+    };
+    assert_eq!(
+        first.jobs_created + second.jobs_created,
+        23,
+        "{first:?} {second:?}"
+    );
+    assert_eq!(first.messages_sent + second.messages_sent, 23);
+    assert!(
+        first.batch_calls + second.batch_calls <= 4,
+        "batches of ten"
+    );
+    let third = scheduler.run_once().await.unwrap();
+    assert_eq!(third.jobs_created, 0, "nothing due any more");
+    let scope = Engine::scope("ws-sched");
+    for id in &ids {
+        let jobs = e
+            .store
+            .list_jobs(&scope, *id, &kpi_core::page::PageRequest::first(10))
+            .await
+            .unwrap();
+        assert_eq!(jobs.items.len(), 1, "one job per integration and tick");
+        let i = e.store.get_integration(&scope, *id).await.unwrap();
+        assert!(i.next_sync_at.unwrap() > Utc::now(), "next sync moved");
+    }
+    let stats = e.queue.stats(WORK).await.unwrap();
+    assert_eq!(stats.visible + stats.in_flight + stats.delayed, 23);
+}
+
+#[macro_export]
+macro_rules! sync_conformance {
+    ($make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let engine = $make().await;
+                $crate::conformance::sync::$case(&engine).await;
+            }
+        )*
+    };
+}
+
+#[macro_export]
+macro_rules! all_sync_cases {
+    ($make:path) => {
+        $crate::sync_conformance!($make;
+            a_message_delivered_twice_runs_once,
+            rate_limits_errors_and_timeouts_are_retried_with_growing_delays,
+            a_permanent_error_kills_the_job_and_notifies_once_a_day,
+            an_auth_failure_needs_reauth,
+            retries_run_out_into_the_dead_letter_queue,
+            a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout,
+            ten_workers_share_one_token_refresh,
+            a_panicking_adapter_fails_only_its_message,
+            the_scheduler_fans_out_once_per_tick,
+        );
+    };
+}
