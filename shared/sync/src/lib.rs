@@ -11,6 +11,7 @@
 //!   failure notice per integration per day;
 //! * [`mock`] holds scripted adapters for tests and the sandbox.
 
+pub mod admin;
 pub mod dlq;
 pub mod metrics;
 pub mod mock;

@@ -45,7 +45,11 @@ where
     for (receipt, disposition) in outcomes {
         match disposition {
             Disposition::Done => {
-                queue.delete(name, &receipt).await?;
+                // A receipt goes stale when the message was received again
+                // meanwhile; that delivery finds the job finished and deletes it.
+                if let Err(e) = queue.delete(name, &receipt).await {
+                    tracing::warn!(queue = %name, error = %e.log_chain(), "could not delete a handled message");
+                }
                 report.done += 1;
             }
             Disposition::RetryAfter(delay) => {

@@ -153,13 +153,19 @@ impl Worker {
                 job.last_error = None;
                 job.transition(JobStatus::Succeeded, now)?;
                 let job = self.store.update_job(&scope, &job).await?;
-                self.mark_integration(&scope, &integration, |i| {
-                    i.last_sync_at = Some(now);
-                    i.last_success_at = Some(now);
-                    i.last_error = None;
-                    Ok(())
-                })
-                .await?;
+                // The job is done whatever happens next: a failure to note the
+                // success on the integration must not run the job again.
+                if let Err(e) = self
+                    .mark_integration(&scope, &integration, |i| {
+                        i.last_sync_at = Some(now);
+                        i.last_success_at = Some(now);
+                        i.last_error = None;
+                        Ok(())
+                    })
+                    .await
+                {
+                    tracing::warn!(integration = %integration.id, error = %e.log_chain(), "could not record the last success");
+                }
                 metrics::record_attempt(&job, started.elapsed(), now.timestamp_millis());
                 Disposition::Done
             }
@@ -427,13 +433,21 @@ pub async fn mark_integration(
     id: kpi_core::IntegrationId,
     change: impl Fn(&mut Integration) -> Result<()>,
 ) -> Result<Integration> {
-    let mut attempts = 0;
+    let mut attempts = 0u32;
     loop {
         let mut i = store.get_integration(scope, id).await?;
         change(&mut i)?;
         i.updated_at = clock.now();
         match store.update_integration(scope, &i).await {
-            Err(e) if e.code() == "conflict" && attempts < 5 => attempts += 1,
+            Err(e) if e.code() == "conflict" && attempts < 10 => {
+                attempts += 1;
+                // Many workers finishing jobs of one integration at once: spread out.
+                let spread = crate::retry::RetryPolicy {
+                    base: Duration::from_millis(10),
+                    cap: Duration::from_millis(200),
+                };
+                tokio::time::sleep(spread.delay(attempts, None)).await;
+            }
             other => return other,
         }
     }

@@ -219,6 +219,77 @@ impl Engine {
         }
     }
 
+    /// Runs four workers and the DLQ handler until both queues are empty.
+    /// Returns the number of worker polls.
+    pub async fn drain_all(&self, patience: Duration) -> usize {
+        let workers: Vec<_> = (0..4).map(|k| self.worker(&format!("fleet-{k}"))).collect();
+        let dlq = self.dlq();
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut polls = 0;
+        loop {
+            let reports = futures::future::join_all(workers.iter().map(|w| {
+                poll_once(
+                    &*self.queue,
+                    WORK,
+                    Duration::from_millis(100),
+                    move |m| async move { w.handle(&m).await },
+                )
+            }))
+            .await;
+            polls += reports.len();
+            let received: usize = reports.into_iter().map(|r| r.unwrap().received).sum();
+            let dead = poll_once(&*self.queue, DLQ, Duration::ZERO, |m| {
+                let dlq = &dlq;
+                async move { dlq.handle(&m).await }
+            })
+            .await
+            .unwrap();
+            if received == 0 && dead.received == 0 {
+                let (w, d) = (
+                    self.queue.stats(WORK).await.unwrap(),
+                    self.queue.stats(DLQ).await.unwrap(),
+                );
+                if w == Default::default() && d == Default::default() {
+                    return polls;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "queues did not drain in {patience:?}"
+            );
+        }
+    }
+
+    /// Every job of `ws` in `status`, through the operators' listing.
+    pub async fn jobs_in(&self, ws: &str, status: JobStatus) -> Vec<SyncJob> {
+        let admin = kpi_core::AdminScope::for_system("engine test");
+        let filter = kpi_core::ports::store::JobFilter {
+            status,
+            provider: None,
+            workspace: Some(WorkspaceId::parse(ws).unwrap()),
+            since: None,
+            until: None,
+        };
+        let mut out = Vec::new();
+        let mut page = kpi_core::page::PageRequest::first(100);
+        loop {
+            let p = self
+                .store
+                .list_jobs_by_status(&admin, &filter, &page)
+                .await
+                .unwrap();
+            out.extend(p.items);
+            match p.next {
+                Some(c) => page = kpi_core::page::PageRequest::after(100, c),
+                None => return out,
+            }
+        }
+    }
+
+    pub async fn count_jobs(&self, ws: &str, status: JobStatus) -> usize {
+        self.jobs_in(ws, status).await.len()
+    }
+
     pub async fn kpi_rows(&self, i: &Integration) -> usize {
         let today = Utc::now().date_naive();
         self.store
@@ -540,6 +611,109 @@ pub async fn the_scheduler_fans_out_once_per_tick(e: &Engine) {
     assert_eq!(stats.visible + stats.in_flight + stats.delayed, 23);
 }
 
+/// `n` jobs with 30% injected faults of mixed kinds: every job ends succeeded or
+/// dead with a record, nothing is lost or duplicated; once the faults stop, a
+/// redrive brings the dead ones to succeeded.
+pub async fn fault_run(e: &Engine, n: usize) {
+    let started = std::time::Instant::now();
+    let scope = Engine::scope("ws-faults");
+    let mut jobs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let i = e.integration("ws-faults", chrono::Duration::hours(1)).await;
+        jobs.push(e.job(&i).await);
+    }
+    e.adapter.set_random_faults(300, 20261125);
+    e.send(&jobs).await;
+    e.drain_all(Duration::from_secs(900)).await;
+    let succeeded = e.count_jobs("ws-faults", JobStatus::Succeeded).await;
+    let dead_jobs = e.jobs_in("ws-faults", JobStatus::Dead).await;
+    let dead = dead_jobs.len();
+    assert!(
+        dead_jobs.iter().all(|j| j.last_error.is_some()),
+        "a dead job records why"
+    );
+    assert_eq!(succeeded + dead, n, "every job ended succeeded or dead");
+    assert!(dead > 0, "some faults were permanent");
+    let calls_during_faults = e.adapter.sync_calls.load(Ordering::SeqCst);
+
+    // The faults stop; an operator redrives the provider.
+    e.adapter.stop_faults();
+    let admin = kpi_core::AdminScope::for_system("fault run");
+    let report =
+        kpi_sync::admin::redrive(&*e.store, &*e.queue, &*e.clock, &admin, Provider::Ga4, n)
+            .await
+            .unwrap();
+    assert_eq!(report.jobs_requeued, dead);
+    e.drain_all(Duration::from_secs(900)).await;
+    assert_eq!(
+        e.count_jobs("ws-faults", JobStatus::Succeeded).await,
+        n,
+        "all succeeded after the redrive"
+    );
+    // One set of KPI rows per integration: three days each, nothing doubled.
+    let today = Utc::now().date_naive();
+    let points = e
+        .store
+        .query_kpis(
+            &scope,
+            &KpiQuery {
+                metric: Metric::Ga4Sessions,
+                from: today - chrono::Duration::days(2),
+                to: today,
+                integration: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(points.len(), 3 * n, "no duplicate and no missing KPI row");
+    let mut listed = 0;
+    let mut page = kpi_core::page::PageRequest::first(100);
+    loop {
+        let p = e.store.list_integrations(&scope, &page).await.unwrap();
+        for i in &p.items {
+            assert_eq!(i.status(), IntegrationStatus::Connected);
+            listed += 1;
+        }
+        match p.next {
+            Some(c) => page = kpi_core::page::PageRequest::after(100, c),
+            None => break,
+        }
+    }
+    assert_eq!(listed, n);
+    let total_calls = e.adapter.sync_calls.load(Ordering::SeqCst);
+    println!(
+        "fault run: {n} jobs, {succeeded} succeeded and {dead} dead under faults, \
+         {calls_during_faults} provider calls then {total_calls} in all, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+pub async fn fault_run_of_1000_jobs(e: &Engine) {
+    fault_run(e, 1000).await;
+}
+
+pub async fn an_operator_retries_a_dead_job(e: &Engine) {
+    let i = e.integration("ws-admin", chrono::Duration::hours(1)).await;
+    e.adapter.script(i.id, [Outcome::Permanent]);
+    let job = e.job(&i).await;
+    e.send(std::slice::from_ref(&job)).await;
+    e.drain(std::slice::from_ref(&job), Duration::from_secs(20))
+        .await;
+    assert_eq!(e.status(&job).await.status(), JobStatus::Dead);
+    let admin = kpi_core::AdminScope::for_system("test");
+    let requeued = kpi_sync::admin::retry_job(&*e.store, &*e.queue, &*e.clock, &admin, job.id)
+        .await
+        .unwrap();
+    assert_eq!(requeued.status(), JobStatus::Queued);
+    e.drain(std::slice::from_ref(&job), Duration::from_secs(20))
+        .await;
+    assert_eq!(e.status(&job).await.status(), JobStatus::Succeeded);
+    let err = kpi_sync::admin::retry_job(&*e.store, &*e.queue, &*e.clock, &admin, job.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "conflict", "a succeeded job is not retried");
+}
+
 #[macro_export]
 macro_rules! sync_conformance {
     ($make:path; $($case:ident),* $(,)?) => {
@@ -566,6 +740,8 @@ macro_rules! all_sync_cases {
             ten_workers_share_one_token_refresh,
             a_panicking_adapter_fails_only_its_message,
             the_scheduler_fans_out_once_per_tick,
+            an_operator_retries_a_dead_job,
+            fault_run_of_1000_jobs,
         );
     };
 }
