@@ -63,6 +63,7 @@ impl TestApp {
             .await
             .expect("build app");
         let router = dev_server::router(&server);
+        dev_server::spawn_engine(&server);
         tokio::spawn(async move {
             let _ = axum_serve(listener, router).await;
         });

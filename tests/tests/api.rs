@@ -429,14 +429,45 @@ async fn manual_sync_enqueues_a_job() {
     assert_eq!(jobs["items"].as_array().unwrap().len(), 1);
     assert_eq!(jobs["items"][0]["trigger"], "backfill", "newest first");
     assert!(jobs["next_cursor"].is_string());
-    let stats = app
-        .server
-        .state
-        .queue
-        .stats(QueueName::Work(Provider::Resend))
-        .await
-        .unwrap();
-    assert_eq!(stats.visible, 2, "one message per job");
+    // Both jobs went through the queue to the dev server's worker.
+    let mut finished = 0;
+    for _ in 0..100 {
+        let all: Value = c
+            .get(app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        finished = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["status"] == "succeeded")
+            .count();
+        if finished == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(finished, 2, "one message per job, each handled");
+    // The worker deletes each message right after finishing its job.
+    let mut stats = Default::default();
+    for _ in 0..50 {
+        stats = app
+            .server
+            .state
+            .queue
+            .stats(QueueName::Work(Provider::Resend))
+            .await
+            .unwrap();
+        if stats == Default::default() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stats, Default::default(), "nothing left in the queue");
 
     problem(
         c.post(&sync_url)

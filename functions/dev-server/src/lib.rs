@@ -116,6 +116,7 @@ pub fn router(server: &DevServer) -> axum::Router {
         http::system_router()
             .merge(http::api_router())
             .merge(http::oauth_router())
+            .merge(http::admin_router())
             .merge(http::dev_router()),
     )
     .with_state(server.state.clone());
@@ -135,4 +136,103 @@ pub fn load_config(env_file: &Path) -> std::result::Result<(Config, Arc<EnvSecre
     let config = Config::from_lookup(&lookup, kpi_app::Environment::Development)
         .map_err(|e| e.to_string())?;
     Ok((config, secrets))
+}
+
+/// How often the dev server's scheduler looks for due integrations.
+pub const SCHEDULER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The background half of the system, in process: the scheduler on an interval,
+/// and per provider a worker and a dead-letter handler polling the queues. The
+/// same engine code as the Lambdas. Providers served by the sandbox sync through
+/// its scripted adapters.
+pub fn spawn_engine(server: &DevServer) -> Vec<tokio::task::JoinHandle<()>> {
+    use kpi_core::Provider;
+    use kpi_core::ports::QueueName;
+    use kpi_sync::dlq::DlqHandler;
+    use kpi_sync::mock::MockAdapter;
+    use kpi_sync::notifier::LogNotifier;
+    use kpi_sync::runner::poll_once;
+    use kpi_sync::{Scheduler, Worker, WorkerSettings};
+
+    let state = &server.state;
+    let mut adapters: std::collections::HashMap<
+        Provider,
+        Arc<dyn kpi_core::adapter::IntegrationAdapter>,
+    > = std::collections::HashMap::new();
+    for p in Provider::ALL {
+        if state.config.sandbox_for(p) {
+            adapters.insert(p, Arc::new(MockAdapter::new(p)));
+        }
+    }
+    let notifier: Arc<dyn kpi_sync::Notifier> = Arc::new(LogNotifier);
+    let worker = Arc::new(Worker {
+        store: state.store.clone(),
+        vault: state.vault.clone(),
+        clock: state.clock.clone(),
+        notifier: notifier.clone(),
+        adapters,
+        settings: WorkerSettings::default(),
+        id: format!("dev-worker-{}", std::process::id()),
+    });
+    let dlq = Arc::new(DlqHandler {
+        store: state.store.clone(),
+        notifier,
+        clock: state.clock.clone(),
+    });
+    let scheduler = Scheduler {
+        store: state.store.clone(),
+        queue: state.queue.clone(),
+        clock: state.clock.clone(),
+        settings: Default::default(),
+    };
+    let mut tasks = vec![tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SCHEDULER_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = scheduler.run_once().await {
+                tracing::error!(error = %e.log_chain(), "scheduler run failed");
+            }
+        }
+    })];
+    for provider in Provider::ALL {
+        let (queue, worker) = (state.queue.clone(), worker.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let polled = poll_once(
+                    &*queue,
+                    QueueName::Work(provider),
+                    std::time::Duration::from_secs(1),
+                    |m| {
+                        let worker = worker.clone();
+                        async move { worker.handle(&m).await }
+                    },
+                )
+                .await;
+                if let Err(e) = polled {
+                    tracing::error!(error = %e.log_chain(), "worker poll failed");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }));
+        let (queue, dlq) = (state.queue.clone(), dlq.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let polled = poll_once(
+                    &*queue,
+                    QueueName::DeadLetter(provider),
+                    std::time::Duration::from_secs(1),
+                    |m| {
+                        let dlq = dlq.clone();
+                        async move { dlq.handle(&m).await }
+                    },
+                )
+                .await;
+                if let Err(e) = polled {
+                    tracing::error!(error = %e.log_chain(), "dead-letter poll failed");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }));
+    }
+    tasks
 }

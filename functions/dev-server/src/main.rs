@@ -68,6 +68,7 @@ async fn main() -> ExitCode {
         );
     }
 
+    let _engine = dev_server::spawn_engine(&server);
     let app = dev_server::router(&server);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -1,6 +1,7 @@
 //! HTTP routers. Each route group is its own router so a Lambda serves only its
 //! group, while the dev server mounts them all in one app.
 
+pub mod admin;
 pub mod dev;
 pub mod extract;
 pub mod integrations;
@@ -68,6 +69,21 @@ pub fn oauth_router() -> Router<AppState> {
         .route("/v1/oauth/{provider}/callback", get(oauth::callback))
 }
 
+/// Operators: sync jobs, queues, retry, redrive.
+pub fn admin_router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/sync-jobs", get(admin::jobs))
+        .route(
+            "/v1/admin/sync-jobs/{job}/retry",
+            axum::routing::post(admin::retry),
+        )
+        .route("/v1/admin/queues", get(admin::queues))
+        .route(
+            "/v1/admin/dlq/{provider}/redrive",
+            axum::routing::post(admin::redrive),
+        )
+}
+
 /// Development sign-in (dev server only).
 pub fn dev_router() -> Router<AppState> {
     Router::new().route("/dev/login", get(dev::login))
@@ -76,7 +92,13 @@ pub fn dev_router() -> Router<AppState> {
 /// Every production route group, as one app (the dev server adds the dev and
 /// sandbox routes around it).
 pub fn app(state: AppState) -> Router {
-    with_defaults(system_router().merge(api_router()).merge(oauth_router())).with_state(state)
+    with_defaults(
+        system_router()
+            .merge(api_router())
+            .merge(oauth_router())
+            .merge(admin_router()),
+    )
+    .with_state(state)
 }
 
 /// The layers every deployment of a router shares: body limit, problem

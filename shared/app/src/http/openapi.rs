@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{integrations, kpis, oauth, problem, providers, system, views};
+use super::{admin, integrations, kpis, oauth, problem, providers, system, views};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,10 @@ use super::{integrations, kpis, oauth, problem, providers, system, views};
         kpis::query,
         oauth::start,
         oauth::callback,
+        admin::jobs,
+        admin::queues,
+        admin::retry,
+        admin::redrive,
     ),
     components(schemas(problem::Problem, views::IntegrationView, views::IntegrationPage)),
     modifiers(&BearerAuth),

@@ -1,0 +1,191 @@
+//! The sync engine inside the dev server: "sync now" end to end, and the
+//! operators' API.
+
+use std::time::Duration;
+
+use kpi_tests::app::TestApp;
+use serde_json::{Value, json};
+
+async fn wait_for_jobs(app: &TestApp, c: &reqwest::Client, id: &str, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let jobs: Value = c
+            .get(app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = jobs["items"].as_array().unwrap().clone();
+        if items.len() >= n
+            && items
+                .iter()
+                .all(|j| j["status"] == "succeeded" || j["status"] == "dead")
+        {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("jobs did not finish");
+}
+
+async fn resend_integration(app: &TestApp, c: &reqwest::Client) -> String {
+    let created: Value = c
+        .post(app.url("/v1/workspaces/demo/integrations"))
+        .json(&json!({"provider": "resend", "api_key": "re_live_123456789"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn sync_now_runs_through_queue_worker_and_store() {
+    let app = TestApp::spawn().await;
+    let c = app.client_for(&["demo"]);
+    let id = resend_integration(&app, &c).await;
+    let today = chrono::Utc::now().date_naive();
+    let from = today - chrono::Duration::days(2);
+    let resp = c
+        .post(app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync")))
+        .json(&json!({"from": from, "to": today}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    assert_eq!(jobs[0]["status"], "succeeded");
+    assert_eq!(jobs[0]["rows_written"], 3);
+    assert_eq!(jobs[0]["provider_calls"], 1);
+    let series: Value = c
+        .get(app.url(&format!(
+            "/v1/workspaces/demo/kpis?metric=resend.sent&from={from}&to={today}"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(series["points"].as_array().unwrap().len(), 3);
+    let status: Value = c
+        .get(app.url(&format!("/v1/workspaces/demo/integrations/{id}/status")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(status["last_success_at"].is_string());
+}
+
+#[tokio::test]
+async fn the_admin_api_is_for_platform_admins() {
+    let app = TestApp::spawn().await;
+    let c = app.client_for(&["demo"]);
+    let id = resend_integration(&app, &c).await;
+    c.post(app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync")))
+        .send()
+        .await
+        .unwrap();
+    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    let job_id = jobs[0]["id"].as_str().unwrap().to_owned();
+
+    // Not an operator: every admin route is "not there".
+    for path in ["/v1/admin/sync-jobs", "/v1/admin/queues"] {
+        assert_eq!(c.get(app.url(path)).send().await.unwrap().status(), 404);
+    }
+    assert_eq!(
+        c.post(app.url("/v1/admin/dlq/resend/redrive"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let admin = kpi_tests::client_builder()
+        .default_headers({
+            let mut h = reqwest::header::HeaderMap::new();
+            let token = app.token("operator", &[], true);
+            h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+            h
+        })
+        .build()
+        .unwrap();
+    let listed: Value = admin
+        .get(app.url("/v1/admin/sync-jobs?status=succeeded&provider=resend&workspace=demo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], job_id.as_str());
+    assert_eq!(listed["items"][0]["workspace"], "demo");
+    let none: Value = admin
+        .get(app.url("/v1/admin/sync-jobs?status=dead"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(none["items"].as_array().unwrap().is_empty());
+    assert_eq!(
+        admin
+            .get(app.url("/v1/admin/sync-jobs?status=done"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+
+    let queues: Value = admin
+        .get(app.url("/v1/admin/queues"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queues.as_array().unwrap().len(), 3);
+
+    let resp = admin
+        .post(app.url(&format!("/v1/admin/sync-jobs/{job_id}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409, "a succeeded job is not retried");
+    let resp = admin
+        .post(app.url(&format!(
+            "/v1/admin/sync-jobs/{}/retry",
+            uuid::Uuid::now_v7()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let report: Value = admin
+        .post(app.url("/v1/admin/dlq/resend/redrive"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["jobs_requeued"], 0);
+    assert_eq!(
+        admin
+            .post(app.url("/v1/admin/dlq/hubspot/redrive"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
