@@ -28,6 +28,7 @@ async fn every_sample_event_is_served_by_its_function() {
         ("oauth-start.json", "oauth", 303),
         ("oauth-callback-replayed.json", "oauth", 400),
     ];
+    let other_functions = ["sync-scheduler-tick.json", "sync-dlq-batch.json"];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -35,12 +36,13 @@ async fn every_sample_event_is_served_by_its_function() {
         if name.ends_with(".json") {
             seen += 1;
             assert!(
-                cases.iter().any(|(f, _, _)| *f == name),
+                cases.iter().any(|(f, _, _)| *f == name)
+                    || other_functions.contains(&name.as_str()),
                 "{name} has no expectation here"
             );
         }
     }
-    assert_eq!(seen, cases.len());
+    assert_eq!(seen, cases.len() + other_functions.len());
     for (file, function, expected) in cases {
         let raw = std::fs::read_to_string(dir.join(file))
             .unwrap()
@@ -50,4 +52,37 @@ async fn every_sample_event_is_served_by_its_function() {
         let response = router_for(function, &app).oneshot(request).await.unwrap();
         assert_eq!(response.status().as_u16(), expected, "{file}");
     }
+}
+
+#[tokio::test]
+async fn the_dlq_sample_batch_is_consumed_by_the_dlq_handler() {
+    let app = TestApp::spawn().await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let event: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sync-dlq-batch.json")).unwrap())
+            .unwrap();
+    let state = app.server.state.clone();
+    let handler = kpi_sync::dlq::DlqHandler {
+        store: state.store.clone(),
+        notifier: std::sync::Arc::new(kpi_sync::notifier::RecordingNotifier::default()),
+        clock: state.clock.clone(),
+    };
+    let retried = std::sync::Mutex::new(0);
+    let response = kpi_lambda::handle_sqs_batch(
+        event,
+        |m| {
+            let handler = &handler;
+            async move { handler.handle(&m).await }
+        },
+        |_, _| async { *retried.lock().unwrap() += 1 },
+    )
+    .await;
+    // An unknown job and an unreadable body: nothing to retry, both consumed.
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(*retried.lock().unwrap(), 0);
+    let tick: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("sync-scheduler-tick.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tick["detail-type"], "Scheduled Event");
 }

@@ -120,3 +120,50 @@ pub async fn serve(
     };
     lambda_http::run(router(state)).await
 }
+
+/// One SQS batch, the Lambda way: each record handled concurrently; a record
+/// whose handler asks for a retry is reported as a batch item failure (the rest
+/// of the batch is deleted by Lambda), after `delay_retry` has moved its
+/// visibility to the wanted backoff.
+pub async fn handle_sqs_batch<H, HF, R, RF>(
+    event: aws_lambda_events::sqs::SqsEvent,
+    handle: H,
+    delay_retry: R,
+) -> aws_lambda_events::sqs::SqsBatchResponse
+where
+    H: Fn(kpi_core::ports::queue::ReceivedMessage) -> HF,
+    HF: std::future::Future<Output = kpi_sync::Disposition>,
+    R: Fn(kpi_core::ports::queue::ReceiptHandle, Duration) -> RF,
+    RF: std::future::Future<Output = ()>,
+{
+    use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
+    use kpi_core::ports::queue::{ReceiptHandle, ReceivedMessage};
+
+    let outcomes = futures::future::join_all(event.records.into_iter().map(|record| {
+        let id = record.message_id.clone().unwrap_or_default();
+        let message = ReceivedMessage {
+            message_id: id.clone(),
+            body: record.body.clone().unwrap_or_default(),
+            receipt: ReceiptHandle(record.receipt_handle.clone().unwrap_or_default()),
+            receive_count: record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
+        };
+        let receipt = message.receipt.clone();
+        let fut = handle(message);
+        async move { (id, receipt, fut.await) }
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for (id, receipt, disposition) in outcomes {
+        if let kpi_sync::Disposition::RetryAfter(delay) = disposition {
+            delay_retry(receipt, delay).await;
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}

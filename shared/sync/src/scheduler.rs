@@ -38,7 +38,7 @@ impl Default for SchedulerSettings {
     }
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SchedulerReport {
     pub due_seen: usize,
     pub jobs_created: usize,
