@@ -33,6 +33,8 @@ curl -fsS -o /dev/null -X POST "$base/v1/workspaces/demo/integrations" \
   -d '{"provider":"resend","api_key":"re_contract_123456"}'
 
 set +e
+# From the scratch folder: schemathesis keeps a cache in its working directory.
+cd "$work"
 st run "$base/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
   --header "Authorization: Bearer $token" \
