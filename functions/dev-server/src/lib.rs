@@ -80,18 +80,7 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
         || kpi_providers::oauth::random_token(32).map(SecretString::from),
         Ok,
     )?;
-    let jwks = match (
-        &config.auth.jwks_url,
-        &config.auth.issuer,
-        &config.auth.audience,
-    ) {
-        (Some(url), Some(issuer), Some(audience)) => Some(JwksSettings {
-            url: url.clone(),
-            issuer: issuer.clone(),
-            audience: audience.clone(),
-        }),
-        _ => None,
-    };
+    let jwks = JwksSettings::from_config(&config.auth);
     let auth = Authenticator::new(Some(dev_secret), jwks, providers.http.clone());
 
     Ok(DevServer {

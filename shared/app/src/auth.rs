@@ -66,6 +66,16 @@ pub struct JwksSettings {
 }
 
 impl JwksSettings {
+    /// The production verification settings, when all three are configured.
+    pub fn from_config(auth: &crate::config::AuthConfig) -> Option<Self> {
+        match (&auth.jwks_url, &auth.issuer, &auth.audience) {
+            (Some(url), Some(issuer), Some(audience)) => {
+                Some(Self::new(url.clone(), issuer.clone(), audience.clone()))
+            }
+            _ => None,
+        }
+    }
+
     pub fn new(url: Url, issuer: String, audience: String) -> Self {
         Self {
             url,

@@ -60,18 +60,7 @@ pub async fn app_state() -> Result<AppState> {
         return Err(Error::config("KPI_VAULT: a Lambda needs kms:KEY"));
     };
     let providers = Providers::from_config(&config, None)?;
-    let jwks = match (
-        &config.auth.jwks_url,
-        &config.auth.issuer,
-        &config.auth.audience,
-    ) {
-        (Some(url), Some(issuer), Some(audience)) => Some(JwksSettings {
-            url: url.clone(),
-            issuer: issuer.clone(),
-            audience: audience.clone(),
-        }),
-        _ => None,
-    };
+    let jwks = JwksSettings::from_config(&config.auth);
     let auth = Authenticator::new(config.auth.dev_secret.clone(), jwks, providers.http.clone());
     let secrets: Arc<dyn AppSecrets> = match manager {
         Some(s) => s,
