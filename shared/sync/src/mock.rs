@@ -31,6 +31,9 @@ pub enum Outcome {
     /// Succeeds after a delay.
     Slow(Duration),
     Panic,
+    /// Succeeds, after renewing the token itself mid-sync (a 401 answered by a
+    /// refresh inside the adapter).
+    SuccessWithNewToken,
 }
 
 pub struct MockAdapter {
@@ -168,8 +171,12 @@ impl IntegrationAdapter for MockAdapter {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(t.access_token.expose_secret().to_owned());
         }
+        let mut refreshed = None;
         match self.next_outcome(request.integration.id) {
             Outcome::Success => {}
+            Outcome::SuccessWithNewToken => {
+                refreshed = Some(self.refresh(request.credentials).await?);
+            }
             Outcome::Slow(d) => tokio::time::sleep(d).await,
             Outcome::RateLimited(wait) => {
                 return Err(Error::rate_limited(Some(wait), "mock quota exhausted"));
@@ -186,7 +193,7 @@ impl IntegrationAdapter for MockAdapter {
             points: self.points(&request)?,
             provider_calls: 1,
             quota_remaining: None,
-            refreshed_credentials: None,
+            refreshed_credentials: refreshed,
         })
     }
 

@@ -243,6 +243,13 @@ impl Worker {
                     }
                 };
             total.provider_calls += result.provider_calls;
+            if let Some(refreshed) = result.refreshed_credentials.clone() {
+                // The adapter refreshed mid-sync (a 401 answered by a refresh):
+                // keep the new token, compare-and-swap like the leased refresh.
+                self.store_credentials(scope, &integration, &credentials, refreshed)
+                    .await
+                    .map_err(|e| (e, total.provider_calls))?;
+            }
             total.quota_remaining = match (total.quota_remaining, result.quota_remaining) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -377,6 +384,26 @@ impl Worker {
         // Compare-and-swap: a rotated refresh token is never lost to a race.
         let stored = self.store.update_integration(scope, &next).await?;
         Ok((stored, refreshed))
+    }
+
+    async fn store_credentials(
+        &self,
+        scope: &WorkspaceScope,
+        integration: &Integration,
+        old: &ConnectionCredentials,
+        new: ConnectionCredentials,
+    ) -> Result<()> {
+        let new = keep_refresh_token(old, new);
+        let sealed = self
+            .vault
+            .seal(&CredentialContext::of(integration), &new)
+            .await?;
+        mark_integration(&*self.store, &*self.clock, scope, integration.id, |i| {
+            i.credentials = Some(sealed.clone());
+            Ok(())
+        })
+        .await
+        .map(|_| ())
     }
 
     fn needs_refresh(&self, credentials: &ConnectionCredentials, now: DateTime<Utc>) -> bool {

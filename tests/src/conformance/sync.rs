@@ -714,6 +714,45 @@ pub async fn an_operator_retries_a_dead_job(e: &Engine) {
     assert_eq!(err.code(), "conflict", "a succeeded job is not retried");
 }
 
+pub async fn credentials_an_adapter_renewed_are_kept(e: &Engine) {
+    let i = e.integration("ws-renew", chrono::Duration::hours(1)).await;
+    e.adapter.script(i.id, [Outcome::SuccessWithNewToken]);
+    let job = e.job(&i).await;
+    e.send(std::slice::from_ref(&job)).await;
+    e.drain(std::slice::from_ref(&job), Duration::from_secs(20))
+        .await;
+    assert_eq!(e.status(&job).await.status(), JobStatus::Succeeded);
+    let stored = e
+        .store
+        .get_integration(&Engine::scope("ws-renew"), i.id)
+        .await
+        .unwrap();
+    match e
+        .vault
+        .open(
+            &CredentialContext::of(&stored),
+            stored.credentials.as_ref().unwrap(),
+        )
+        .await
+        .unwrap()
+    {
+        ConnectionCredentials::OAuth(t) => {
+            use secrecy::ExposeSecret as _;
+            assert_eq!(
+                t.access_token.expose_secret(),
+                "mock-access-1",
+                "the renewed token was stored"
+            );
+            assert_eq!(
+                t.refresh_token.unwrap().expose_secret(),
+                "initial-refresh",
+                "and the refresh token kept"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[macro_export]
 macro_rules! sync_conformance {
     ($make:path; $($case:ident),* $(,)?) => {
@@ -741,6 +780,7 @@ macro_rules! all_sync_cases {
             a_panicking_adapter_fails_only_its_message,
             the_scheduler_fans_out_once_per_tick,
             an_operator_retries_a_dead_job,
+            credentials_an_adapter_renewed_are_kept,
             fault_run_of_1000_jobs,
         );
     };
