@@ -189,3 +189,83 @@ async fn the_admin_api_is_for_platform_admins() {
         404
     );
 }
+
+#[tokio::test]
+async fn ga4_connect_pick_a_property_sync_and_read_the_sandbox_numbers() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser();
+    kpi_tests::flows::dev_login(&browser, &app.base, "demo").await;
+    let back =
+        kpi_tests::flows::consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true)
+            .await;
+    let (_, pairs, _) = kpi_tests::flows::finish(&browser, &app.base, &back.callback).await;
+    let id = kpi_tests::flows::param(&pairs, "integration")
+        .unwrap()
+        .to_owned();
+    let c = app.client_for(&["demo"]);
+    let patched: Value = c
+        .patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
+        .json(&json!({"settings": {"property": "properties/100001"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["status"], "connected");
+
+    let (from, to) = ("2026-03-01", "2026-03-31");
+    let resp = c
+        .post(app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync")))
+        .json(&json!({"from": from, "to": to}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    assert_eq!(
+        jobs[0]["status"], "succeeded",
+        "{:?}",
+        jobs[0]["last_error"]
+    );
+    assert_eq!(
+        jobs[0]["provider_calls"], 1,
+        "one report call for the month"
+    );
+    assert_eq!(jobs[0]["rows_written"], 31 * 10);
+
+    let series: Value = c
+        .get(app.url(&format!(
+            "/v1/workspaces/demo/kpis?metric=ga4.sessions&from={from}&to={to}"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 31, "every day, zero days included");
+    for p in points {
+        let date =
+            chrono::NaiveDate::parse_from_str(p["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+        let served = kpi_sandbox::ga4_data::value("100001", date, "sessions").unwrap();
+        assert_eq!(p["value"].as_str().unwrap(), served, "{date}");
+    }
+    // Syncing an overlapping window again overwrites instead of duplicating.
+    c.post(app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync")))
+        .json(&json!({"from": "2026-03-20", "to": "2026-04-02"}))
+        .send()
+        .await
+        .unwrap();
+    wait_for_jobs(&app, &c, &id, 2).await;
+    let series: Value = c
+        .get(app.url("/v1/workspaces/demo/kpis?metric=ga4.sessions&from=2026-03-01&to=2026-04-02"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(series["points"].as_array().unwrap().len(), 33);
+}

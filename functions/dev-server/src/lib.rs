@@ -148,7 +148,13 @@ pub fn spawn_engine(server: &DevServer) -> Vec<tokio::task::JoinHandle<()>> {
         Provider,
         Arc<dyn kpi_core::adapter::IntegrationAdapter>,
     > = std::collections::HashMap::new();
-    for p in Provider::ALL {
+    // GA4 syncs through its real adapter (against Google or the sandbox); the
+    // providers whose adapters are still to come sync with the scripted ones
+    // while the sandbox stands in for them.
+    if let Some(ga4) = state.providers.ga4_adapter() {
+        adapters.insert(Provider::Ga4, Arc::new(ga4));
+    }
+    for p in [Provider::MetaAds, Provider::Resend] {
         if state.config.sandbox_for(p) {
             adapters.insert(p, Arc::new(MockAdapter::new(p)));
         }

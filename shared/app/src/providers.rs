@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kpi_core::{Provider, Result};
-use kpi_providers::ga4::AdminApi;
+use kpi_providers::ga4::{AdminApi, DataApi};
 use kpi_providers::google::GoogleOAuth;
 use kpi_providers::meta::MetaClient;
 use kpi_providers::resend::ResendClient;
@@ -12,6 +12,10 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::config::Config;
+
+/// Concurrent GA4 Data API requests per property and process (Google allows 10
+/// per property in all; this leaves room for several workers).
+pub const GA4_CONCURRENT_PER_PROPERTY: usize = 3;
 
 /// App credentials the sandbox accepts, and where it is served.
 #[derive(Debug, Clone)]
@@ -28,6 +32,7 @@ pub struct Providers {
     /// `None` when Google has neither credentials nor the sandbox.
     pub google: Option<GoogleOAuth>,
     pub ga4_admin: AdminApi,
+    pub ga4_data: DataApi,
     pub meta: Option<MetaClient>,
     pub resend: ResendClient,
 }
@@ -71,6 +76,13 @@ impl Providers {
                 None => config.google.admin_api_url.clone(),
             },
         };
+        let ga4_data = DataApi {
+            http: http.clone(),
+            base: match sandbox_for(Provider::Ga4) {
+                Some(s) => join(&s.base, "ga4/data/v1beta"),
+                None => config.google.data_api_url.clone(),
+            },
+        };
         let meta = match sandbox_for(Provider::MetaAds) {
             Some(s) => Some(MetaClient {
                 http: http.clone(),
@@ -103,9 +115,27 @@ impl Providers {
             http,
             google,
             ga4_admin,
+            ga4_data,
             meta,
             resend,
         })
+    }
+
+    /// The GA4 sync adapter, when Google is configured (or sandboxed).
+    pub fn ga4_adapter(&self) -> Option<kpi_providers::ga4_adapter::Ga4Adapter> {
+        let google = self.google.clone()?;
+        Some(kpi_providers::ga4_adapter::Ga4Adapter::new(
+            google,
+            AdminApi {
+                http: self.http.clone(),
+                base: self.ga4_admin.base.clone(),
+            },
+            DataApi {
+                http: self.http.clone(),
+                base: self.ga4_data.base.clone(),
+            },
+            GA4_CONCURRENT_PER_PROPERTY,
+        ))
     }
 
     /// Whether a workspace can connect `provider` in this deployment.

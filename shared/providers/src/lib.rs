@@ -7,6 +7,7 @@
 //! carry a URL (`reqwest::Error::without_url`) or a response body with them.
 
 pub mod ga4;
+pub mod ga4_adapter;
 pub mod google;
 pub mod http;
 pub mod meta;

@@ -302,3 +302,291 @@ async fn resend_key_check() {
         .unwrap_err();
     assert_eq!(err.code(), "transient");
 }
+
+mod ga4_sync {
+    use super::*;
+    use chrono::NaiveDate;
+    use kpi_core::adapter::{IntegrationAdapter, SyncRequest};
+    use kpi_core::credentials::ConnectionCredentials;
+    use kpi_core::kpi::DateRange;
+    use kpi_core::{Integration, IntegrationId, Metric, Provider, WorkspaceId};
+    use kpi_providers::ga4::DataApi;
+    use kpi_providers::ga4_adapter::Ga4Adapter;
+    use kpi_sandbox::ga4_data;
+
+    async fn connected(sandbox: &Sandbox, base: &str) -> (Ga4Adapter, ConnectionCredentials) {
+        let g = google(base, sandbox);
+        let pkce = Pkce::generate().unwrap();
+        let q = consent(
+            g.authorization_url("s", &pkce.challenge, REDIRECT),
+            "allow",
+            true,
+        )
+        .await;
+        let tokens = g
+            .exchange_code(
+                param(&q, "code").unwrap(),
+                &pkce.verifier,
+                REDIRECT,
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        let http = g.http.clone();
+        let adapter = Ga4Adapter::new(
+            g,
+            AdminApi {
+                http: http.clone(),
+                base: Url::parse(&format!("{base}/ga4/admin/v1beta")).unwrap(),
+            },
+            DataApi {
+                http,
+                base: Url::parse(&format!("{base}/ga4/data/v1beta")).unwrap(),
+            },
+            2,
+        );
+        (adapter, ConnectionCredentials::OAuth(tokens))
+    }
+
+    fn integration(property: &str) -> Integration {
+        let mut i = Integration::new(
+            IntegrationId::new_random(),
+            WorkspaceId::parse("ws").unwrap(),
+            Provider::Ga4,
+            "GA4",
+            Utc::now(),
+        );
+        i.settings.insert("property".into(), property.into());
+        i
+    }
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_90_day_backfill_is_one_call_with_exactly_the_served_numbers() {
+        let (sandbox, base) = sandbox().await;
+        let (adapter, creds) = connected(&sandbox, &base).await;
+        let i = integration("properties/100001");
+        let window = DateRange::new(d(2026, 1, 1), d(2026, 3, 31)).unwrap();
+        let result = adapter
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            result.provider_calls, 1,
+            "one batchRunReports call for 90 days"
+        );
+        assert_eq!(
+            result.points.len(),
+            90 * 10,
+            "every metric of every day, zero days included"
+        );
+        for p in &result.points {
+            let name = kpi_providers::ga4_adapter::METRICS
+                .iter()
+                .find(|(_, m)| *m == p.metric)
+                .unwrap()
+                .0;
+            let served = ga4_data::value("100001", p.date, name).unwrap();
+            assert_eq!(
+                p.value,
+                kpi_providers::ga4::parse_value(&served).unwrap(),
+                "{} on {}",
+                p.metric,
+                p.date
+            );
+        }
+        let revenue = result
+            .points
+            .iter()
+            .find(|p| p.metric == Metric::Ga4TotalRevenue)
+            .unwrap();
+        assert_eq!(revenue.currency.as_ref().unwrap().as_str(), "EUR");
+        let zero_day = result
+            .points
+            .iter()
+            .find(|p| ga4_data::is_zero_day(p.date) && p.metric == Metric::Ga4Sessions)
+            .expect("a zero day in the window");
+        assert!(zero_day.value.is_zero());
+        let tiny = result
+            .points
+            .iter()
+            .find(|p| p.metric == Metric::Ga4BounceRate && p.value.to_string() == "0.00015");
+        assert!(tiny.is_some(), "exponent notation read exactly");
+        assert!(result.quota_remaining.unwrap() > rust_decimal::Decimal::new(9, 1));
+    }
+
+    #[tokio::test]
+    async fn long_reports_are_paged_and_dst_changes_keep_one_row_per_day() {
+        let (sandbox, base) = sandbox().await;
+        let (mut adapter, creds) = connected(&sandbox, &base).await;
+        adapter.page_limit = 4;
+        let i = integration("properties/100002"); // America/New_York: DST starts 2026-03-08
+        let window = DateRange::new(d(2026, 3, 5), d(2026, 3, 14)).unwrap();
+        let result = adapter
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap();
+        assert_eq!(result.provider_calls, 3, "10 rows in pages of 4");
+        let mut days: Vec<_> = result.points.iter().map(|p| p.date).collect();
+        days.sort();
+        days.dedup();
+        assert_eq!(days.len(), 10);
+        assert!(days.contains(&d(2026, 3, 8)));
+        assert_eq!(
+            result
+                .points
+                .iter()
+                .find(|p| p.metric == Metric::Ga4TotalRevenue)
+                .unwrap()
+                .currency
+                .as_ref()
+                .unwrap()
+                .as_str(),
+            "USD"
+        );
+    }
+
+    #[tokio::test]
+    async fn quota_errors_wait_by_kind_then_syncing_resumes() {
+        let (sandbox, base) = sandbox().await;
+        let (adapter, creds) = connected(&sandbox, &base).await;
+        let i = integration("properties/100001");
+        let window = DateRange::new(d(2026, 2, 1), d(2026, 2, 3)).unwrap();
+        for (fault, at_least) in [
+            ("429_concurrent", 30),
+            ("429_hourly", 60),
+            ("429_daily", 60),
+        ] {
+            sandbox.set_faults(Faults {
+                ga4_data: Some(fault.into()),
+                ..Faults::default()
+            });
+            let err = adapter
+                .sync(SyncRequest {
+                    integration: &i,
+                    credentials: &creds,
+                    window,
+                })
+                .await
+                .unwrap_err();
+            match err.kind() {
+                kpi_core::ErrorKind::RateLimited {
+                    retry_after: Some(wait),
+                } => {
+                    assert!(wait.as_secs() >= at_least, "{fault}: {wait:?}");
+                    if fault == "429_concurrent" {
+                        assert!(wait.as_secs() <= 60);
+                    }
+                }
+                other => panic!("{fault}: {other:?}"),
+            }
+            // The fault was one-shot: the next sync works.
+            adapter
+                .sync(SyncRequest {
+                    integration: &i,
+                    credentials: &creds,
+                    window,
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_401_is_answered_by_one_refresh_and_an_invalid_grant_needs_reauth() {
+        let (sandbox, base) = sandbox().await;
+        let (adapter, creds) = connected(&sandbox, &base).await;
+        let i = integration("properties/100001");
+        let window = DateRange::new(d(2026, 2, 1), d(2026, 2, 1)).unwrap();
+        sandbox.set_faults(Faults {
+            ga4_data: Some("401".into()),
+            ..Faults::default()
+        });
+        let result = adapter
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap();
+        assert!(
+            result.refreshed_credentials.is_some(),
+            "the new token is handed back to be stored"
+        );
+        assert_eq!(sandbox.counters().google_refreshes, 1);
+
+        // The user revoked access: the refresh fails with invalid_grant.
+        let ConnectionCredentials::OAuth(t) = &creds else {
+            unreachable!()
+        };
+        adapter
+            .google
+            .revoke(t.refresh_token.as_ref().unwrap())
+            .await
+            .unwrap();
+        let err = adapter
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "reauth_required");
+        assert!(err.message().contains("Reconnect"), "{}", err.message());
+        assert_eq!(
+            sandbox.counters().google_refreshes,
+            2,
+            "one refresh attempt, no storm"
+        );
+        let health = adapter.health_check(&i, &creds).await.unwrap();
+        assert!(
+            matches!(health, kpi_core::adapter::HealthStatus::NeedsReauth { .. }),
+            "{health:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_property_without_access_is_a_configuration_error() {
+        let (sandbox, base) = sandbox().await;
+        let (adapter, creds) = connected(&sandbox, &base).await;
+        let i = integration("properties/999999");
+        let window = DateRange::new(d(2026, 2, 1), d(2026, 2, 1)).unwrap();
+        let err = adapter
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "configuration");
+        assert!(
+            err.message().contains("sufficient permissions"),
+            "{}",
+            err.message()
+        );
+        let health = adapter.health_check(&i, &creds).await.unwrap();
+        assert!(
+            matches!(health, kpi_core::adapter::HealthStatus::NoAccess { .. }),
+            "{health:?}"
+        );
+        let ok = adapter
+            .health_check(&integration("properties/100001"), &creds)
+            .await
+            .unwrap();
+        assert_eq!(ok, kpi_core::adapter::HealthStatus::Healthy);
+    }
+}

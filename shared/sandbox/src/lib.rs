@@ -9,6 +9,7 @@
 
 mod consent;
 mod ga4;
+pub mod ga4_data;
 mod google;
 mod meta;
 mod resend;
@@ -54,6 +55,10 @@ pub struct Faults {
     pub google_revoke: Option<u16>,
     #[serde(default)]
     pub ga4_admin: Option<u16>,
+    /// `429_concurrent`, `429_hourly`, `429_daily`, `401`, `403`, `500` (each
+    /// answered once, then the API works again) or `slow` (every call, 5 s).
+    #[serde(default)]
+    pub ga4_data: Option<String>,
     #[serde(default)]
     pub meta_graph: Option<u16>,
     #[serde(default)]
@@ -122,6 +127,10 @@ impl Sandbox {
             .route(
                 "/ga4/admin/v1beta/accountSummaries",
                 get(ga4::account_summaries),
+            )
+            .route(
+                "/ga4/data/v1beta/properties/{target}",
+                post(ga4_data::batch_run_reports),
             )
             .route("/meta/dialog/oauth", get(meta::authorize))
             .route("/meta/dialog/consent", post(meta::consent))

@@ -11,6 +11,7 @@ pub struct Counters {
     pub google_refreshes: u32,
     pub google_revocations: u32,
     pub ga4_admin_calls: u32,
+    pub ga4_data_calls: u32,
     pub meta_code_exchanges: u32,
     pub meta_long_lived_exchanges: u32,
     pub meta_revocations: u32,
@@ -45,6 +46,8 @@ pub struct State {
     pub meta_codes: HashMap<String, AuthCode>,
     pub meta_short: HashMap<String, Token>,
     pub meta_long: HashMap<String, Token>,
+    /// GA4 core tokens used per property.
+    pub ga4_tokens: HashMap<String, i64>,
 }
 
 pub fn random(prefix: &str) -> String {
