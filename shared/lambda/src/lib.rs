@@ -156,3 +156,44 @@ where
     }
     response
 }
+
+/// The sync worker of `provider`, with its adapter and the log notifier (the
+/// Resend notifier arrives with the Resend integration).
+pub fn worker_for(state: &AppState, provider: kpi_core::Provider) -> Result<kpi_sync::Worker> {
+    let mut adapters: HashMap<kpi_core::Provider, Arc<dyn kpi_core::adapter::IntegrationAdapter>> =
+        HashMap::new();
+    match provider {
+        kpi_core::Provider::Ga4 => {
+            let ga4 = state.providers.ga4_adapter().ok_or_else(|| {
+                Error::config("GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are needed to sync GA4")
+            })?;
+            adapters.insert(provider, Arc::new(ga4));
+        }
+        other => return Err(Error::config(format!("no sync adapter for {other} yet"))),
+    }
+    Ok(kpi_sync::Worker {
+        store: state.store.clone(),
+        vault: state.vault.clone(),
+        clock: state.clock.clone(),
+        notifier: Arc::new(kpi_sync::notifier::LogNotifier),
+        adapters,
+        settings: kpi_sync::WorkerSettings::default(),
+        id: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "worker".into()),
+    })
+}
+
+/// Moves a failed message's next delivery to `delay` from now (backoff); on
+/// failure the queue's own visibility timeout applies.
+pub async fn delay_message(
+    queue: &dyn kpi_core::ports::Queue,
+    provider: kpi_core::Provider,
+    receipt: &kpi_core::ports::queue::ReceiptHandle,
+    delay: Duration,
+) {
+    if let Err(e) = queue
+        .change_visibility(kpi_core::ports::QueueName::Work(provider), receipt, delay)
+        .await
+    {
+        tracing::warn!(error = %e.log_chain(), "could not delay a failed message");
+    }
+}

@@ -54,6 +54,8 @@ pub struct Ga4Adapter {
     /// Rows asked for per page.
     pub page_limit: i64,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Last share of quota left seen per property, and when.
+    quota: Mutex<HashMap<String, (Decimal, std::time::Instant)>>,
 }
 
 impl Ga4Adapter {
@@ -65,6 +67,7 @@ impl Ga4Adapter {
             per_property: per_property.max(1),
             page_limit: PAGE_LIMIT,
             limits: Mutex::new(HashMap::new()),
+            quota: Mutex::new(HashMap::new()),
         }
     }
 
@@ -146,6 +149,24 @@ impl Ga4Adapter {
         property: &str,
         window: &kpi_core::kpi::DateRange,
     ) -> Result<(Vec<Report>, u32)> {
+        // Slow down before the quota runs out: while the last report said less
+        // than 10% of some quota was left, wait for the hourly reset.
+        let seen = self
+            .quota
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(property)
+            .copied();
+        if let Some((left, at)) = seen
+            && left < low_quota_threshold()
+            && at.elapsed() < std::time::Duration::from_secs(3600)
+        {
+            let wait = std::time::Duration::from_secs(3600).saturating_sub(at.elapsed());
+            return Err(Error::rate_limited(
+                Some(wait.max(std::time::Duration::from_secs(60))),
+                "Google Analytics quota for this property is nearly used up; waiting for it to recover",
+            ));
+        }
         let limit = self.limit_for(property);
         let mut pages = Vec::new();
         let mut calls = 0;
@@ -163,11 +184,17 @@ impl Ga4Adapter {
             let report = reports.pop().unwrap_or_default();
             let received = report.rows.len() as i64;
             let total = report.row_count;
-            let quota_low = report
+            let left = report
                 .property_quota
                 .as_ref()
-                .and_then(|q| q.min_share_left())
-                .is_some_and(|left| left < low_quota_threshold());
+                .and_then(|q| q.min_share_left());
+            if let Some(left) = left {
+                self.quota
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(property.to_owned(), (left, std::time::Instant::now()));
+            }
+            let quota_low = left.is_some_and(|left| left < low_quota_threshold());
             pages.push(report);
             offset += received;
             if received == 0 || offset >= total {

@@ -589,4 +589,48 @@ mod ga4_sync {
             .unwrap();
         assert_eq!(ok, kpi_core::adapter::HealthStatus::Healthy);
     }
+
+    #[tokio::test]
+    async fn syncing_pauses_before_the_quota_runs_out() {
+        let (sandbox, base) = sandbox().await;
+        let (adapter, creds) = connected(&sandbox, &base).await;
+        let i = integration("properties/100001");
+        let window = DateRange::new(d(2026, 2, 1), d(2026, 2, 2)).unwrap();
+        ga4_data::use_tokens(&sandbox, "100001", 37_000);
+        let first = adapter
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap();
+        assert!(first.quota_remaining.unwrap() < rust_decimal::Decimal::new(10, 2));
+        let calls = sandbox.counters().ga4_data_calls;
+        let err = adapter
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.kind(), kpi_core::ErrorKind::RateLimited { retry_after: Some(w) } if w.as_secs() >= 60)
+        );
+        assert_eq!(
+            sandbox.counters().ga4_data_calls,
+            calls,
+            "no call made while the quota is low"
+        );
+        // Another property is not held back.
+        adapter
+            .sync(SyncRequest {
+                integration: &integration("properties/100002"),
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap();
+    }
 }

@@ -326,3 +326,8 @@ pub async fn batch_run_reports(
 pub fn tokens_used(sandbox: &Sandbox) -> HashMap<String, i64> {
     sandbox.with_state(|s| s.ga4_tokens.clone())
 }
+
+/// Pretends `tokens` of `property`'s quota were already used (quota tests).
+pub fn use_tokens(sandbox: &Sandbox, property: &str, tokens: i64) {
+    sandbox.with_state(|s| *s.ga4_tokens.entry(property.to_owned()).or_insert(0) += tokens);
+}
