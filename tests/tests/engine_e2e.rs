@@ -269,3 +269,54 @@ async fn ga4_connect_pick_a_property_sync_and_read_the_sandbox_numbers() {
         .unwrap();
     assert_eq!(series["points"].as_array().unwrap().len(), 33);
 }
+
+#[tokio::test]
+async fn a_revoked_google_grant_moves_ga4_to_needs_reauth_without_a_retry_storm() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser();
+    kpi_tests::flows::dev_login(&browser, &app.base, "demo").await;
+    let back =
+        kpi_tests::flows::consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true)
+            .await;
+    let (_, pairs, _) = kpi_tests::flows::finish(&browser, &app.base, &back.callback).await;
+    let id = kpi_tests::flows::param(&pairs, "integration")
+        .unwrap()
+        .to_owned();
+    let c = app.client_for(&["demo"]);
+    c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
+        .json(&json!({"settings": {"property": "properties/100002"}}))
+        .send()
+        .await
+        .unwrap();
+    app.sandbox().revoke_all_google_grants();
+    let refreshes_before = app.sandbox().counters().google_refreshes;
+    c.post(app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync")))
+        .json(&json!({"from": "2026-03-01", "to": "2026-03-02"}))
+        .send()
+        .await
+        .unwrap();
+    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    assert_eq!(jobs[0]["status"], "dead");
+    assert_eq!(jobs[0]["last_error"]["code"], "reauth_required");
+    assert_eq!(jobs[0]["attempts"], 1, "no retries of a revoked grant");
+    assert_eq!(
+        app.sandbox().counters().google_refreshes - refreshes_before,
+        1,
+        "one refresh attempt"
+    );
+    let got: Value = c
+        .get(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["status"], "needs_reauth");
+    assert!(
+        got["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Reconnect")
+    );
+}

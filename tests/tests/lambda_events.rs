@@ -28,7 +28,11 @@ async fn every_sample_event_is_served_by_its_function() {
         ("oauth-start.json", "oauth", 303),
         ("oauth-callback-replayed.json", "oauth", 400),
     ];
-    let other_functions = ["sync-scheduler-tick.json", "sync-dlq-batch.json"];
+    let other_functions = [
+        "sync-scheduler-tick.json",
+        "sync-dlq-batch.json",
+        "sync-ga4-batch.json",
+    ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -85,4 +89,25 @@ async fn the_dlq_sample_batch_is_consumed_by_the_dlq_handler() {
     )
     .unwrap();
     assert_eq!(tick["detail-type"], "Scheduled Event");
+}
+
+#[tokio::test]
+async fn the_ga4_sample_batch_is_handled_by_the_ga4_worker() {
+    let app = TestApp::spawn().await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let event: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sync-ga4-batch.json")).unwrap())
+            .unwrap();
+    let worker = kpi_lambda::worker_for(&app.server.state, kpi_core::Provider::Ga4).unwrap();
+    let response = kpi_lambda::handle_sqs_batch(
+        event,
+        |m| {
+            let worker = &worker;
+            async move { worker.handle(&m).await }
+        },
+        |_, _| async {},
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(kpi_lambda::worker_for(&app.server.state, kpi_core::Provider::MetaAds).is_err());
 }

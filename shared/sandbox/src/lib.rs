@@ -171,3 +171,19 @@ async fn set_faults_route(
     sandbox.set_faults(faults);
     axum::http::StatusCode::NO_CONTENT
 }
+
+impl Sandbox {
+    /// Revokes every Google grant (the user removed the app's access in their
+    /// Google account): access and refresh tokens stop working.
+    pub fn revoke_all_google_grants(&self) {
+        self.with_state(|s| {
+            for t in s
+                .google_access
+                .values_mut()
+                .chain(s.google_refresh.values_mut())
+            {
+                t.revoked = true;
+            }
+        });
+    }
+}
