@@ -19,3 +19,15 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 pub fn client() -> reqwest::Client {
     client_builder().build().expect("test HTTP client")
 }
+
+/// `GET url` and its JSON body (tests only: panics on any failure).
+pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> serde_json::Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON body")
+}

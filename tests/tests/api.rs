@@ -128,14 +128,11 @@ async fn another_workspaces_ids_are_404() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    let still: Value = alice
-        .get(app.url(&format!("/v1/workspaces/ws-a/integrations/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let still: Value = kpi_tests::get_json(
+        &alice,
+        app.url(&format!("/v1/workspaces/ws-a/integrations/{id}")),
+    )
+    .await;
     assert_eq!(still["status"], "connected");
     // Malformed ids read as not found too.
     problem(
@@ -256,7 +253,7 @@ async fn bad_bodies_get_clear_errors_and_change_nothing() {
         422,
     )
     .await;
-    let listed: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    let listed: Value = kpi_tests::get_json(&c, &url).await;
     assert_eq!(
         listed["items"].as_array().unwrap().len(),
         0,
@@ -278,37 +275,16 @@ async fn resend_crud_options_health_status_and_idempotent_delete() {
     let id = created["id"].as_str().unwrap();
     let item = |suffix: &str| app.url(&format!("/v1/workspaces/demo/integrations/{id}{suffix}"));
 
-    let options: Value = c
-        .get(item("/options"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let options: Value = kpi_tests::get_json(&c, item("/options")).await;
     assert_eq!(options["setting"], "domain");
     assert_eq!(options["options"][0]["id"], "sandbox.example.com");
-    let health: Value = c
-        .get(item("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = kpi_tests::get_json(&c, item("/health")).await;
     assert_eq!(health["state"], "healthy");
     app.sandbox().set_faults(Faults {
         resend: Some(500),
         ..Faults::default()
     });
-    let health: Value = c
-        .get(item("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = kpi_tests::get_json(&c, item("/health")).await;
     assert_eq!(health["state"], "unavailable");
     app.sandbox().set_faults(Faults::default());
 
@@ -342,14 +318,7 @@ async fn resend_crud_options_health_status_and_idempotent_delete() {
         .await
         .unwrap();
     assert_eq!(paused["status"], "paused");
-    let status: Value = c
-        .get(item("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = kpi_tests::get_json(&c, item("/status")).await;
     assert_eq!(status["status"], "paused");
     let resumed: Value = c
         .patch(item(""))
@@ -368,7 +337,7 @@ async fn resend_crud_options_health_status_and_idempotent_delete() {
         204,
         "idempotent"
     );
-    let gone: Value = c.get(item("")).send().await.unwrap().json().await.unwrap();
+    let gone: Value = kpi_tests::get_json(&c, item("")).await;
     assert_eq!(gone["status"], "disconnected");
     assert_eq!(gone["has_credentials"], false);
     problem(
@@ -416,30 +385,24 @@ async fn manual_sync_enqueues_a_job() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs: Value = c
-        .get(app.url(&format!(
+    let jobs: Value = kpi_tests::get_json(
+        &c,
+        app.url(&format!(
             "/v1/workspaces/demo/integrations/{id}/jobs?limit=1"
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(jobs["items"].as_array().unwrap().len(), 1);
     assert_eq!(jobs["items"][0]["trigger"], "backfill", "newest first");
     assert!(jobs["next_cursor"].is_string());
     // Both jobs went through the queue to the dev server's worker.
     let mut finished = 0;
     for _ in 0..100 {
-        let all: Value = c
-            .get(app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let all: Value = kpi_tests::get_json(
+            &c,
+            app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")),
+        )
+        .await;
         finished = all["items"]
             .as_array()
             .unwrap()
@@ -533,16 +496,13 @@ async fn kpis_are_read_by_metric_and_range() {
         .upsert_kpis(&scope, &points)
         .await
         .unwrap();
-    let series: Value = c
-        .get(app.url(
+    let series: Value = kpi_tests::get_json(
+        &c,
+        app.url(
             "/v1/workspaces/demo/kpis?metric=resend.delivery_rate&from=2026-05-02&to=2026-05-31",
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(series["unit"], "ratio");
     let values: Vec<_> = series["points"]
         .as_array()

@@ -8,14 +8,11 @@ use serde_json::{Value, json};
 
 async fn wait_for_jobs(app: &TestApp, c: &reqwest::Client, id: &str, n: usize) -> Vec<Value> {
     for _ in 0..100 {
-        let jobs: Value = c
-            .get(app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jobs: Value = kpi_tests::get_json(
+            c,
+            app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")),
+        )
+        .await;
         let items = jobs["items"].as_array().unwrap().clone();
         if items.len() >= n
             && items
@@ -60,25 +57,19 @@ async fn sync_now_runs_through_queue_worker_and_store() {
     assert_eq!(jobs[0]["status"], "succeeded");
     assert_eq!(jobs[0]["rows_written"], 3);
     assert_eq!(jobs[0]["provider_calls"], 1);
-    let series: Value = c
-        .get(app.url(&format!(
+    let series: Value = kpi_tests::get_json(
+        &c,
+        app.url(&format!(
             "/v1/workspaces/demo/kpis?metric=resend.sent&from={from}&to={today}"
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(series["points"].as_array().unwrap().len(), 3);
-    let status: Value = c
-        .get(app.url(&format!("/v1/workspaces/demo/integrations/{id}/status")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = kpi_tests::get_json(
+        &c,
+        app.url(&format!("/v1/workspaces/demo/integrations/{id}/status")),
+    )
+    .await;
     assert!(status["last_success_at"].is_string());
 }
 
@@ -116,24 +107,14 @@ async fn the_admin_api_is_for_platform_admins() {
         })
         .build()
         .unwrap();
-    let listed: Value = admin
-        .get(app.url("/v1/admin/sync-jobs?status=succeeded&provider=resend&workspace=demo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = kpi_tests::get_json(
+        &admin,
+        app.url("/v1/admin/sync-jobs?status=succeeded&provider=resend&workspace=demo"),
+    )
+    .await;
     assert_eq!(listed["items"][0]["id"], job_id.as_str());
     assert_eq!(listed["items"][0]["workspace"], "demo");
-    let none: Value = admin
-        .get(app.url("/v1/admin/sync-jobs?status=dead"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let none: Value = kpi_tests::get_json(&admin, app.url("/v1/admin/sync-jobs?status=dead")).await;
     assert!(none["items"].as_array().unwrap().is_empty());
     assert_eq!(
         admin
@@ -145,14 +126,7 @@ async fn the_admin_api_is_for_platform_admins() {
         422
     );
 
-    let queues: Value = admin
-        .get(app.url("/v1/admin/queues"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let queues: Value = kpi_tests::get_json(&admin, app.url("/v1/admin/queues")).await;
     assert_eq!(queues.as_array().unwrap().len(), 3);
 
     let resp = admin
@@ -234,16 +208,13 @@ async fn ga4_connect_pick_a_property_sync_and_read_the_sandbox_numbers() {
     );
     assert_eq!(jobs[0]["rows_written"], 31 * 10);
 
-    let series: Value = c
-        .get(app.url(&format!(
+    let series: Value = kpi_tests::get_json(
+        &c,
+        app.url(&format!(
             "/v1/workspaces/demo/kpis?metric=ga4.sessions&from={from}&to={to}"
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     let points = series["points"].as_array().unwrap();
     assert_eq!(points.len(), 31, "every day, zero days included");
     for p in points {
@@ -259,14 +230,11 @@ async fn ga4_connect_pick_a_property_sync_and_read_the_sandbox_numbers() {
         .await
         .unwrap();
     wait_for_jobs(&app, &c, &id, 2).await;
-    let series: Value = c
-        .get(app.url("/v1/workspaces/demo/kpis?metric=ga4.sessions&from=2026-03-01&to=2026-04-02"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let series: Value = kpi_tests::get_json(
+        &c,
+        app.url("/v1/workspaces/demo/kpis?metric=ga4.sessions&from=2026-03-01&to=2026-04-02"),
+    )
+    .await;
     assert_eq!(series["points"].as_array().unwrap().len(), 33);
 }
 
@@ -304,14 +272,11 @@ async fn a_revoked_google_grant_moves_ga4_to_needs_reauth_without_a_retry_storm(
         1,
         "one refresh attempt"
     );
-    let got: Value = c
-        .get(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = kpi_tests::get_json(
+        &c,
+        app.url(&format!("/v1/workspaces/demo/integrations/{id}")),
+    )
+    .await;
     assert_eq!(got["status"], "needs_reauth");
     assert!(
         got["last_error"]["message"]

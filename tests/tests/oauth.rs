@@ -10,14 +10,8 @@ use serde_json::{Value, json};
 
 async fn integrations(app: &TestApp, ws: &str) -> Vec<Value> {
     let c = app.client_for(&[ws]);
-    let list: Value = c
-        .get(app.url(&format!("/v1/workspaces/{ws}/integrations")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value =
+        kpi_tests::get_json(&c, app.url(&format!("/v1/workspaces/{ws}/integrations"))).await;
     list["items"].as_array().unwrap().clone()
 }
 
@@ -43,18 +37,11 @@ async fn ga4_connect_pick_property_and_reconnect() {
 
     let c = app.client_for(&["demo"]);
     let item = |s: &str| app.url(&format!("/v1/workspaces/demo/integrations/{id}{s}"));
-    let got: Value = c.get(item("")).send().await.unwrap().json().await.unwrap();
+    let got: Value = kpi_tests::get_json(&c, item("")).await;
     assert_eq!(got["status"], "needs_configuration");
     assert_eq!(got["has_credentials"], true);
 
-    let options: Value = c
-        .get(item("/options"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let options: Value = kpi_tests::get_json(&c, item("/options")).await;
     assert_eq!(options["setting"], "property");
     assert_eq!(options["options"].as_array().unwrap().len(), 3);
     assert_eq!(options["options"][0]["group"], "Sandbox Shop");
@@ -78,14 +65,7 @@ async fn ga4_connect_pick_property_and_reconnect() {
         .unwrap();
     assert_eq!(patched["status"], "connected");
     assert!(patched["next_sync_at"].is_string(), "scheduled right away");
-    let health: Value = c
-        .get(item("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = kpi_tests::get_json(&c, item("/health")).await;
     assert_eq!(health["state"], "healthy");
 
     // Reconnecting updates the same integration instead of adding one.
@@ -101,7 +81,7 @@ async fn ga4_connect_pick_property_and_reconnect() {
     let (_, pairs, _) = finish(&browser, &app.base, &back.callback).await;
     assert_eq!(param(&pairs, "integration"), Some(id.as_str()));
     assert_eq!(integrations(&app, "demo").await.len(), 1);
-    let again: Value = c.get(item("")).send().await.unwrap().json().await.unwrap();
+    let again: Value = kpi_tests::get_json(&c, item("")).await;
     assert_eq!(again["status"], "connected", "the property choice is kept");
     assert_eq!(app.sandbox().counters().google_code_exchanges, 2);
 }
@@ -134,14 +114,11 @@ async fn meta_connect_uses_a_long_lived_token_and_lists_ad_accounts() {
     );
 
     let c = app.client_for(&["demo"]);
-    let options: Value = c
-        .get(app.url(&format!("/v1/workspaces/demo/integrations/{id}/options")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let options: Value = kpi_tests::get_json(
+        &c,
+        app.url(&format!("/v1/workspaces/demo/integrations/{id}/options")),
+    )
+    .await;
     assert_eq!(options["setting"], "ad_account");
     assert_eq!(options["options"][0]["id"], "act_1000000001");
     assert_eq!(options["options"][0]["details"]["currency"], "EUR");
@@ -349,14 +326,11 @@ async fn disconnect_revokes_and_erases_even_when_the_provider_is_down() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     for id in &ids {
-        let got: Value = c
-            .get(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let got: Value = kpi_tests::get_json(
+            &c,
+            app.url(&format!("/v1/workspaces/demo/integrations/{id}")),
+        )
+        .await;
         assert_eq!(got["status"], "disconnected");
         assert_eq!(
             got["has_credentials"], false,

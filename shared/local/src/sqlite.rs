@@ -117,6 +117,19 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
         .map_err(|e| Error::internal("stored record is corrupt").with_source(e))
 }
 
+/// The record whose JSON body the one-column query `sql` selects, if any.
+fn one_body<T: serde::de::DeserializeOwned>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<T>> {
+    let body: Option<String> = c
+        .query_row(sql, params, |r| r.get(0))
+        .optional()
+        .map_err(db_error)?;
+    body.map(|b| from_json(&b)).transpose()
+}
+
 /// Index value of the due-integrations index: set only while the integration
 /// should be picked up by the scheduler.
 fn due_at(integration: &Integration) -> Option<String> {
@@ -319,17 +332,12 @@ impl IntegrationStore for SqliteStore {
     ) -> Result<Integration> {
         let ws = scope.workspace().to_string();
         self.with(move |c| {
-            let body: Option<String> = c
-                .query_row(
-                    "SELECT body FROM integrations WHERE id = ?1 AND workspace = ?2",
-                    params![id.to_string(), ws],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_error)?;
-            body.map(|b| from_json(&b))
-                .transpose()?
-                .ok_or_else(|| Error::not_found("integration not found"))
+            one_body(
+                c,
+                "SELECT body FROM integrations WHERE id = ?1 AND workspace = ?2",
+                params![id.to_string(), ws],
+            )?
+            .ok_or_else(|| Error::not_found("integration not found"))
         })
         .await
     }
@@ -508,17 +516,12 @@ impl JobStore for SqliteStore {
     async fn get_job(&self, scope: &WorkspaceScope, id: JobId) -> Result<SyncJob> {
         let ws = scope.workspace().to_string();
         self.with(move |c| {
-            let body: Option<String> = c
-                .query_row(
-                    "SELECT body FROM sync_jobs WHERE id = ?1 AND workspace = ?2",
-                    params![id.to_string(), ws],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_error)?;
-            body.map(|b| from_json(&b))
-                .transpose()?
-                .ok_or_else(|| Error::not_found("sync job not found"))
+            one_body(
+                c,
+                "SELECT body FROM sync_jobs WHERE id = ?1 AND workspace = ?2",
+                params![id.to_string(), ws],
+            )?
+            .ok_or_else(|| Error::not_found("sync job not found"))
         })
         .await
     }
@@ -599,17 +602,12 @@ impl JobStore for SqliteStore {
 
     async fn find_job(&self, _admin: &AdminScope, id: JobId) -> Result<SyncJob> {
         self.with(move |c| {
-            let body: Option<String> = c
-                .query_row(
-                    "SELECT body FROM sync_jobs WHERE id = ?1",
-                    params![id.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_error)?;
-            body.map(|b| from_json(&b))
-                .transpose()?
-                .ok_or_else(|| Error::not_found("sync job not found"))
+            one_body(
+                c,
+                "SELECT body FROM sync_jobs WHERE id = ?1",
+                params![id.to_string()],
+            )?
+            .ok_or_else(|| Error::not_found("sync job not found"))
         })
         .await
     }
@@ -835,15 +833,11 @@ impl EmailStore for SqliteStore {
         let ws = scope.workspace().to_string();
         let id = id.to_owned();
         self.with(move |c| {
-            let body: Option<String> = c
-                .query_row(
-                    "SELECT body FROM emails WHERE workspace = ?1 AND id = ?2",
-                    params![ws, id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_error)?;
-            body.map(|b| from_json(&b)).transpose()
+            one_body(
+                c,
+                "SELECT body FROM emails WHERE workspace = ?1 AND id = ?2",
+                params![ws, id],
+            )
         })
         .await
     }
