@@ -260,6 +260,29 @@ impl Engine {
         }
     }
 
+    /// The access and refresh token stored for `i` now.
+    pub async fn stored_tokens(&self, ws: &str, i: &Integration) -> (String, Option<String>) {
+        use secrecy::ExposeSecret as _;
+        let stored = self
+            .store
+            .get_integration(&Self::scope(ws), i.id)
+            .await
+            .unwrap();
+        let sealed = stored.credentials.as_ref().unwrap();
+        match self
+            .vault
+            .open(&CredentialContext::of(&stored), sealed)
+            .await
+            .unwrap()
+        {
+            ConnectionCredentials::OAuth(t) => (
+                t.access_token.expose_secret().to_owned(),
+                t.refresh_token.map(|r| r.expose_secret().to_owned()),
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Every job of `ws` in `status`, through the operators' listing.
     pub async fn jobs_in(&self, ws: &str, status: JobStatus) -> Vec<SyncJob> {
         let admin = kpi_core::AdminScope::for_system("engine test");
@@ -507,27 +530,9 @@ pub async fn ten_workers_share_one_token_refresh(e: &Engine) {
     assert_eq!(tokens.len(), 10);
     assert!(tokens.iter().all(|t| t == "mock-access-1"), "{tokens:?}");
     // The refreshed token was stored, and the refresh token kept.
-    let stored = e
-        .store
-        .get_integration(&Engine::scope("ws-refresh"), i.id)
-        .await
-        .unwrap();
-    match e
-        .vault
-        .open(
-            &CredentialContext::of(&stored),
-            stored.credentials.as_ref().unwrap(),
-        )
-        .await
-        .unwrap()
-    {
-        ConnectionCredentials::OAuth(t) => {
-            use secrecy::ExposeSecret as _;
-            assert_eq!(t.access_token.expose_secret(), "mock-access-1");
-            assert_eq!(t.refresh_token.unwrap().expose_secret(), "initial-refresh");
-        }
-        other => panic!("{other:?}"),
-    }
+    let (access, refresh) = e.stored_tokens("ws-refresh", &i).await;
+    assert_eq!(access, "mock-access-1");
+    assert_eq!(refresh.as_deref(), Some("initial-refresh"));
 }
 
 pub async fn a_panicking_adapter_fails_only_its_message(e: &Engine) {
@@ -722,35 +727,13 @@ pub async fn credentials_an_adapter_renewed_are_kept(e: &Engine) {
     e.drain(std::slice::from_ref(&job), Duration::from_secs(20))
         .await;
     assert_eq!(e.status(&job).await.status(), JobStatus::Succeeded);
-    let stored = e
-        .store
-        .get_integration(&Engine::scope("ws-renew"), i.id)
-        .await
-        .unwrap();
-    match e
-        .vault
-        .open(
-            &CredentialContext::of(&stored),
-            stored.credentials.as_ref().unwrap(),
-        )
-        .await
-        .unwrap()
-    {
-        ConnectionCredentials::OAuth(t) => {
-            use secrecy::ExposeSecret as _;
-            assert_eq!(
-                t.access_token.expose_secret(),
-                "mock-access-1",
-                "the renewed token was stored"
-            );
-            assert_eq!(
-                t.refresh_token.unwrap().expose_secret(),
-                "initial-refresh",
-                "and the refresh token kept"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    let (access, refresh) = e.stored_tokens("ws-renew", &i).await;
+    assert_eq!(access, "mock-access-1", "the renewed token was stored");
+    assert_eq!(
+        refresh.as_deref(),
+        Some("initial-refresh"),
+        "and the refresh token kept"
+    );
 }
 
 #[macro_export]

@@ -295,10 +295,7 @@ impl IntegrationStore for DynamoStore {
             .send()
             .await
             .map_err(|e| aws_error("DynamoDB Query", e))?;
-        Ok(Page {
-            items: out.items().iter().map(body).collect::<Result<_>>()?,
-            next: cursor_from_key(out.last_evaluated_key()),
-        })
+        page_of(out.items(), out.last_evaluated_key())
     }
 
     async fn update_integration(
@@ -368,6 +365,14 @@ impl IntegrationStore for DynamoStore {
             next: cursor_from_key(out.last_evaluated_key()),
         })
     }
+}
+
+/// A page of records from one query's items and its `LastEvaluatedKey`.
+fn page_of<T: serde::de::DeserializeOwned>(items: &[Item], last: Option<&Item>) -> Result<Page<T>> {
+    Ok(Page {
+        items: items.iter().map(body).collect::<Result<_>>()?,
+        next: cursor_from_key(last),
+    })
 }
 
 fn owned_job(item: &Item, scope: &WorkspaceScope) -> Result<SyncJob> {
@@ -472,10 +477,7 @@ impl JobStore for DynamoStore {
             .send()
             .await
             .map_err(|e| aws_error("DynamoDB Query", e))?;
-        Ok(Page {
-            items: out.items().iter().map(body).collect::<Result<_>>()?,
-            next: cursor_from_key(out.last_evaluated_key()),
-        })
+        page_of(out.items(), out.last_evaluated_key())
     }
 
     async fn find_job(&self, _admin: &AdminScope, id: JobId) -> Result<SyncJob> {
@@ -535,10 +537,7 @@ impl JobStore for DynamoStore {
             .send()
             .await
             .map_err(|e| aws_error("DynamoDB Query", e))?;
-        Ok(Page {
-            items: out.items().iter().map(body).collect::<Result<_>>()?,
-            next: cursor_from_key(out.last_evaluated_key()),
-        })
+        page_of(out.items(), out.last_evaluated_key())
     }
 }
 
