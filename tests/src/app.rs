@@ -31,6 +31,15 @@ impl Drop for TestApp {
 impl TestApp {
     /// Starts the app with `extra` configuration on top of the test defaults.
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        Self::spawn_with_plugins(extra, Vec::new()).await
+    }
+
+    /// Starts the app with more providers registered, through the registry's
+    /// public API, before the router and the engine start.
+    pub async fn spawn_with_plugins(
+        extra: &[(&str, &str)],
+        plugins: Vec<kpi_core::registry::Plugin>,
+    ) -> Self {
         let dir = temp_dir("kpi-app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -55,13 +64,20 @@ impl TestApp {
             vars.insert((*k).to_owned(), (*v).to_owned());
         }
         let config = Config::from_lookup(
-            &move |n| vars.get(n).cloned(),
+            move |n| vars.get(n).cloned(),
             kpi_app::Environment::Development,
         )
         .expect("test configuration");
-        let server = dev_server::build(config, std::sync::Arc::new(EnvSecrets::default()))
+        let mut server = dev_server::build(config, std::sync::Arc::new(EnvSecrets::default()))
             .await
             .expect("build app");
+        if !plugins.is_empty() {
+            let mut registry = (*server.state.registry).clone();
+            for plugin in plugins {
+                registry.register(plugin).expect("register a test provider");
+            }
+            server.state.registry = std::sync::Arc::new(registry);
+        }
         let router = dev_server::router(&server);
         dev_server::spawn_engine(&server);
         tokio::spawn(async move {

@@ -71,7 +71,7 @@ pub async fn create_sqs_queues_with(
 ) -> HashMap<Provider, String> {
     let client = aws_sdk_sqs::Client::new(config);
     let mut urls = HashMap::new();
-    for provider in Provider::ALL {
+    for provider in [Provider::GA4, Provider::META_ADS, Provider::RESEND] {
         let dlq = client
             .create_queue()
             .queue_name(unique_name(&format!("{provider}-dlq")).replace('_', "-"))

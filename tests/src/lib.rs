@@ -3,6 +3,10 @@
 //! both have to pass.
 
 pub mod app;
+
+/// Metrics the engine and store cases write (GA4's, as its plug-in declares them).
+pub const GA4_SESSIONS: kpi_core::metric::MetricSpec = kpi_providers::ga4::METRICS[0];
+pub const GA4_TOTAL_REVENUE: kpi_core::metric::MetricSpec = kpi_providers::ga4::METRICS[9];
 pub mod conformance;
 pub mod fixtures;
 pub mod flows;

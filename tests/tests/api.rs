@@ -422,7 +422,7 @@ async fn manual_sync_enqueues_a_job() {
             .server
             .state
             .queue
-            .stats(QueueName::Work(Provider::Resend))
+            .stats(QueueName::Work(Provider::RESEND))
             .await
             .unwrap();
         if stats == Default::default() {
@@ -482,7 +482,7 @@ async fn kpis_are_read_by_metric_and_range() {
             kpi_core::KpiPoint::new(
                 WorkspaceId::parse("demo").unwrap(),
                 integration,
-                kpi_core::Metric::ResendDeliveryRate,
+                kpi_providers::resend::METRICS[4],
                 chrono::NaiveDate::from_ymd_opt(2026, 5, d).unwrap(),
                 format!("0.9{d}").parse().unwrap(),
                 None,

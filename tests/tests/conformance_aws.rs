@@ -59,7 +59,7 @@ mod vault {
         let ctx = |ws: &str| CredentialContext {
             workspace: WorkspaceId::parse(ws).unwrap(),
             integration: IntegrationId::new_random(),
-            provider: Provider::Ga4,
+            provider: Provider::GA4,
         };
         let owner = ctx("owner");
         let key = kms.generate_data_key(&owner).await.unwrap();

@@ -1,5 +1,6 @@
-//! Every sample event in `events/` fed to its function's router in process, the
-//! way the Lambda runtime hands requests to `lambda_http::run`.
+//! Every sample event in `events/` fed in process to its function, wired by
+//! the same `kpi_lambda` functions the deployed `main.rs` files call, the way
+//! the Lambda runtime hands requests to `lambda_http::run`.
 
 use kpi_app::http;
 use kpi_tests::app::TestApp;
@@ -8,10 +9,8 @@ use tower::ServiceExt as _;
 fn router_for(function: &str, app: &TestApp) -> axum::Router {
     let state = app.server.state.clone();
     match function {
-        "api" => {
-            http::with_defaults(http::system_router().merge(http::api_router())).with_state(state)
-        }
-        "oauth" => http::with_defaults(http::oauth_router()).with_state(state),
+        "api" => kpi_lambda::http_app(http::api_function(), state),
+        "oauth" => kpi_lambda::http_app(http::oauth_function(), state),
         other => panic!("no function {other}"),
     }
 }
@@ -55,6 +54,14 @@ async fn every_sample_event_is_served_by_its_function() {
             lambda_http::request::from_str(&raw).unwrap_or_else(|e| panic!("{file}: {e}"));
         let response = router_for(function, &app).oneshot(request).await.unwrap();
         assert_eq!(response.status().as_u16(), expected, "{file}");
+        // API Gateway's request id is the request's id.
+        let event: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        let gateway_id = event["requestContext"]["requestId"].as_str().unwrap();
+        assert_eq!(
+            response.headers()["x-request-id"].to_str().unwrap(),
+            gateway_id,
+            "{file}"
+        );
     }
 }
 
@@ -65,25 +72,10 @@ async fn the_dlq_sample_batch_is_consumed_by_the_dlq_handler() {
     let event: aws_lambda_events::sqs::SqsEvent =
         serde_json::from_str(&std::fs::read_to_string(dir.join("sync-dlq-batch.json")).unwrap())
             .unwrap();
-    let state = app.server.state.clone();
-    let handler = kpi_sync::dlq::DlqHandler {
-        store: state.store.clone(),
-        notifier: std::sync::Arc::new(kpi_sync::notifier::RecordingNotifier::default()),
-        clock: state.clock.clone(),
-    };
-    let retried = std::sync::Mutex::new(0);
-    let response = kpi_lambda::handle_sqs_batch(
-        event,
-        |m| {
-            let handler = &handler;
-            async move { handler.handle(&m).await }
-        },
-        |_, _| async { *retried.lock().unwrap() += 1 },
-    )
-    .await;
+    let handler = kpi_lambda::dlq_handler(&app.server.state);
+    let response = kpi_lambda::dlq_batch(&handler, event).await;
     // An unknown job and an unreadable body: nothing to retry, both consumed.
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(*retried.lock().unwrap(), 0);
     let tick: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("sync-scheduler-tick.json")).unwrap(),
     )
@@ -98,16 +90,13 @@ async fn the_ga4_sample_batch_is_handled_by_the_ga4_worker() {
     let event: aws_lambda_events::sqs::SqsEvent =
         serde_json::from_str(&std::fs::read_to_string(dir.join("sync-ga4-batch.json")).unwrap())
             .unwrap();
-    let worker = kpi_lambda::worker_for(&app.server.state, kpi_core::Provider::Ga4).unwrap();
-    let response = kpi_lambda::handle_sqs_batch(
-        event,
-        |m| {
-            let worker = &worker;
-            async move { worker.handle(&m).await }
-        },
-        |_, _| async {},
-    )
-    .await;
+    let state = &app.server.state;
+    let provider = kpi_core::Provider::GA4;
+    let worker = kpi_lambda::worker(state, provider).unwrap();
+    let response = kpi_lambda::worker_batch(&worker, &*state.queue, provider, event).await;
     assert!(response.batch_item_failures.is_empty());
-    assert!(kpi_lambda::worker_for(&app.server.state, kpi_core::Provider::MetaAds).is_err());
+    let unknown = kpi_lambda::worker(state, "hubspot".parse().unwrap())
+        .err()
+        .unwrap();
+    assert!(unknown.is_not_found());
 }

@@ -233,7 +233,7 @@ async fn expired_states_are_refused() {
                 key: kpi_providers::oauth::sha256_b64(state_value),
                 workspace: WorkspaceId::parse("demo").unwrap(),
                 user: "user-1".into(),
-                provider: Provider::Ga4,
+                provider: Provider::GA4,
                 integration: None,
                 browser_binding: kpi_providers::oauth::sha256_b64(binding),
                 pkce_verifier: Some("v".repeat(43)),

@@ -1,22 +1,26 @@
 //! The one-machine deployment: builds the backends named by the configuration
-//! (embedded by default, AWS when configured) and serves every router.
+//! (embedded by default, AWS when configured), the provider registry (the
+//! sandbox standing in for unconfigured providers), and serves every router.
+
+mod scripted;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use kpi_app::auth::{Authenticator, JwksSettings};
 use kpi_app::config::{QueueConfig, StoreConfig, VaultConfig};
-use kpi_app::providers::{Providers, SandboxApps};
 use kpi_app::{AppState, Config};
 use kpi_core::Result;
-use kpi_core::ports::{AppSecrets, CredentialVault, Queue, Store, SystemClock};
+use kpi_core::ports::{AppSecrets, CredentialVault, Queue, QueueName, Store, SystemClock};
 use kpi_local::{EnvSecrets, LocalQueue, LocalQueueSettings, SqliteStore};
+use kpi_providers::SandboxSite;
 use kpi_sandbox::{Sandbox, SandboxConfig};
 use kpi_vault::{CacheSettings, EnvelopeVault, LocalMasterKey};
 use secrecy::SecretString;
+use tracing::Instrument as _;
 
-/// Everything the dev server runs: the app state, the sandbox it mounts (when any
-/// provider uses it) and the dev secret behind `/dev/login`.
+/// Everything the dev server runs: the app state and the sandbox it mounts
+/// (when any provider uses it).
 pub struct DevServer {
     pub state: AppState,
     pub sandbox: Option<Sandbox>,
@@ -27,7 +31,7 @@ pub struct DevServer {
 /// and friends).
 pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer> {
     let uses_aws = matches!(config.store, StoreConfig::DynamoDb { .. })
-        || matches!(config.queue, QueueConfig::Sqs { .. })
+        || matches!(config.queue, QueueConfig::Sqs)
         || matches!(config.vault, VaultConfig::Kms { .. });
     let sdk = if uses_aws {
         Some(kpi_aws::load_sdk_config().await)
@@ -36,13 +40,27 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
     };
     let aws = || sdk.as_ref().expect("AWS configuration loaded above");
 
+    let http = kpi_app::providers::http_client()?;
+    let sandbox = (config.sandbox != Some(false)).then(|| Sandbox::new(SandboxConfig::default()));
+    let site = sandbox.as_ref().map(|s| {
+        let mut base = config.public_url.clone();
+        base.set_path("/sandbox");
+        SandboxSite {
+            base,
+            app_credentials: s.app_credentials(),
+        }
+    });
+    let registry = kpi_app::providers::build_registry(&config, &http, site.as_ref())?;
+    let registry = scripted::sync_by_script_until_real(registry)?;
+    let sandbox = sandbox.filter(|_| registry.entries().any(|e| e.sandbox));
+
     let store: Arc<dyn Store> = match &config.store {
         StoreConfig::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
         StoreConfig::DynamoDb { table } => Arc::new(kpi_aws::DynamoStore::new(aws(), table)),
     };
     let queue: Arc<dyn Queue> = match &config.queue {
         QueueConfig::Local => Arc::new(LocalQueue::new(LocalQueueSettings::default())),
-        QueueConfig::Sqs { urls } => Arc::new(kpi_aws::SqsQueue::new(aws(), urls.clone())),
+        QueueConfig::Sqs => Arc::new(kpi_aws::SqsQueue::new(aws(), config.queue_urls(&registry)?)),
     };
     let vault: Arc<dyn CredentialVault> = match &config.vault {
         VaultConfig::Local(path) => Arc::new(EnvelopeVault::new(
@@ -56,24 +74,6 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
     };
     let secrets: Arc<dyn AppSecrets> = secrets;
 
-    let any_sandbox = kpi_core::Provider::ALL
-        .iter()
-        .any(|p| config.sandbox_for(*p));
-    let sandbox = any_sandbox.then(|| Sandbox::new(SandboxConfig::default()));
-    let sandbox_apps = sandbox.as_ref().map(|s| {
-        let c = s.config();
-        let mut base = config.public_url.clone();
-        base.set_path("/sandbox");
-        SandboxApps {
-            base,
-            google_client_id: c.google_client_id.clone(),
-            google_client_secret: c.google_client_secret.clone(),
-            meta_app_id: c.meta_app_id.clone(),
-            meta_app_secret: c.meta_app_secret.clone(),
-        }
-    });
-    let providers = Providers::from_config(&config, sandbox_apps.as_ref())?;
-
     // Without a configured dev secret, a random one per start: dev logins last
     // until the server restarts.
     let dev_secret = config.auth.dev_secret.clone().map_or_else(
@@ -81,7 +81,7 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
         Ok,
     )?;
     let jwks = JwksSettings::from_config(&config.auth);
-    let auth = Authenticator::new(Some(dev_secret), jwks, providers.http.clone());
+    let auth = Authenticator::new(Some(dev_secret), jwks, http);
 
     Ok(DevServer {
         state: AppState {
@@ -92,7 +92,7 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
             secrets,
             clock: Arc::new(SystemClock),
             auth: Arc::new(auth),
-            providers: Arc::new(providers),
+            registry: Arc::new(registry),
         },
         sandbox,
     })
@@ -101,14 +101,8 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
 /// Every router of the system, the dev sign-in and the sandbox, in one app.
 pub fn router(server: &DevServer) -> axum::Router {
     use kpi_app::http;
-    let mut app = http::with_defaults(
-        http::system_router()
-            .merge(http::api_router())
-            .merge(http::oauth_router())
-            .merge(http::admin_router())
-            .merge(http::dev_router()),
-    )
-    .with_state(server.state.clone());
+    let mut app = http::with_defaults(http::all_routes().merge(http::dev_router()))
+        .with_state(server.state.clone());
     if let Some(sandbox) = &server.sandbox {
         app = app.nest("/sandbox", sandbox.router());
     }
@@ -122,7 +116,7 @@ pub fn load_config(env_file: &Path) -> std::result::Result<(Config, Arc<EnvSecre
         let secrets = secrets.clone();
         move |name: &str| secrets.lookup(name)
     };
-    let config = Config::from_lookup(&lookup, kpi_app::Environment::Development)
+    let config = Config::from_lookup(lookup, kpi_app::Environment::Development)
         .map_err(|e| e.to_string())?;
     Ok((config, secrets))
 }
@@ -130,104 +124,79 @@ pub fn load_config(env_file: &Path) -> std::result::Result<(Config, Arc<EnvSecre
 /// How often the dev server's scheduler looks for due integrations.
 pub const SCHEDULER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The background half of the system, in process: the scheduler on an interval,
-/// and per provider a worker and a dead-letter handler polling the queues. The
-/// same engine code as the Lambdas. Providers served by the sandbox sync through
-/// its scripted adapters.
-pub fn spawn_engine(server: &DevServer) -> Vec<tokio::task::JoinHandle<()>> {
-    use kpi_core::Provider;
-    use kpi_core::ports::QueueName;
-    use kpi_sync::dlq::DlqHandler;
-    use kpi_sync::mock::MockAdapter;
-    use kpi_sync::notifier::LogNotifier;
-    use kpi_sync::runner::poll_once;
-    use kpi_sync::{Scheduler, Worker, WorkerSettings};
-
-    let state = &server.state;
-    let mut adapters: std::collections::HashMap<
-        Provider,
-        Arc<dyn kpi_core::adapter::IntegrationAdapter>,
-    > = std::collections::HashMap::new();
-    // GA4 syncs through its real adapter (against Google or the sandbox); the
-    // providers whose adapters are still to come sync with the scripted ones
-    // while the sandbox stands in for them.
-    if let Some(ga4) = state.providers.ga4_adapter() {
-        adapters.insert(Provider::Ga4, Arc::new(ga4));
-    }
-    for p in [Provider::MetaAds, Provider::Resend] {
-        if state.config.sandbox_for(p) {
-            adapters.insert(p, Arc::new(MockAdapter::new(p)));
+/// Polls `queue` for ever, handing each message to `handle`.
+fn spawn_poller<H, F>(
+    queue: Arc<dyn Queue>,
+    name: QueueName,
+    handle: H,
+) -> tokio::task::JoinHandle<()>
+where
+    H: Fn(kpi_core::ports::queue::ReceivedMessage) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = kpi_sync::Disposition> + Send,
+{
+    let handle = Arc::new(handle);
+    tokio::spawn(async move {
+        loop {
+            let polled = kpi_sync::runner::poll_once(
+                &*queue,
+                name,
+                std::time::Duration::from_secs(1),
+                |m| {
+                    let span = tracing::info_span!("queue_message", queue = %name, message_id = %m.message_id);
+                    handle(m).instrument(span)
+                },
+            )
+            .await;
+            if let Err(e) = polled {
+                tracing::error!(queue = %name, error = %e.log_chain(), "queue poll failed");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
-    }
-    let notifier: Arc<dyn kpi_sync::Notifier> = Arc::new(LogNotifier);
-    let worker = Arc::new(Worker {
-        store: state.store.clone(),
-        vault: state.vault.clone(),
-        clock: state.clock.clone(),
-        notifier: notifier.clone(),
-        adapters,
-        settings: WorkerSettings::default(),
-        id: format!("dev-worker-{}", std::process::id()),
-    });
-    let dlq = Arc::new(DlqHandler {
-        store: state.store.clone(),
-        notifier,
-        clock: state.clock.clone(),
-    });
-    let scheduler = Scheduler {
-        store: state.store.clone(),
-        queue: state.queue.clone(),
-        clock: state.clock.clone(),
-        settings: Default::default(),
-    };
+    })
+}
+
+/// The background half of the system, in process, with the same wiring as the
+/// Lambdas: the scheduler on an interval, and per registered provider a worker
+/// and a dead-letter handler polling its queues.
+pub fn spawn_engine(server: &DevServer) -> Vec<tokio::task::JoinHandle<()>> {
+    let state = &server.state;
+    let mut worker = kpi_lambda::worker_for_any(state);
+    worker.id = format!("dev-worker-{}", std::process::id());
+    let worker = Arc::new(worker);
+    let dlq = Arc::new(kpi_lambda::dlq_handler(state));
+    let scheduler = kpi_lambda::scheduler(state);
     let mut tasks = vec![tokio::spawn(async move {
         let mut tick = tokio::time::interval(SCHEDULER_INTERVAL);
         loop {
             tick.tick().await;
-            if let Err(e) = scheduler.run_once().await {
+            let run = scheduler
+                .run_once()
+                .instrument(tracing::info_span!("scheduler_run"))
+                .await;
+            if let Err(e) = run {
                 tracing::error!(error = %e.log_chain(), "scheduler run failed");
             }
         }
     })];
-    for provider in Provider::ALL {
-        let (queue, worker) = (state.queue.clone(), worker.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let polled = poll_once(
-                    &*queue,
-                    QueueName::Work(provider),
-                    std::time::Duration::from_secs(1),
-                    |m| {
-                        let worker = worker.clone();
-                        async move { worker.handle(&m).await }
-                    },
-                )
-                .await;
-                if let Err(e) = polled {
-                    tracing::error!(error = %e.log_chain(), "worker poll failed");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
-        }));
-        let (queue, dlq) = (state.queue.clone(), dlq.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let polled = poll_once(
-                    &*queue,
-                    QueueName::DeadLetter(provider),
-                    std::time::Duration::from_secs(1),
-                    |m| {
-                        let dlq = dlq.clone();
-                        async move { dlq.handle(&m).await }
-                    },
-                )
-                .await;
-                if let Err(e) = polled {
-                    tracing::error!(error = %e.log_chain(), "dead-letter poll failed");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
-        }));
+    for provider in state.registry.providers() {
+        let worker = worker.clone();
+        tasks.push(spawn_poller(
+            state.queue.clone(),
+            QueueName::Work(provider),
+            move |m| {
+                let worker = worker.clone();
+                async move { worker.handle(&m).await }
+            },
+        ));
+        let dlq = dlq.clone();
+        tasks.push(spawn_poller(
+            state.queue.clone(),
+            QueueName::DeadLetter(provider),
+            move |m| {
+                let dlq = dlq.clone();
+                async move { dlq.handle(&m).await }
+            },
+        ));
     }
     tasks
 }

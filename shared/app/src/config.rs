@@ -1,30 +1,23 @@
-//! Typed configuration from the names of DESIGN.md.
+//! Typed configuration of the deployment, from the names of the README.
 //!
 //! Values come from a lookup function (environment, `.env`, the Secrets Manager
-//! JSON: the caller merges them). Everything is parsed here, once; a bad value
-//! stops start-up with an error naming the variable. Secret values are never
-//! echoed in those errors.
+//! JSON: the caller merges them). The deployment's own settings are parsed here,
+//! once; each provider reads its own names when the registry builds it
+//! (`kpi_providers::registry`), from the same [`Vars`]. A bad value stops
+//! start-up with an error naming the variable. Secret values are never echoed in
+//! those errors.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use kpi_core::Provider;
+pub use kpi_core::config::{ConfigError, Vars};
+use kpi_core::{Provider, Registry};
 use secrecy::SecretString;
+use std::collections::HashMap;
 use url::Url;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {message}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub message: String,
-}
-
-fn err(variable: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        message: message.into(),
-    }
+fn err(variable: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(variable, message)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +35,9 @@ pub enum StoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueConfig {
     Local,
-    /// Work queue URL per provider; each DLQ is found from its redrive policy.
-    Sqs {
-        urls: HashMap<Provider, String>,
-    },
+    /// SQS: one work queue per provider, its URL in the variable its descriptor
+    /// names ([`Config::queue_urls`]); each DLQ is found from its redrive policy.
+    Sqs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,31 +55,9 @@ pub struct AuthConfig {
     pub dev_secret: Option<SecretString>,
 }
 
+/// The platform's own sender for notices to workspaces without a Resend integration.
 #[derive(Debug, Clone)]
-pub struct GoogleConfig {
-    pub client_id: Option<String>,
-    pub client_secret: Option<SecretString>,
-    pub auth_url: Url,
-    pub token_url: Url,
-    pub revoke_url: Url,
-    pub admin_api_url: Url,
-    pub data_api_url: Url,
-}
-
-#[derive(Debug, Clone)]
-pub struct MetaConfig {
-    pub app_id: Option<String>,
-    pub app_secret: Option<SecretString>,
-    pub webhook_verify_token: Option<SecretString>,
-    pub graph_version: String,
-    pub auth_url: Url,
-    pub graph_url: Url,
-}
-
-#[derive(Debug, Clone)]
-pub struct ResendConfig {
-    pub webhook_secret: Option<SecretString>,
-    pub api_url: Url,
+pub struct NoticeConfig {
     pub system_api_key: Option<SecretString>,
     pub system_email_from: Option<String>,
 }
@@ -101,51 +71,27 @@ pub struct Config {
     pub queue: QueueConfig,
     pub vault: VaultConfig,
     pub auth: AuthConfig,
-    pub google: GoogleConfig,
-    pub meta: MetaConfig,
-    pub resend: ResendConfig,
+    pub notices: NoticeConfig,
     /// `None`: decided per provider (on when it has no credentials, in development).
     pub sandbox: Option<bool>,
+    /// Every variable, for the providers to read their own.
+    pub vars: Vars,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
-pub const DEFAULT_META_GRAPH_VERSION: &str = "v25.0";
-
-struct Reader<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Reader<'_> {
-    /// A set, non-blank value.
-    fn get(&self, name: &'static str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn secret(&self, name: &'static str) -> Option<SecretString> {
-        self.get(name).map(SecretString::from)
-    }
-
-    fn url(&self, name: &'static str, default: &str) -> Result<Url, ConfigError> {
-        let raw = self.get(name);
-        let value = raw.as_deref().unwrap_or(default);
-        let url = Url::parse(value).map_err(|_| err(name, format!("not a URL: {value:.200}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(err(name, "must be an http or https URL"));
-        }
-        Ok(url)
-    }
-}
 
 impl Config {
     /// Parses the configuration; `environment` is the binary's default when
     /// `KPI_ENV` is not set (dev server: development; Lambda: production).
     pub fn from_lookup(
-        lookup: &dyn Fn(&str) -> Option<String>,
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
         environment: Environment,
     ) -> Result<Self, ConfigError> {
-        let r = Reader { lookup };
+        Self::from_vars(Vars::new(lookup), environment)
+    }
+
+    pub fn from_vars(vars: Vars, environment: Environment) -> Result<Self, ConfigError> {
+        let r = &vars;
         let environment = match r.get("KPI_ENV").as_deref() {
             None => environment,
             Some("development") => Environment::Development,
@@ -188,18 +134,7 @@ impl Config {
 
         let queue = match r.get("KPI_QUEUE").as_deref() {
             None | Some("local") => QueueConfig::Local,
-            Some("sqs") => {
-                let mut urls = HashMap::new();
-                for (provider, name) in [
-                    (Provider::Ga4, "KPI_QUEUE_URL_GA4"),
-                    (Provider::MetaAds, "KPI_QUEUE_URL_META_ADS"),
-                    (Provider::Resend, "KPI_QUEUE_URL_RESEND"),
-                ] {
-                    let url = r.url(name, "")?;
-                    urls.insert(provider, url.to_string());
-                }
-                QueueConfig::Sqs { urls }
-            }
+            Some("sqs") => QueueConfig::Sqs,
             Some(other) => {
                 return Err(err(
                     "KPI_QUEUE",
@@ -235,67 +170,10 @@ impl Config {
             dev_secret: r.secret("KPI_AUTH_DEV_SECRET"),
         };
 
-        let google = GoogleConfig {
-            client_id: r.get("GOOGLE_CLIENT_ID"),
-            client_secret: r.secret("GOOGLE_CLIENT_SECRET"),
-            auth_url: r.url(
-                "GOOGLE_AUTH_URL",
-                "https://accounts.google.com/o/oauth2/v2/auth",
-            )?,
-            token_url: r.url("GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token")?,
-            revoke_url: r.url("GOOGLE_REVOKE_URL", "https://oauth2.googleapis.com/revoke")?,
-            admin_api_url: r.url(
-                "GA4_ADMIN_API_URL",
-                "https://analyticsadmin.googleapis.com/v1beta",
-            )?,
-            data_api_url: r.url(
-                "GA4_DATA_API_URL",
-                "https://analyticsdata.googleapis.com/v1beta",
-            )?,
-        };
-
-        let graph_version = r
-            .get("META_GRAPH_VERSION")
-            .unwrap_or_else(|| DEFAULT_META_GRAPH_VERSION.into());
-        let version_ok = graph_version
-            .strip_prefix('v')
-            .and_then(|rest| rest.split_once('.'))
-            .is_some_and(|(major, minor)| {
-                !major.is_empty()
-                    && !minor.is_empty()
-                    && major.bytes().all(|b| b.is_ascii_digit())
-                    && minor.bytes().all(|b| b.is_ascii_digit())
-            });
-        if !version_ok {
-            return Err(err(
-                "META_GRAPH_VERSION",
-                format!("expected a version such as v25.0, got {graph_version:.20}"),
-            ));
-        }
-        let meta = MetaConfig {
-            app_id: r.get("META_APP_ID"),
-            app_secret: r.secret("META_APP_SECRET"),
-            webhook_verify_token: r.secret("META_WEBHOOK_VERIFY_TOKEN"),
-            auth_url: r.url(
-                "META_AUTH_URL",
-                &format!("https://www.facebook.com/{graph_version}/dialog/oauth"),
-            )?,
-            graph_url: r.url("META_GRAPH_URL", "https://graph.facebook.com")?,
-            graph_version,
-        };
-
-        let resend = ResendConfig {
-            webhook_secret: r.secret("RESEND_WEBHOOK_SECRET"),
-            api_url: r.url("RESEND_API_URL", "https://api.resend.com")?,
+        let notices = NoticeConfig {
             system_api_key: r.secret("KPI_SYSTEM_RESEND_API_KEY"),
             system_email_from: r.get("KPI_SYSTEM_EMAIL_FROM"),
         };
-        if let Some(secret) = &resend.webhook_secret {
-            use secrecy::ExposeSecret as _;
-            if !secret.expose_secret().starts_with("whsec_") {
-                return Err(err("RESEND_WEBHOOK_SECRET", "must start with whsec_"));
-            }
-        }
 
         let sandbox = match r.get("KPI_SANDBOX").as_deref() {
             None => None,
@@ -317,10 +195,9 @@ impl Config {
             queue,
             vault,
             auth,
-            google,
-            meta,
-            resend,
+            notices,
             sandbox,
+            vars,
         };
         if environment == Environment::Production {
             config.refuse_dev_settings()?;
@@ -377,21 +254,18 @@ impl Config {
         }
     }
 
-    /// Whether `provider` is served by the built-in sandbox.
-    pub fn sandbox_for(&self, provider: Provider) -> bool {
-        match self.sandbox {
-            Some(on) => on,
-            None if self.environment == Environment::Production => false,
-            None => match provider {
-                Provider::Ga4 => {
-                    self.google.client_id.is_none() || self.google.client_secret.is_none()
-                }
-                Provider::MetaAds => self.meta.app_id.is_none() || self.meta.app_secret.is_none(),
-                // Resend keys are per workspace; the sandbox stands in when the
-                // endpoint was not pointed anywhere in development.
-                Provider::Resend => true,
-            },
-        }
+    /// The work queue URL of every provider in `registry` (`KPI_QUEUE=sqs`).
+    pub fn queue_urls(
+        &self,
+        registry: &Registry,
+    ) -> Result<HashMap<Provider, String>, ConfigError> {
+        registry
+            .entries()
+            .map(|e| {
+                let name = e.descriptor.queue_url_variable;
+                Ok((e.descriptor.id, self.vars.required_url(name)?.to_string()))
+            })
+            .collect()
     }
 }
 
@@ -412,7 +286,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_lookup(&move |name| map.get(name).cloned(), env)
+        Config::from_lookup(move |name| map.get(name).cloned(), env)
     }
 
     const PRODUCTION: &[(&str, &str)] = &[
@@ -448,14 +322,10 @@ mod tests {
         assert_eq!(c.queue, QueueConfig::Local);
         assert_eq!(c.vault, VaultConfig::Local(".kpi/master.key".into()));
         assert_eq!(
-            c.oauth_redirect_uri(Provider::Ga4),
+            c.oauth_redirect_uri(Provider::GA4),
             "http://127.0.0.1:3000/v1/oauth/ga4/callback"
         );
-        assert!(
-            c.sandbox_for(Provider::Ga4),
-            "no Google credentials: sandbox"
-        );
-        assert_eq!(c.meta.graph_version, "v25.0");
+        assert_eq!(c.sandbox, None);
     }
 
     #[test]
@@ -467,9 +337,8 @@ mod tests {
                 key_id: "arn:aws:kms:eu-west-1:1:key/abc".into()
             }
         );
-        assert!(!c.sandbox_for(Provider::Ga4));
         assert_eq!(
-            c.oauth_redirect_uri(Provider::MetaAds),
+            c.oauth_redirect_uri(Provider::META_ADS),
             "https://kpi.example.com/v1/oauth/meta_ads/callback"
         );
     }
@@ -510,28 +379,16 @@ mod tests {
             ("KPI_QUEUE", "kafka"),
             ("KPI_VAULT", "kms:"),
             ("KPI_SANDBOX", "yes"),
-            ("GOOGLE_TOKEN_URL", "not a url"),
-            ("RESEND_API_URL", "ftp://x"),
-            ("META_GRAPH_VERSION", "25"),
             ("KPI_PUBLIC_URL", "::"),
         ] {
             let e = parse(&[(name, value)], Environment::Development).unwrap_err();
             assert_eq!(e.variable, name, "{value}");
             assert!(e.to_string().starts_with(name));
         }
-        let e = parse(&[("KPI_QUEUE", "sqs")], Environment::Development).unwrap_err();
-        assert_eq!(e.variable, "KPI_QUEUE_URL_GA4");
     }
 
     #[test]
-    fn secrets_are_not_echoed_in_errors() {
-        let e = parse(
-            &[("RESEND_WEBHOOK_SECRET", "super-secret-value")],
-            Environment::Development,
-        )
-        .unwrap_err();
-        assert_eq!(e.variable, "RESEND_WEBHOOK_SECRET");
-        assert!(!e.to_string().contains("super-secret-value"));
+    fn secrets_are_not_echoed_in_debug() {
         let c = parse(
             &[("GOOGLE_CLIENT_SECRET", "gcs-secret-value")],
             Environment::Development,

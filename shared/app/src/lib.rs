@@ -3,9 +3,9 @@
 
 pub mod auth;
 pub mod config;
-pub mod connect;
 pub mod http;
 pub mod providers;
+pub mod service;
 pub mod state;
 
 pub use config::{Config, ConfigError, Environment};

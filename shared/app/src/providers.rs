@@ -1,149 +1,175 @@
-//! The provider clients a deployment uses, built once from the configuration:
-//! the real endpoints, or the sandbox's where it stands in.
+//! The provider registry of a deployment, built once from its configuration:
+//! every provider of `kpi_providers::PLUGINS`, real or served by the sandbox.
 
 use std::time::Duration;
 
-use kpi_core::{Provider, Result};
-use kpi_providers::ga4::{AdminApi, DataApi};
-use kpi_providers::google::GoogleOAuth;
-use kpi_providers::meta::MetaClient;
-use kpi_providers::resend::ResendClient;
-use secrecy::SecretString;
-use url::Url;
+use kpi_core::{Registry, Result};
+use kpi_providers::{BuildContext, SandboxSite};
 
-use crate::config::Config;
+use crate::config::{Config, Environment};
 
-/// Concurrent GA4 Data API requests per property and process (Google allows 10
-/// per property in all; this leaves room for several workers).
-pub const GA4_CONCURRENT_PER_PROPERTY: usize = 3;
-
-/// App credentials the sandbox accepts, and where it is served.
-#[derive(Debug, Clone)]
-pub struct SandboxApps {
-    pub base: Url,
-    pub google_client_id: String,
-    pub google_client_secret: String,
-    pub meta_app_id: String,
-    pub meta_app_secret: String,
+/// The registry and the HTTP client its adapters share.
+pub fn build_registry(
+    config: &Config,
+    http: &reqwest::Client,
+    sandbox: Option<&SandboxSite>,
+) -> Result<Registry> {
+    let ctx = BuildContext {
+        vars: &config.vars,
+        http: http.clone(),
+        sandbox,
+        sandbox_setting: config.sandbox,
+        production: config.environment == Environment::Production,
+    };
+    Ok(kpi_providers::registry(&ctx)?)
 }
 
-pub struct Providers {
-    pub http: reqwest::Client,
-    /// `None` when Google has neither credentials nor the sandbox.
-    pub google: Option<GoogleOAuth>,
-    pub ga4_admin: AdminApi,
-    pub ga4_data: DataApi,
-    pub meta: Option<MetaClient>,
-    pub resend: ResendClient,
+/// The one HTTP client of a process (providers, JWKS).
+pub fn http_client() -> Result<reqwest::Client> {
+    kpi_providers::http::client(Duration::from_secs(30))
 }
 
-fn join(base: &Url, path: &str) -> Url {
-    let mut url = base.clone();
-    url.set_path(&format!("{}/{path}", base.path().trim_end_matches('/')));
-    url
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
 
-impl Providers {
-    pub fn from_config(config: &Config, sandbox: Option<&SandboxApps>) -> Result<Self> {
-        let http = kpi_providers::http::client(Duration::from_secs(30))?;
-        let sandbox_for = |p: Provider| sandbox.filter(|_| config.sandbox_for(p));
+    use kpi_core::Provider;
+    use kpi_core::config::ConfigError;
+    use url::Url;
 
-        let google = match sandbox_for(Provider::Ga4) {
-            Some(s) => Some(GoogleOAuth {
-                http: http.clone(),
-                client_id: s.google_client_id.clone(),
-                client_secret: SecretString::from(s.google_client_secret.clone()),
-                auth_url: join(&s.base, "google/auth"),
-                token_url: join(&s.base, "google/token"),
-                revoke_url: join(&s.base, "google/revoke"),
-            }),
-            None => match (&config.google.client_id, &config.google.client_secret) {
-                (Some(id), Some(secret)) => Some(GoogleOAuth {
-                    http: http.clone(),
-                    client_id: id.clone(),
-                    client_secret: secret.clone(),
-                    auth_url: config.google.auth_url.clone(),
-                    token_url: config.google.token_url.clone(),
-                    revoke_url: config.google.revoke_url.clone(),
-                }),
-                _ => None,
-            },
-        };
-        let ga4_admin = AdminApi {
-            http: http.clone(),
-            base: match sandbox_for(Provider::Ga4) {
-                Some(s) => join(&s.base, "ga4/admin/v1beta"),
-                None => config.google.admin_api_url.clone(),
-            },
-        };
-        let ga4_data = DataApi {
-            http: http.clone(),
-            base: match sandbox_for(Provider::Ga4) {
-                Some(s) => join(&s.base, "ga4/data/v1beta"),
-                None => config.google.data_api_url.clone(),
-            },
-        };
-        let meta = match sandbox_for(Provider::MetaAds) {
-            Some(s) => Some(MetaClient {
-                http: http.clone(),
-                app_id: s.meta_app_id.clone(),
-                app_secret: SecretString::from(s.meta_app_secret.clone()),
-                auth_url: join(&s.base, "meta/dialog/oauth"),
-                graph_url: join(&s.base, "meta/graph"),
-                version: config.meta.graph_version.clone(),
-            }),
-            None => match (&config.meta.app_id, &config.meta.app_secret) {
-                (Some(id), Some(secret)) => Some(MetaClient {
-                    http: http.clone(),
-                    app_id: id.clone(),
-                    app_secret: secret.clone(),
-                    auth_url: config.meta.auth_url.clone(),
-                    graph_url: config.meta.graph_url.clone(),
-                    version: config.meta.graph_version.clone(),
-                }),
-                _ => None,
-            },
-        };
-        let resend = ResendClient {
-            http: http.clone(),
-            base: match sandbox_for(Provider::Resend) {
-                Some(s) => join(&s.base, "resend"),
-                None => config.resend.api_url.clone(),
-            },
-        };
-        Ok(Self {
-            http,
-            google,
-            ga4_admin,
-            ga4_data,
-            meta,
-            resend,
-        })
+    use super::*;
+
+    fn config(vars: &[(&str, &str)], env: Environment) -> Config {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(move |n| map.get(n).cloned(), env).unwrap()
     }
 
-    /// The GA4 sync adapter, when Google is configured (or sandboxed).
-    pub fn ga4_adapter(&self) -> Option<kpi_providers::ga4_adapter::Ga4Adapter> {
-        let google = self.google.clone()?;
-        Some(kpi_providers::ga4_adapter::Ga4Adapter::new(
-            google,
-            AdminApi {
-                http: self.http.clone(),
-                base: self.ga4_admin.base.clone(),
-            },
-            DataApi {
-                http: self.http.clone(),
-                base: self.ga4_data.base.clone(),
-            },
-            GA4_CONCURRENT_PER_PROPERTY,
-        ))
-    }
-
-    /// Whether a workspace can connect `provider` in this deployment.
-    pub fn is_available(&self, provider: Provider) -> bool {
-        match provider {
-            Provider::Ga4 => self.google.is_some(),
-            Provider::MetaAds => self.meta.is_some(),
-            Provider::Resend => true,
+    fn site() -> SandboxSite {
+        SandboxSite {
+            base: Url::parse("http://127.0.0.1:3000/sandbox").unwrap(),
+            app_credentials: vec![
+                ("GOOGLE_CLIENT_ID".into(), "sbx-id".into()),
+                ("GOOGLE_CLIENT_SECRET".into(), "sbx-secret".into()),
+                ("META_APP_ID".into(), "1".into()),
+                ("META_APP_SECRET".into(), "sbx".into()),
+            ],
         }
+    }
+
+    fn build(
+        vars: &[(&str, &str)],
+        sandbox: Option<&SandboxSite>,
+    ) -> Result<Registry, ConfigError> {
+        let c = config(vars, Environment::Development);
+        let ctx = BuildContext {
+            vars: &c.vars,
+            http: http_client().unwrap(),
+            sandbox,
+            sandbox_setting: c.sandbox,
+            production: false,
+        };
+        kpi_providers::registry(&ctx)
+    }
+
+    #[test]
+    fn development_uses_the_sandbox_for_unconfigured_providers() {
+        let site = site();
+        let r = build(
+            &[
+                ("GOOGLE_CLIENT_ID", "real"),
+                ("GOOGLE_CLIENT_SECRET", "real"),
+            ],
+            Some(&site),
+        )
+        .unwrap();
+        let ids: Vec<&str> = r.entries().map(|e| e.descriptor.id.as_str()).collect();
+        assert_eq!(ids, ["ga4", "meta_ads", "resend"]);
+        assert!(
+            !r.entry(Provider::GA4).unwrap().sandbox,
+            "real Google app configured"
+        );
+        assert!(r.entry(Provider::META_ADS).unwrap().sandbox);
+        assert!(r.entry(Provider::RESEND).unwrap().sandbox);
+        assert!(r.adapter(Provider::META_ADS).is_ok());
+    }
+
+    #[test]
+    fn unconfigured_providers_name_what_they_miss() {
+        let r = build(&[], None).unwrap();
+        let e = r.adapter(Provider::GA4).err().unwrap();
+        assert!(e.is_config());
+        assert!(e.message().contains("GOOGLE_CLIENT_ID"), "{}", e.message());
+        assert!(
+            r.adapter(Provider::RESEND).is_ok(),
+            "Resend keys are per workspace"
+        );
+        assert!(
+            r.adapter("hubspot".parse().unwrap())
+                .err()
+                .unwrap()
+                .is_not_found()
+        );
+        assert!(r.parse("provider", "hubspot").unwrap_err().is_validation());
+    }
+
+    #[test]
+    fn bad_provider_values_name_their_variable() {
+        for (name, value) in [
+            ("GOOGLE_TOKEN_URL", "not a url"),
+            ("RESEND_API_URL", "ftp://x"),
+            ("META_GRAPH_VERSION", "25"),
+            ("RESEND_WEBHOOK_SECRET", "super-secret-value"),
+        ] {
+            let e = build(&[(name, value)], None).err().unwrap();
+            assert_eq!(e.variable, name, "{value}");
+            assert!(!e.to_string().contains("super-secret-value"));
+        }
+    }
+
+    #[test]
+    fn sqs_needs_each_providers_queue_url() {
+        let r = build(&[], None).unwrap();
+        let c = config(&[("KPI_QUEUE", "sqs")], Environment::Development);
+        assert_eq!(c.queue_urls(&r).unwrap_err().variable, "KPI_QUEUE_URL_GA4");
+        let c = config(
+            &[
+                ("KPI_QUEUE_URL_GA4", "https://sqs.example/1/ga4"),
+                ("KPI_QUEUE_URL_META_ADS", "https://sqs.example/1/meta"),
+                ("KPI_QUEUE_URL_RESEND", "https://sqs.example/1/resend"),
+            ],
+            Environment::Development,
+        );
+        let urls = c.queue_urls(&r).unwrap();
+        assert_eq!(urls[&Provider::META_ADS], "https://sqs.example/1/meta");
+    }
+
+    #[test]
+    fn every_metric_of_the_contract_is_registered_once() {
+        let r = build(&[], None).unwrap();
+        let names: Vec<String> = r
+            .entries()
+            .flat_map(|e| e.descriptor.metrics.iter().map(|m| m.metric.to_string()))
+            .collect();
+        assert_eq!(names.len(), 25);
+        for e in r.entries() {
+            let prefix = match e.descriptor.id.as_str() {
+                "meta_ads" => "meta.".to_owned(),
+                id => format!("{id}."),
+            };
+            assert!(
+                e.descriptor
+                    .metrics
+                    .iter()
+                    .all(|m| m.metric.as_str().starts_with(&prefix))
+            );
+        }
+        assert!(r.metric("ga4.conversions").unwrap_err().is_validation());
+        assert_eq!(
+            r.metric("meta.roas").unwrap().unit,
+            kpi_core::metric::Unit::Ratio
+        );
     }
 }

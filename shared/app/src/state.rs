@@ -1,10 +1,10 @@
 use std::sync::Arc;
 
+use kpi_core::Registry;
 use kpi_core::ports::{AppSecrets, Clock, CredentialVault, Queue, Store};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::providers::Providers;
 
 /// What handlers run on: the ports, wired once per process (per cold start on
 /// Lambda) by the binary that owns the deployment.
@@ -17,5 +17,6 @@ pub struct AppState {
     pub secrets: Arc<dyn AppSecrets>,
     pub clock: Arc<dyn Clock>,
     pub auth: Arc<Authenticator>,
-    pub providers: Arc<Providers>,
+    /// Every provider of the deployment; the only way to one.
+    pub registry: Arc<Registry>,
 }

@@ -122,6 +122,24 @@ impl Error {
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
     }
+
+    /// A lost race or an existing thing: re-read and decide again.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self.kind, ErrorKind::Conflict)
+    }
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.kind, ErrorKind::NotFound)
+    }
+    /// The provider rejected the credentials: only a reconnect helps.
+    pub fn is_reauth(&self) -> bool {
+        matches!(self.kind, ErrorKind::Reauth)
+    }
+    pub fn is_validation(&self) -> bool {
+        matches!(self.kind, ErrorKind::Validation { .. })
+    }
+    pub fn is_config(&self) -> bool {
+        matches!(self.kind, ErrorKind::Config)
+    }
     pub fn message(&self) -> &str {
         &self.message
     }

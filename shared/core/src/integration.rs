@@ -260,7 +260,7 @@ mod tests {
         Integration::new(
             IntegrationId::new_random(),
             WorkspaceId::parse("ws").unwrap(),
-            Provider::Ga4,
+            Provider::GA4,
             "GA4",
             Utc::now(),
         )

@@ -181,7 +181,7 @@ mod tests {
             JobId::new_time_ordered(),
             WorkspaceId::parse("ws").unwrap(),
             IntegrationId::new_random(),
-            Provider::Ga4,
+            Provider::GA4,
             JobTrigger::Schedule,
             None,
             Utc::now(),
@@ -232,6 +232,10 @@ pub struct SyncMessage {
     pub workspace: WorkspaceId,
     pub integration: IntegrationId,
     pub provider: Provider,
+    /// The API request that asked for the job, so its logs can be followed
+    /// from the request to the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl SyncMessage {
@@ -241,6 +245,15 @@ impl SyncMessage {
             workspace: job.workspace.clone(),
             integration: job.integration,
             provider: job.provider,
+            request_id: None,
         }
+    }
+
+    pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
+        // Only a well-formed id travels: it ends up in every log line of the job.
+        self.request_id = request_id
+            .filter(|r| r.len() <= 128 && r.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned);
+        self
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::ids::{IntegrationId, WorkspaceId};
-use crate::metric::{Metric, Unit};
+use crate::metric::{Metric, MetricSpec, Unit};
 
 /// ISO 4217 currency code, upper case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -59,12 +59,12 @@ impl KpiPoint {
     pub fn new(
         workspace: WorkspaceId,
         integration: IntegrationId,
-        metric: Metric,
+        spec: MetricSpec,
         date: NaiveDate,
         value: Decimal,
         currency: Option<Currency>,
     ) -> Result<Self, Error> {
-        let unit = metric.unit();
+        let MetricSpec { metric, unit } = spec;
         if unit == Unit::Currency && currency.is_none() {
             return Err(Error::validation(
                 "currency",
@@ -124,13 +124,14 @@ mod tests {
     fn money_needs_a_currency_and_values_stay_exact() {
         let (ws, int) = ids();
         let day = NaiveDate::from_ymd_opt(2026, 3, 29).unwrap();
-        let err = KpiPoint::new(ws.clone(), int, Metric::MetaSpend, day, Decimal::ONE, None);
+        let spend = MetricSpec::new("meta.spend", Unit::Currency);
+        let err = KpiPoint::new(ws.clone(), int, spend, day, Decimal::ONE, None);
         assert!(err.is_err());
         let value = Decimal::from_str("0.1").unwrap() + Decimal::from_str("0.2").unwrap();
         let p = KpiPoint::new(
             ws,
             int,
-            Metric::MetaSpend,
+            spend,
             day,
             value,
             Some(Currency::parse("EUR").unwrap()),

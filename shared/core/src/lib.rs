@@ -1,9 +1,10 @@
 //! The domain of KPI Integrations: identifiers, integrations and their status
 //! machine, sync jobs, KPI points, credentials, the error taxonomy, and the ports
-//! (store, queue, vault, secrets, clock, provider adapters) that the AWS and the
-//! embedded deployments implement. Nothing here performs I/O.
+//! (store, queue, vault, secrets, clock, providers) that the AWS and the
+//! embedded deployments implement, and the provider registry. Nothing here
+//! performs I/O.
 
-pub mod adapter;
+pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod ids;
@@ -11,9 +12,11 @@ pub mod integration;
 pub mod job;
 pub mod kpi;
 pub mod metric;
+pub mod name;
 pub mod page;
 pub mod ports;
 pub mod provider;
+pub mod registry;
 pub mod scope;
 pub mod time;
 
@@ -25,4 +28,5 @@ pub use job::{JobStatus, SyncJob};
 pub use kpi::KpiPoint;
 pub use metric::Metric;
 pub use provider::Provider;
+pub use registry::Registry;
 pub use scope::{AdminScope, Principal, WorkspaceScope};

@@ -1,20 +1,35 @@
-//! Start-up of every Lambda, once per cold start: JSON logs, configuration from
-//! the environment merged with the Secrets Manager JSON (`KPI_SECRET_ID`), and
-//! the AWS adapters wired into an [`AppState`]. A function's `main.rs` only picks
-//! its routers and calls [`serve`].
+//! The wiring of every Lambda, one function per function kind, used by the
+//! `functions/*/src/main.rs` files and by the tests, so a test runs exactly what
+//! is deployed:
+//!
+//! * [`run_api`] and [`run_oauth`]: the HTTP route groups (`lambda_http`);
+//! * [`run_worker`]: a provider's sync worker on its SQS queue;
+//! * [`run_scheduler`]: the EventBridge tick;
+//! * [`run_dlq`]: the dead-letter handler.
+//!
+//! Start-up happens once per cold start: JSON logs, configuration from the
+//! environment merged with the Secrets Manager JSON (`KPI_SECRET_ID`), the
+//! provider registry, and the AWS adapters wired into an [`AppState`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use kpi_app::auth::{Authenticator, JwksSettings};
 use kpi_app::config::{QueueConfig, StoreConfig, VaultConfig};
-use kpi_app::providers::Providers;
+use kpi_app::http::request_id::RequestId;
 use kpi_app::{AppState, Config, Environment};
 use kpi_aws::{DynamoStore, KmsKeySource, SecretsManagerSecrets, SqsQueue};
-use kpi_core::ports::{AppSecrets, SystemClock};
-use kpi_core::{Error, Result};
+use kpi_core::ports::queue::{ReceiptHandle, ReceivedMessage};
+use kpi_core::ports::{AppSecrets, Queue, QueueName, SystemClock};
+use kpi_core::{Error, Provider, Result};
+use kpi_sync::dlq::DlqHandler;
+use kpi_sync::notifier::LogNotifier;
+use kpi_sync::{Disposition, Scheduler, Worker, WorkerSettings};
 use kpi_vault::{CacheSettings, EnvelopeVault};
+use lambda_runtime::{LambdaEvent, service_fn};
+use tracing::Instrument as _;
 
 /// How long a warm function trusts its copy of the application secret.
 pub const SECRET_TTL: Duration = Duration::from_secs(300);
@@ -47,28 +62,29 @@ pub async fn app_state() -> Result<AppState> {
     };
     // The environment wins over the secret, so one value can be overridden per function.
     let lookup = move |name: &str| env.get(name).or_else(|| from_secret.get(name)).cloned();
-    let config = Config::from_lookup(&lookup, Environment::Production)
-        .map_err(|e| Error::config(e.to_string()))?;
+    let config = Config::from_lookup(lookup, Environment::Production)?;
 
     let StoreConfig::DynamoDb { table } = &config.store else {
         return Err(Error::config("KPI_STORE: a Lambda needs dynamodb:TABLE"));
     };
-    let QueueConfig::Sqs { urls } = &config.queue else {
+    let QueueConfig::Sqs = &config.queue else {
         return Err(Error::config("KPI_QUEUE: a Lambda needs sqs"));
     };
     let VaultConfig::Kms { key_id } = &config.vault else {
         return Err(Error::config("KPI_VAULT: a Lambda needs kms:KEY"));
     };
-    let providers = Providers::from_config(&config, None)?;
+    let http = kpi_app::providers::http_client()?;
+    let registry = kpi_app::providers::build_registry(&config, &http, None)?;
+    let queue_urls = config.queue_urls(&registry)?;
     let jwks = JwksSettings::from_config(&config.auth);
-    let auth = Authenticator::new(config.auth.dev_secret.clone(), jwks, providers.http.clone());
+    let auth = Authenticator::new(config.auth.dev_secret.clone(), jwks, http);
     let secrets: Arc<dyn AppSecrets> = match manager {
         Some(s) => s,
         None => Arc::new(EnvOnly),
     };
     Ok(AppState {
         store: Arc::new(DynamoStore::new(&sdk, table)),
-        queue: Arc::new(SqsQueue::new(&sdk, urls.clone())),
+        queue: Arc::new(SqsQueue::new(&sdk, queue_urls)),
         vault: Arc::new(EnvelopeVault::new(
             KmsKeySource::new(&sdk, key_id),
             CacheSettings::default(),
@@ -76,7 +92,7 @@ pub async fn app_state() -> Result<AppState> {
         secrets,
         clock: Arc::new(SystemClock),
         auth: Arc::new(auth),
-        providers: Arc::new(providers),
+        registry: Arc::new(registry),
         config: Arc::new(config),
     })
 }
@@ -94,39 +110,69 @@ impl AppSecrets for EnvOnly {
     }
 }
 
-/// Serves `router` as the function's handler. A start-up failure is logged and
-/// returned, so Lambda reports an init error instead of serving half-wired.
-pub async fn serve(
-    router: impl FnOnce(AppState) -> axum::Router,
-) -> std::result::Result<(), lambda_http::Error> {
+/// Start-up, logged on failure so Lambda reports an init error instead of
+/// serving half-wired.
+async fn start() -> std::result::Result<AppState, lambda_runtime::Error> {
     init_tracing();
-    let state = match app_state().await {
-        Ok(state) => state,
-        Err(e) => {
-            tracing::error!(error = %e.log_chain(), "start-up failed");
-            return Err(e.log_chain().into());
-        }
-    };
-    lambda_http::run(router(state)).await
+    app_state().await.map_err(|e| {
+        tracing::error!(error = %e.log_chain(), "start-up failed");
+        e.log_chain().into()
+    })
 }
 
-/// One SQS batch, the Lambda way: each record handled concurrently; a record
-/// whose handler asks for a retry is reported as a batch item failure (the rest
-/// of the batch is deleted by Lambda), after `delay_retry` has moved its
-/// visibility to the wanted backoff.
+/// API Gateway's request id (else the invocation's) as the app's [`RequestId`].
+async fn with_gateway_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    use lambda_http::RequestExt as _;
+    use lambda_http::request::RequestContext;
+    let from_gateway = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    let id = from_gateway.or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()));
+    if let Some(id) = id {
+        request.extensions_mut().insert(RequestId(id));
+    }
+    request
+}
+
+/// An HTTP function: `router` (with its state) behind API Gateway.
+pub fn http_app(router: axum::Router<AppState>, state: AppState) -> axum::Router {
+    router
+        .with_state(state)
+        .layer(axum::middleware::map_request(with_gateway_request_id))
+}
+
+async fn serve(router: axum::Router<AppState>) -> std::result::Result<(), lambda_runtime::Error> {
+    let state = start().await?;
+    lambda_http::run(http_app(router, state)).await
+}
+
+/// The `api` function.
+pub async fn run_api() -> std::result::Result<(), lambda_runtime::Error> {
+    serve(kpi_app::http::api_function()).await
+}
+
+/// The `oauth` function.
+pub async fn run_oauth() -> std::result::Result<(), lambda_runtime::Error> {
+    serve(kpi_app::http::oauth_function()).await
+}
+
+/// One SQS batch, the Lambda way: each record handled concurrently in its own
+/// span; a record whose handler asks for a retry is reported as a batch item
+/// failure (the rest of the batch is deleted by Lambda), after `delay_retry`
+/// has moved its visibility to the wanted backoff.
 pub async fn handle_sqs_batch<H, HF, R, RF>(
-    event: aws_lambda_events::sqs::SqsEvent,
+    event: SqsEvent,
     handle: H,
     delay_retry: R,
-) -> aws_lambda_events::sqs::SqsBatchResponse
+) -> SqsBatchResponse
 where
-    H: Fn(kpi_core::ports::queue::ReceivedMessage) -> HF,
-    HF: std::future::Future<Output = kpi_sync::Disposition>,
-    R: Fn(kpi_core::ports::queue::ReceiptHandle, Duration) -> RF,
+    H: Fn(ReceivedMessage) -> HF,
+    HF: std::future::Future<Output = Disposition>,
+    R: Fn(ReceiptHandle, Duration) -> RF,
     RF: std::future::Future<Output = ()>,
 {
-    use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
-    use kpi_core::ports::queue::{ReceiptHandle, ReceivedMessage};
+    use aws_lambda_events::sqs::BatchItemFailure;
 
     let outcomes = futures::future::join_all(event.records.into_iter().map(|record| {
         let id = record.message_id.clone().unwrap_or_default();
@@ -141,13 +187,14 @@ where
                 .unwrap_or(1),
         };
         let receipt = message.receipt.clone();
-        let fut = handle(message);
+        let span = tracing::info_span!("sqs_record", message_id = %id);
+        let fut = handle(message).instrument(span);
         async move { (id, receipt, fut.await) }
     }))
     .await;
     let mut response = SqsBatchResponse::default();
     for (id, receipt, disposition) in outcomes {
-        if let kpi_sync::Disposition::RetryAfter(delay) = disposition {
+        if let Disposition::RetryAfter(delay) = disposition {
             delay_retry(receipt, delay).await;
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
@@ -157,43 +204,121 @@ where
     response
 }
 
-/// The sync worker of `provider`, with its adapter and the log notifier (the
-/// Resend notifier arrives with the Resend integration).
-pub fn worker_for(state: &AppState, provider: kpi_core::Provider) -> Result<kpi_sync::Worker> {
-    let mut adapters: HashMap<kpi_core::Provider, Arc<dyn kpi_core::adapter::IntegrationAdapter>> =
-        HashMap::new();
-    match provider {
-        kpi_core::Provider::Ga4 => {
-            let ga4 = state.providers.ga4_adapter().ok_or_else(|| {
-                Error::config("GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are needed to sync GA4")
-            })?;
-            adapters.insert(provider, Arc::new(ga4));
-        }
-        other => return Err(Error::config(format!("no sync adapter for {other} yet"))),
-    }
-    Ok(kpi_sync::Worker {
+/// The sync worker of `provider`: a configuration error naming what is
+/// missing when the deployment has not configured that provider.
+pub fn worker(state: &AppState, provider: Provider) -> Result<Worker> {
+    state.registry.adapter(provider)?;
+    Ok(worker_for_any(state))
+}
+
+/// A worker for messages of any registered provider (the dev server's).
+pub fn worker_for_any(state: &AppState) -> Worker {
+    Worker {
         store: state.store.clone(),
         vault: state.vault.clone(),
         clock: state.clock.clone(),
-        notifier: Arc::new(kpi_sync::notifier::LogNotifier),
-        adapters,
-        settings: kpi_sync::WorkerSettings::default(),
+        // Failure notices go to the log until the Resend notifier arrives.
+        notifier: Arc::new(LogNotifier),
+        registry: state.registry.clone(),
+        settings: WorkerSettings::default(),
         id: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "worker".into()),
-    })
+    }
 }
 
 /// Moves a failed message's next delivery to `delay` from now (backoff); on
 /// failure the queue's own visibility timeout applies.
 pub async fn delay_message(
-    queue: &dyn kpi_core::ports::Queue,
-    provider: kpi_core::Provider,
-    receipt: &kpi_core::ports::queue::ReceiptHandle,
+    queue: &dyn Queue,
+    provider: Provider,
+    receipt: &ReceiptHandle,
     delay: Duration,
 ) {
     if let Err(e) = queue
-        .change_visibility(kpi_core::ports::QueueName::Work(provider), receipt, delay)
+        .change_visibility(QueueName::Work(provider), receipt, delay)
         .await
     {
         tracing::warn!(error = %e.log_chain(), "could not delay a failed message");
     }
+}
+
+/// A worker's handling of one SQS event.
+pub async fn worker_batch(
+    worker: &Worker,
+    queue: &dyn Queue,
+    provider: Provider,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    handle_sqs_batch(
+        event,
+        |m| async move { worker.handle(&m).await },
+        |receipt, delay| async move { delay_message(queue, provider, &receipt, delay).await },
+    )
+    .await
+}
+
+/// The `sync-<provider>` function.
+pub async fn run_worker(provider: Provider) -> std::result::Result<(), lambda_runtime::Error> {
+    let state = start().await?;
+    let worker = worker(&state, provider).map_err(|e| e.log_chain())?;
+    let (worker, queue) = (&worker, &*state.queue);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(worker_batch(worker, queue, provider, event.payload).await)
+    }))
+    .await
+}
+
+pub fn scheduler(state: &AppState) -> Scheduler {
+    Scheduler {
+        store: state.store.clone(),
+        queue: state.queue.clone(),
+        clock: state.clock.clone(),
+        settings: Default::default(),
+    }
+}
+
+/// The `sync-scheduler` function: on each EventBridge tick, fan due integrations out.
+pub async fn run_scheduler() -> std::result::Result<(), lambda_runtime::Error> {
+    let state = start().await?;
+    let scheduler = &scheduler(&state);
+    lambda_runtime::run(service_fn(
+        move |_: LambdaEvent<serde_json::Value>| async move {
+            let report = scheduler
+                .run_once()
+                .instrument(tracing::info_span!("scheduler_run"))
+                .await
+                .map_err(|e| e.log_chain())?;
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
+        },
+    ))
+    .await
+}
+
+pub fn dlq_handler(state: &AppState) -> DlqHandler {
+    DlqHandler {
+        store: state.store.clone(),
+        // Notices go to the log until the Resend notifier arrives.
+        notifier: Arc::new(LogNotifier),
+        clock: state.clock.clone(),
+    }
+}
+
+/// A dead-letter handler's handling of one SQS event. A failed record becomes
+/// visible again after the DLQ's own timeout.
+pub async fn dlq_batch(handler: &DlqHandler, event: SqsEvent) -> SqsBatchResponse {
+    handle_sqs_batch(
+        event,
+        |m| async move { handler.handle(&m).await },
+        |_, _| async {},
+    )
+    .await
+}
+
+/// The `sync-dlq` function: dead-lettered sync messages of every provider.
+pub async fn run_dlq() -> std::result::Result<(), lambda_runtime::Error> {
+    let state = start().await?;
+    let handler = &dlq_handler(&state);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(dlq_batch(handler, event.payload).await)
+    }))
+    .await
 }

@@ -639,7 +639,7 @@ impl JobStore for SqliteStore {
                 &mut stmt,
                 params![
                     filter.status.as_str(),
-                    filter.provider.map(|p| p.as_str()),
+                    filter.provider.as_ref().map(|p| p.as_str()),
                     filter.workspace.as_ref().map(|w| w.as_str().to_owned()),
                     filter.since.map(sortable_timestamp),
                     filter.until.map(sortable_timestamp),
@@ -673,7 +673,7 @@ impl KpiStore for SqliteStore {
             .map(|p| {
                 Ok((
                     p.workspace.to_string(),
-                    p.metric.as_str(),
+                    p.metric.to_string(),
                     p.date.to_string(),
                     p.integration.to_string(),
                     to_json(p)?,

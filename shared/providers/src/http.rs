@@ -60,6 +60,8 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 
 pub async fn read(provider: &str, resp: reqwest::Response) -> Result<Reply> {
     let status = resp.status().as_u16();
+    // Inside a job's span this line carries the job's ids; never the URL.
+    tracing::info!(provider, status, "provider answered");
     let retry_after = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)
@@ -93,4 +95,15 @@ impl Reply {
             Error::transient(format!("{provider} sent a response we could not read")).with_source(e)
         })
     }
+}
+
+/// Joins `path` under `base`'s path (`https://h/sandbox` + `google/auth`).
+pub fn join(base: &url::Url, path: &str) -> url::Url {
+    let mut url = base.clone();
+    url.set_path(&format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    ));
+    url
 }

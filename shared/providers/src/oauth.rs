@@ -1,13 +1,23 @@
-//! OAuth 2.0 pieces shared by the providers: PKCE (RFC 7636), random state values,
-//! token responses and RFC 6749 error bodies.
+//! OAuth 2.0 pieces shared by the OAuth providers. Authorization URLs, PKCE and
+//! token requests are the `oauth2` crate's; it borrows this project's HTTP
+//! client ([`OAuthHttp`]) instead of bringing its own. Here too: random state
+//! values, the hash the store keeps of them, and the mapping of token-endpoint
+//! failures (RFC 6749 §5.2) into the error taxonomy.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use kpi_core::credentials::OAuthTokens;
 use kpi_core::{Error, Result};
+use oauth2::basic::{BasicErrorResponse, BasicErrorResponseType, BasicTokenResponse};
+use oauth2::{RequestTokenError, TokenResponse as _};
 use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::SecretString;
 use serde::Deserialize;
+
+use crate::http::{Reply, read, send_error};
 
 fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -28,53 +38,145 @@ pub fn sha256_b64(value: &str) -> String {
     b64url(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()).as_ref())
 }
 
-/// A PKCE verifier and its S256 challenge.
-pub struct Pkce {
-    pub verifier: String,
-    pub challenge: String,
+/// This project's HTTP client, lent to the `oauth2` crate. 429 and 5xx answers
+/// become taxonomy errors here (the crate would only see an unreadable body);
+/// a provider whose token errors are not RFC 6749 bodies reads them itself
+/// through `on_error`.
+#[derive(Clone)]
+pub struct OAuthHttp {
+    pub http: reqwest::Client,
+    pub provider: &'static str,
+    pub on_error: Option<fn(&Reply) -> Error>,
 }
 
-impl Pkce {
-    pub fn generate() -> Result<Self> {
-        // 32 random bytes: a 43-character verifier of [A-Za-z0-9_-].
-        Ok(Self::from_verifier(random_token(32)?))
-    }
+type HttpFuture<'c> = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse>> + Send + 'c>>;
 
-    pub fn from_verifier(verifier: String) -> Self {
-        let challenge = sha256_b64(&verifier);
-        Self {
-            verifier,
-            challenge,
+impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
+    type Error = Error;
+    type Future = HttpFuture<'c>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let response = self
+                .http
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| send_error(self.provider, e))?;
+            let reply = read(self.provider, response).await?;
+            if reply.status == 429 {
+                return Err(Error::rate_limited(
+                    reply.retry_after,
+                    format!(
+                        "{} is rate limiting sign-ins; try again shortly",
+                        self.provider
+                    ),
+                ));
+            }
+            if reply.status >= 500 {
+                return Err(Error::transient(format!(
+                    "{} failed to answer; try again",
+                    self.provider
+                )));
+            }
+            if let Some(on_error) = self.on_error.filter(|_| !reply.is_success()) {
+                return Err(on_error(&reply));
+            }
+            let mut builder = oauth2::http::Response::builder().status(reply.status);
+            for (name, value) in &reply.headers {
+                builder = builder.header(name, value);
+            }
+            builder
+                .body(reply.body)
+                .map_err(|e| Error::internal("unreadable token response").with_source(e))
+        })
+    }
+}
+
+/// Tokens with absolute expiry from the crate's typed token response.
+pub fn tokens_from(response: &BasicTokenResponse, now: DateTime<Utc>) -> OAuthTokens {
+    OAuthTokens {
+        access_token: SecretString::from(response.access_token().secret().to_owned()),
+        refresh_token: response
+            .refresh_token()
+            .map(|r| SecretString::from(r.secret().to_owned())),
+        expires_at: response
+            .expires_in()
+            .and_then(|d| Duration::from_std(d).ok())
+            .map(|d| now + d),
+        scopes: response
+            .scopes()
+            .map(|s| s.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// Maps a failed token request. `during` says what was attempted, for the
+/// message shown to the user or operator.
+pub fn token_request_error(
+    provider: &str,
+    during: &str,
+    error: RequestTokenError<Error, BasicErrorResponse>,
+) -> Error {
+    match error {
+        RequestTokenError::Request(e) => e,
+        RequestTokenError::ServerResponse(body) => {
+            let code = match body.error() {
+                BasicErrorResponseType::InvalidGrant => "invalid_grant",
+                BasicErrorResponseType::InvalidClient => "invalid_client",
+                BasicErrorResponseType::UnauthorizedClient => "unauthorized_client",
+                BasicErrorResponseType::Extension(other) => other.as_str(),
+                _ => "",
+            };
+            token_error(provider, during, code)
         }
+        RequestTokenError::Parse(e, _) => Error::transient(format!(
+            "{provider} sent a token response we could not read ({during})"
+        ))
+        .with_source(e),
+        RequestTokenError::Other(_) => token_error(provider, during, ""),
     }
 }
 
-/// A token endpoint's success body (Google and Meta share these fields).
+/// The taxonomy of RFC 6749 token error codes.
+pub fn token_error(provider: &str, during: &str, code: &str) -> Error {
+    match code {
+        "invalid_grant" => Error::reauth(format!(
+            "{provider} no longer accepts this connection ({during}): the grant expired or was revoked \
+             (apps in Google's Testing mode expire after 7 days). Reconnect the integration."
+        )),
+        "invalid_client" | "unauthorized_client" => Error::config(format!(
+            "{provider} rejected the app credentials ({during}); an operator must check the client id and secret"
+        )),
+        "redirect_uri_mismatch" => Error::config(format!(
+            "{provider} rejected the redirect URI ({during}); check KPI_PUBLIC_URL and the app's registered URIs"
+        )),
+        _ => Error::validation(
+            "code",
+            format!("{provider} refused the authorization ({during}); try connecting again"),
+        ),
+    }
+}
+
+/// A token endpoint's success body read by hand, for provider steps outside
+/// OAuth 2.0 proper (Meta's long-lived exchange).
 #[derive(Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     #[serde(default)]
     pub expires_in: Option<i64>,
-    #[serde(default)]
-    pub refresh_token: Option<String>,
-    #[serde(default)]
-    pub scope: Option<String>,
 }
 
 impl TokenResponse {
-    /// Tokens with absolute expiry; `scope` is space-delimited (RFC 6749).
     pub fn into_tokens(self, now: DateTime<Utc>) -> OAuthTokens {
         OAuthTokens {
             access_token: SecretString::from(self.access_token),
-            refresh_token: self.refresh_token.map(SecretString::from),
+            refresh_token: None,
             expires_at: self.expires_in.map(|s| now + Duration::seconds(s)),
-            scopes: self
-                .scope
-                .as_deref()
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
+            scopes: Vec::new(),
         }
     }
 }
@@ -85,64 +187,31 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-/// RFC 6749 §5.2 error body.
-#[derive(Debug, Deserialize)]
-pub struct TokenError {
-    pub error: String,
-    #[serde(default)]
-    pub error_description: Option<String>,
-}
-
-/// Maps a token endpoint failure. `during` says what was attempted, for the
-/// message shown to the user or operator.
-pub fn token_error(provider: &str, during: &str, status: u16, body: &[u8]) -> Error {
-    let parsed: Option<TokenError> = serde_json::from_slice(body).ok();
-    let code = parsed.as_ref().map(|e| e.error.as_str()).unwrap_or("");
-    match (status, code) {
-        (_, "invalid_grant") => Error::reauth(format!(
-            "{provider} no longer accepts this connection ({during}): the grant expired or was revoked \
-             (apps in Google's Testing mode expire after 7 days). Reconnect the integration."
-        )),
-        (_, "invalid_client" | "unauthorized_client") => Error::config(format!(
-            "{provider} rejected the app credentials ({during}); an operator must check the client id and secret"
-        )),
-        (_, "redirect_uri_mismatch") => Error::config(format!(
-            "{provider} rejected the redirect URI ({during}); check KPI_PUBLIC_URL and the app's registered URIs"
-        )),
-        (429, _) => Error::rate_limited(None, format!("{provider} is rate limiting ({during})")),
-        (s, _) if s >= 500 => Error::transient(format!("{provider} failed ({during}); try again")),
-        _ => Error::validation(
-            "code",
-            format!("{provider} refused the authorization ({during}); try connecting again"),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oauth2::{PkceCodeChallenge, PkceCodeVerifier};
 
     #[test]
-    fn pkce_matches_rfc_7636_appendix_b() {
-        let p = Pkce::from_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into());
-        assert_eq!(p.challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
-        let fresh = Pkce::generate().unwrap();
-        assert_eq!(fresh.verifier.len(), 43);
-        assert!(
-            fresh
-                .verifier
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    fn the_crates_pkce_matches_rfc_7636_appendix_b() {
+        let verifier =
+            PkceCodeVerifier::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".to_owned());
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier);
+        assert_eq!(
+            challenge.as_str(),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
+        assert_eq!(challenge.method().as_str(), "S256");
     }
 
     #[test]
     fn token_errors_follow_the_taxonomy() {
-        let e = token_error("Google", "refresh", 400, br#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#);
-        assert_eq!(e.code(), "reauth_required");
+        let e = token_error("Google", "refresh", "invalid_grant");
+        assert!(e.is_reauth());
         assert!(e.message().contains("7 days"));
-        let e = token_error("Google", "refresh", 401, br#"{"error":"invalid_client"}"#);
-        assert_eq!(e.code(), "configuration");
-        assert_eq!(token_error("Google", "x", 503, b"oops").code(), "transient");
+        assert!(token_error("Google", "refresh", "invalid_client").is_config());
+        assert!(token_error("Google", "x", "invalid_request").is_validation());
+        let e = token_request_error("Google", "x", RequestTokenError::Other("empty".into()));
+        assert!(e.is_validation());
     }
 }

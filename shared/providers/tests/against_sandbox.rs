@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use kpi_providers::google::{ANALYTICS_READONLY, GoogleOAuth};
-use kpi_providers::meta::MetaClient;
-use kpi_providers::oauth::Pkce;
+use kpi_core::ports::provider::{AuthorizationRequest, ConnectRequest, ProviderAdapter};
+use kpi_core::registry::Plugin;
+use kpi_providers::ga4::google::{ANALYTICS_READONLY, GoogleOAuth};
 use kpi_providers::resend::{KeyAccess, ResendClient};
+use kpi_providers::{BuildContext, SandboxSite};
 use kpi_providers::{ga4::AdminApi, http};
 use kpi_sandbox::{Faults, Sandbox, SandboxConfig};
 use secrecy::{ExposeSecret, SecretString};
@@ -25,15 +26,28 @@ fn no_redirects() -> reqwest::Client {
     http::client(Duration::from_secs(10)).unwrap()
 }
 
+fn google_with_secret(base: &str, sandbox: &Sandbox, secret: &str) -> GoogleOAuth {
+    GoogleOAuth::new(
+        http::client(Duration::from_secs(10)).unwrap(),
+        sandbox.config().google_client_id.clone(),
+        SecretString::from(secret.to_owned()),
+        Url::parse(&format!("{base}/google/auth")).unwrap(),
+        Url::parse(&format!("{base}/google/token")).unwrap(),
+        Url::parse(&format!("{base}/google/revoke")).unwrap(),
+    )
+}
+
 fn google(base: &str, sandbox: &Sandbox) -> GoogleOAuth {
-    GoogleOAuth {
-        http: http::client(Duration::from_secs(10)).unwrap(),
-        client_id: sandbox.config().google_client_id.clone(),
-        client_secret: SecretString::from(sandbox.config().google_client_secret.clone()),
-        auth_url: Url::parse(&format!("{base}/google/auth")).unwrap(),
-        token_url: Url::parse(&format!("{base}/google/token")).unwrap(),
-        revoke_url: Url::parse(&format!("{base}/google/revoke")).unwrap(),
-    }
+    google_with_secret(base, sandbox, &sandbox.config().google_client_secret)
+}
+
+/// A consent URL and the PKCE verifier kept for its exchange.
+fn authorize(g: &GoogleOAuth, state: &str) -> (Url, String) {
+    let auth = g.authorize(state, REDIRECT).unwrap();
+    (
+        Url::parse(&auth.url).unwrap(),
+        auth.pkce_verifier.expect("Google uses PKCE"),
+    )
 }
 
 /// Loads the consent page, then posts the decision as the browser would; returns
@@ -82,8 +96,7 @@ fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
 async fn google_code_flow_with_pkce_refresh_and_revoke() {
     let (sandbox, base) = sandbox().await;
     let g = google(&base, &sandbox);
-    let pkce = Pkce::generate().unwrap();
-    let url = g.authorization_url("state-1", &pkce.challenge, REDIRECT);
+    let (url, _) = authorize(&g, "state-1");
     let q: Vec<_> = url.query_pairs().collect();
     assert!(q.iter().any(|(k, v)| k == "access_type" && v == "offline"));
     assert!(q.iter().any(|(k, v)| k == "prompt" && v == "consent"));
@@ -108,25 +121,25 @@ async fn google_code_flow_with_pkce_refresh_and_revoke() {
         .unwrap_err();
     assert_eq!(err.code(), "reauth_required", "invalid_grant: {err:?}");
 
-    let url = g.authorization_url("state-2", &pkce.challenge, REDIRECT);
+    let (url, verifier) = authorize(&g, "state-2");
     let code = param(&consent(url, "allow", true).await, "code")
         .unwrap()
         .to_owned();
     let tokens = g
-        .exchange_code(&code, &pkce.verifier, REDIRECT, Utc::now())
+        .exchange_code(&code, &verifier, REDIRECT, Utc::now())
         .await
         .unwrap();
     assert!(tokens.has_scope(ANALYTICS_READONLY));
     let refresh = tokens.refresh_token.clone().unwrap();
     // Reusing a code fails.
     assert!(
-        g.exchange_code(&code, &pkce.verifier, REDIRECT, Utc::now())
+        g.exchange_code(&code, &verifier, REDIRECT, Utc::now())
             .await
             .is_err()
     );
 
     let admin = AdminApi {
-        http: g.http.clone(),
+        http: http::client(Duration::from_secs(10)).unwrap(),
         base: Url::parse(&format!("{base}/ga4/admin/v1beta")).unwrap(),
     };
     let (properties, calls) = admin.properties(&tokens.access_token).await.unwrap();
@@ -152,56 +165,31 @@ async fn google_code_flow_with_pkce_refresh_and_revoke() {
 async fn google_denial_unticked_scope_and_provider_failures() {
     let (sandbox, base) = sandbox().await;
     let g = google(&base, &sandbox);
-    let pkce = Pkce::generate().unwrap();
-    let denied = consent(
-        g.authorization_url("s", &pkce.challenge, REDIRECT),
-        "deny",
-        true,
-    )
-    .await;
+    let denied = consent(authorize(&g, "s").0, "deny", true).await;
     assert_eq!(param(&denied, "error"), Some("access_denied"));
 
-    let q = consent(
-        g.authorization_url("s", &pkce.challenge, REDIRECT),
-        "allow",
-        false,
-    )
-    .await;
+    let (url, verifier) = authorize(&g, "s");
+    let q = consent(url, "allow", false).await;
     let err = g
-        .exchange_code(
-            param(&q, "code").unwrap(),
-            &pkce.verifier,
-            REDIRECT,
-            Utc::now(),
-        )
+        .exchange_code(param(&q, "code").unwrap(), &verifier, REDIRECT, Utc::now())
         .await
         .unwrap_err();
     assert_eq!(err.code(), "validation");
     assert!(err.message().contains("Analytics"));
 
-    let q = consent(
-        g.authorization_url("s", &pkce.challenge, REDIRECT),
-        "allow",
-        true,
-    )
-    .await;
+    let (url, verifier) = authorize(&g, "s");
+    let q = consent(url, "allow", true).await;
     sandbox.set_faults(Faults {
         google_token: Some(503),
         ..Faults::default()
     });
     let err = g
-        .exchange_code(
-            param(&q, "code").unwrap(),
-            &pkce.verifier,
-            REDIRECT,
-            Utc::now(),
-        )
+        .exchange_code(param(&q, "code").unwrap(), &verifier, REDIRECT, Utc::now())
         .await
         .unwrap_err();
     assert_eq!(err.code(), "transient");
 
-    let mut bad = google(&base, &sandbox);
-    bad.client_secret = SecretString::from("wrong".to_owned());
+    let bad = google_with_secret(&base, &sandbox, "wrong");
     sandbox.set_faults(Faults::default());
     let err = bad
         .refresh(&SecretString::from("1//x".to_owned()), Utc::now())
@@ -214,15 +202,45 @@ async fn google_denial_unticked_scope_and_provider_failures() {
     );
 }
 
-fn meta(base: &str, sandbox: &Sandbox) -> MetaClient {
-    MetaClient {
+/// The Meta plug-in as the registry builds it, on the sandbox.
+fn meta(base: &str, sandbox: &Sandbox) -> std::sync::Arc<dyn ProviderAdapter> {
+    let site = SandboxSite {
+        base: Url::parse(base).unwrap(),
+        app_credentials: sandbox.app_credentials(),
+    };
+    let vars = kpi_core::config::Vars::new(|_| None);
+    let ctx = BuildContext {
+        vars: &vars,
         http: http::client(Duration::from_secs(10)).unwrap(),
-        app_id: sandbox.config().meta_app_id.clone(),
-        app_secret: SecretString::from(sandbox.config().meta_app_secret.clone()),
-        auth_url: Url::parse(&format!("{base}/meta/dialog/oauth")).unwrap(),
-        graph_url: Url::parse(&format!("{base}/meta/graph")).unwrap(),
-        version: "v25.0".into(),
+        sandbox: Some(&site),
+        sandbox_setting: None,
+        production: false,
+    };
+    match kpi_providers::meta::plugin(&ctx).unwrap() {
+        Plugin::Ready { adapter, sandbox } => {
+            assert!(sandbox);
+            adapter
+        }
+        Plugin::Unconfigured { why, .. } => panic!("{why}"),
     }
+}
+
+async fn meta_connect(
+    m: &dyn ProviderAdapter,
+    code: &str,
+    redirect: &str,
+) -> kpi_core::Result<kpi_core::credentials::ConnectionCredentials> {
+    m.connect(ConnectRequest::OAuthCode {
+        code,
+        redirect_uri: redirect,
+        pkce_verifier: None,
+        now: Utc::now(),
+    })
+    .await
+    .map(|o| {
+        assert!(o.needs_configuration, "the ad account is chosen next");
+        o.credentials
+    })
 }
 
 #[tokio::test]
@@ -230,9 +248,27 @@ async fn meta_login_long_lived_token_ad_accounts_and_revoke() {
     let (sandbox, base) = sandbox().await;
     let m = meta(&base, &sandbox);
     let redirect = "http://127.0.0.1:9/v1/oauth/meta_ads/callback";
-    let q = consent(m.authorization_url("st", redirect), "allow", true).await;
+    let authorize = |state: &str| {
+        let a = m
+            .authorize(&AuthorizationRequest {
+                state,
+                redirect_uri: redirect,
+            })
+            .unwrap();
+        assert!(a.pkce_verifier.is_none());
+        Url::parse(&a.url).unwrap()
+    };
+    let url = authorize("st");
+    assert!(
+        url.query_pairs()
+            .any(|(k, v)| k == "scope" && v == "ads_read,business_management")
+    );
+    let q = consent(url, "allow", true).await;
     let code = param(&q, "code").unwrap().to_owned();
-    let tokens = m.exchange_code(&code, redirect, Utc::now()).await.unwrap();
+    let credentials = meta_connect(&*m, &code, redirect).await.unwrap();
+    let kpi_core::credentials::ConnectionCredentials::OAuth(tokens) = &credentials else {
+        panic!("OAuth tokens expected");
+    };
     assert!(tokens.has_scope("ads_read"));
     assert!(tokens.refresh_token.is_none(), "Meta has no refresh tokens");
     let days = (tokens.expires_at.unwrap() - Utc::now()).num_days();
@@ -246,24 +282,29 @@ async fn meta_login_long_lived_token_ad_accounts_and_revoke() {
         (1, 1)
     );
 
-    let (accounts, _) = m.ad_accounts(&tokens.access_token).await.unwrap();
-    assert_eq!(accounts.len(), 3);
-    assert_eq!(accounts[0].id, "act_1000000001");
+    let integration = kpi_core::Integration::new(
+        kpi_core::IntegrationId::new_random(),
+        kpi_core::WorkspaceId::parse("ws").unwrap(),
+        kpi_core::Provider::META_ADS,
+        "Meta Ads",
+        Utc::now(),
+    );
+    let options = m.options(&integration, &credentials).await.unwrap();
+    assert_eq!(options.setting, "ad_account");
+    assert_eq!(options.options.len(), 3);
+    assert_eq!(options.options[0].id, "act_1000000001");
+    m.health(&integration, &credentials).await.unwrap();
 
-    let err = m
-        .exchange_code(&code, redirect, Utc::now())
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), "validation", "used code: {err:?}");
+    let err = meta_connect(&*m, &code, redirect).await.unwrap_err();
+    assert!(err.is_validation(), "used code: {err:?}");
 
-    m.revoke(&tokens.access_token).await.unwrap();
-    let err = m.ad_accounts(&tokens.access_token).await.unwrap_err();
-    assert_eq!(err.code(), "reauth_required");
-    m.revoke(&tokens.access_token).await.unwrap();
+    m.disconnect(&credentials).await.unwrap();
+    let err = m.options(&integration, &credentials).await.unwrap_err();
+    assert!(err.is_reauth());
+    m.disconnect(&credentials).await.unwrap();
 
-    let q = consent(m.authorization_url("st", redirect), "allow", false).await;
-    let err = m
-        .exchange_code(param(&q, "code").unwrap(), redirect, Utc::now())
+    let q = consent(authorize("st"), "allow", false).await;
+    let err = meta_connect(&*m, param(&q, "code").unwrap(), redirect)
         .await
         .unwrap_err();
     assert!(err.message().contains("ads_read"));
@@ -306,33 +347,22 @@ async fn resend_key_check() {
 mod ga4_sync {
     use super::*;
     use chrono::NaiveDate;
-    use kpi_core::adapter::{IntegrationAdapter, SyncRequest};
     use kpi_core::credentials::ConnectionCredentials;
     use kpi_core::kpi::DateRange;
+    use kpi_core::ports::provider::{HealthStatus, SyncRequest};
     use kpi_core::{Integration, IntegrationId, Metric, Provider, WorkspaceId};
-    use kpi_providers::ga4::DataApi;
-    use kpi_providers::ga4_adapter::Ga4Adapter;
+    use kpi_providers::ga4::{DataApi, Ga4Adapter};
     use kpi_sandbox::ga4_data;
 
     async fn connected(sandbox: &Sandbox, base: &str) -> (Ga4Adapter, ConnectionCredentials) {
         let g = google(base, sandbox);
-        let pkce = Pkce::generate().unwrap();
-        let q = consent(
-            g.authorization_url("s", &pkce.challenge, REDIRECT),
-            "allow",
-            true,
-        )
-        .await;
+        let (url, verifier) = authorize(&g, "s");
+        let q = consent(url, "allow", true).await;
         let tokens = g
-            .exchange_code(
-                param(&q, "code").unwrap(),
-                &pkce.verifier,
-                REDIRECT,
-                Utc::now(),
-            )
+            .exchange_code(param(&q, "code").unwrap(), &verifier, REDIRECT, Utc::now())
             .await
             .unwrap();
-        let http = g.http.clone();
+        let http = http::client(Duration::from_secs(10)).unwrap();
         let adapter = Ga4Adapter::new(
             g,
             AdminApi {
@@ -352,7 +382,7 @@ mod ga4_sync {
         let mut i = Integration::new(
             IntegrationId::new_random(),
             WorkspaceId::parse("ws").unwrap(),
-            Provider::Ga4,
+            Provider::GA4,
             "GA4",
             Utc::now(),
         );
@@ -388,11 +418,11 @@ mod ga4_sync {
             "every metric of every day, zero days included"
         );
         for p in &result.points {
-            let name = kpi_providers::ga4_adapter::METRICS
+            let at = kpi_providers::ga4::METRICS
                 .iter()
-                .find(|(_, m)| *m == p.metric)
-                .unwrap()
-                .0;
+                .position(|m| m.metric == p.metric)
+                .unwrap();
+            let name = kpi_providers::ga4::API_METRICS[at];
             let served = ga4_data::value("100001", p.date, name).unwrap();
             assert_eq!(
                 p.value,
@@ -405,19 +435,18 @@ mod ga4_sync {
         let revenue = result
             .points
             .iter()
-            .find(|p| p.metric == Metric::Ga4TotalRevenue)
+            .find(|p| p.metric == Metric::new("ga4.total_revenue"))
             .unwrap();
         assert_eq!(revenue.currency.as_ref().unwrap().as_str(), "EUR");
         let zero_day = result
             .points
             .iter()
-            .find(|p| ga4_data::is_zero_day(p.date) && p.metric == Metric::Ga4Sessions)
+            .find(|p| ga4_data::is_zero_day(p.date) && p.metric == Metric::new("ga4.sessions"))
             .expect("a zero day in the window");
         assert!(zero_day.value.is_zero());
-        let tiny = result
-            .points
-            .iter()
-            .find(|p| p.metric == Metric::Ga4BounceRate && p.value.to_string() == "0.00015");
+        let tiny = result.points.iter().find(|p| {
+            p.metric == Metric::new("ga4.bounce_rate") && p.value.to_string() == "0.00015"
+        });
         assert!(tiny.is_some(), "exponent notation read exactly");
         assert!(result.quota_remaining.unwrap() > rust_decimal::Decimal::new(9, 1));
     }
@@ -447,7 +476,7 @@ mod ga4_sync {
             result
                 .points
                 .iter()
-                .find(|p| p.metric == Metric::Ga4TotalRevenue)
+                .find(|p| p.metric == Metric::new("ga4.total_revenue"))
                 .unwrap()
                 .currency
                 .as_ref()
@@ -551,9 +580,9 @@ mod ga4_sync {
             2,
             "one refresh attempt, no storm"
         );
-        let health = adapter.health_check(&i, &creds).await.unwrap();
+        let health = HealthStatus::from_check(adapter.health(&i, &creds).await, Utc::now());
         assert!(
-            matches!(health, kpi_core::adapter::HealthStatus::NeedsReauth { .. }),
+            matches!(health, HealthStatus::NeedsReauth { .. }),
             "{health:?}"
         );
     }
@@ -578,16 +607,15 @@ mod ga4_sync {
             "{}",
             err.message()
         );
-        let health = adapter.health_check(&i, &creds).await.unwrap();
+        let health = HealthStatus::from_check(adapter.health(&i, &creds).await, Utc::now());
         assert!(
-            matches!(health, kpi_core::adapter::HealthStatus::NoAccess { .. }),
+            matches!(health, HealthStatus::NoAccess { .. }),
             "{health:?}"
         );
-        let ok = adapter
-            .health_check(&integration("properties/100001"), &creds)
+        adapter
+            .health(&integration("properties/100001"), &creds)
             .await
             .unwrap();
-        assert_eq!(ok, kpi_core::adapter::HealthStatus::Healthy);
     }
 
     #[tokio::test]

@@ -91,6 +91,22 @@ impl Sandbox {
         &self.inner.config
     }
 
+    /// The app credentials it accepts, by the configuration names the providers
+    /// read: what a deployment uses in place of real apps while it serves the
+    /// sandbox.
+    pub fn app_credentials(&self) -> Vec<(String, String)> {
+        let c = self.config();
+        [
+            ("GOOGLE_CLIENT_ID", &c.google_client_id),
+            ("GOOGLE_CLIENT_SECRET", &c.google_client_secret),
+            ("META_APP_ID", &c.meta_app_id),
+            ("META_APP_SECRET", &c.meta_app_secret),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect()
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         *self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
     }
@@ -136,7 +152,7 @@ impl Sandbox {
             .route("/meta/dialog/consent", post(meta::consent))
             .route(
                 "/meta/graph/{version}/oauth/access_token",
-                get(meta::access_token),
+                get(meta::access_token).post(meta::access_token_form),
             )
             .route(
                 "/meta/graph/{version}/me/permissions",

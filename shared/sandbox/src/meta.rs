@@ -120,6 +120,16 @@ pub async fn consent(State(sandbox): State<Sandbox>, Form(f): Form<ConsentForm>)
     Redirect::to(&format!("{target}#_=_")).into_response()
 }
 
+/// The token endpoint as a form POST (what OAuth 2.0 clients send; Meta
+/// answers it like the documented GET).
+pub async fn access_token_form(
+    State(sandbox): State<Sandbox>,
+    Path(version): Path<String>,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Response {
+    access_token(State(sandbox), Path(version), Query(form)).await
+}
+
 pub async fn access_token(
     State(sandbox): State<Sandbox>,
     Path(_version): Path<String>,

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use kpi_core::job::SyncMessage;
 use kpi_core::page::PageRequest;
 use kpi_core::ports::queue::OutgoingMessage;
 use kpi_core::ports::store::JobFilter;
@@ -56,14 +55,7 @@ async fn requeue(
     .await?;
     job.transition(JobStatus::Queued, now)?;
     let job = store.update_job(&scope, &job).await?;
-    let body = serde_json::to_string(&SyncMessage::for_job(&job))
-        .map_err(|e| Error::internal("cannot encode the sync message").with_source(e))?;
-    queue
-        .send_batch(
-            QueueName::Work(job.provider),
-            vec![OutgoingMessage::new(body)],
-        )
-        .await?;
+    crate::enqueue(queue, std::slice::from_ref(&job), None).await?;
     Ok(job)
 }
 

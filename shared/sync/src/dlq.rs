@@ -51,7 +51,7 @@ pub async fn finish_dead(
     .await
     {
         Ok(i) => Some(i),
-        Err(e) if e.code() == "not_found" => None,
+        Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),
     };
     let key = format!("failure-notice:{}", job.integration);
@@ -111,7 +111,7 @@ impl DlqHandler {
         let scope = WorkspaceScope::for_system(msg.workspace.clone(), "dead-lettered sync message");
         let job = match self.store.get_job(&scope, msg.job).await {
             Ok(job) => job,
-            Err(e) if e.code() == "not_found" => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
         if job.status() == JobStatus::Succeeded || job.status() == JobStatus::Dead {

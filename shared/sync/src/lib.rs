@@ -9,11 +9,14 @@
 //!   whether a failure is retried (with backoff) or final;
 //! * [`dlq`] ends jobs whose messages ran out of receives, and sends at most one
 //!   failure notice per integration per day;
-//! * [`mock`] holds scripted adapters for tests and the sandbox.
+//! * [`enqueue`] is the one way a job reaches a queue;
+//! * [`mock`] (feature `mock`, tests only) holds scripted adapters.
 
 pub mod admin;
 pub mod dlq;
+mod enqueue;
 pub mod metrics;
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod notifier;
 pub mod retry;
@@ -21,6 +24,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod worker;
 
+pub use enqueue::enqueue;
 pub use notifier::{FailureNotice, Notifier};
 pub use retry::RetryPolicy;
 pub use scheduler::{Scheduler, SchedulerReport};

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use kpi_core::adapter::{
-    ConnectOutcome, ConnectRequest, HealthStatus, IntegrationAdapter, SyncRequest, SyncResult,
-};
 use kpi_core::credentials::{ConnectionCredentials, OAuthTokens};
-use kpi_core::{Error, Integration, IntegrationId, KpiPoint, Metric, Provider, Result};
+use kpi_core::metric::{MetricSpec, Unit};
+use kpi_core::ports::provider::{
+    ConnectOutcome, ConnectRequest, ProviderAdapter, ProviderDescriptor, ProviderOptions, Settings,
+    SyncRequest, SyncResult,
+};
+use kpi_core::{Error, Integration, IntegrationId, KpiPoint, Result};
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -37,7 +39,7 @@ pub enum Outcome {
 }
 
 pub struct MockAdapter {
-    provider: Provider,
+    descriptor: ProviderDescriptor,
     scripts: Mutex<HashMap<IntegrationId, VecDeque<Outcome>>>,
     /// Fraction (per mille) of calls that fail with a random fault, while on.
     fault_per_mille: AtomicU32,
@@ -51,9 +53,13 @@ pub struct MockAdapter {
 }
 
 impl MockAdapter {
-    pub fn new(provider: Provider) -> Self {
+    /// Stands in for the provider of `descriptor`, in windows of at most 30 days.
+    pub fn new(descriptor: ProviderDescriptor) -> Self {
         Self {
-            provider,
+            descriptor: ProviderDescriptor {
+                max_window_days: 30,
+                ..descriptor
+            },
             scripts: Mutex::new(HashMap::new()),
             fault_per_mille: AtomicU32::new(0),
             faults_on: AtomicBool::new(false),
@@ -121,12 +127,14 @@ impl MockAdapter {
         Outcome::Success
     }
 
-    fn metric(&self) -> Metric {
-        match self.provider {
-            Provider::Ga4 => Metric::Ga4Sessions,
-            Provider::MetaAds => Metric::MetaImpressions,
-            Provider::Resend => Metric::ResendSent,
-        }
+    /// The provider's first count metric: one point per day needs no currency.
+    fn metric(&self) -> Result<MetricSpec> {
+        self.descriptor
+            .metrics
+            .iter()
+            .find(|m| m.unit == Unit::Count)
+            .copied()
+            .ok_or_else(|| Error::config("the mock needs a provider with a count metric"))
     }
 
     fn points(&self, request: &SyncRequest<'_>) -> Result<Vec<KpiPoint>> {
@@ -138,7 +146,7 @@ impl MockAdapter {
             out.push(KpiPoint::new(
                 i.workspace.clone(),
                 i.id,
-                self.metric(),
+                self.metric()?,
                 day,
                 value,
                 None,
@@ -150,17 +158,42 @@ impl MockAdapter {
 }
 
 #[async_trait]
-impl IntegrationAdapter for MockAdapter {
-    fn provider(&self) -> Provider {
-        self.provider
+impl ProviderAdapter for MockAdapter {
+    fn descriptor(&self) -> &ProviderDescriptor {
+        &self.descriptor
     }
 
-    async fn connect(&self, request: ConnectRequest) -> Result<ConnectOutcome> {
+    async fn connect(&self, request: ConnectRequest<'_>) -> Result<ConnectOutcome> {
+        let credentials = match request {
+            ConnectRequest::ApiKey { key } => ConnectionCredentials::ApiKey { key },
+            ConnectRequest::OAuthCode { .. } => ConnectionCredentials::OAuth(OAuthTokens {
+                access_token: SecretString::from("mock-access-0".to_owned()),
+                refresh_token: Some(SecretString::from("mock-refresh".to_owned())),
+                expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
+                scopes: vec![],
+            }),
+        };
         Ok(ConnectOutcome {
-            credentials: request.credentials,
-            display_name: format!("Mock {}", self.provider.display_name()),
+            credentials,
+            settings: Settings::new(),
             needs_configuration: false,
         })
+    }
+
+    async fn options(&self, _: &Integration, _: &ConnectionCredentials) -> Result<ProviderOptions> {
+        Ok(ProviderOptions {
+            setting: String::new(),
+            options: vec![],
+            note: None,
+        })
+    }
+
+    fn validate_settings(&self, _: &Settings) -> Result<()> {
+        Ok(())
+    }
+
+    async fn health(&self, _: &Integration, _: &ConnectionCredentials) -> Result<()> {
+        Ok(())
     }
 
     async fn sync(&self, request: SyncRequest<'_>) -> Result<SyncResult> {
@@ -197,14 +230,6 @@ impl IntegrationAdapter for MockAdapter {
         })
     }
 
-    async fn health_check(
-        &self,
-        _: &Integration,
-        _: &ConnectionCredentials,
-    ) -> Result<HealthStatus> {
-        Ok(HealthStatus::Healthy)
-    }
-
     async fn disconnect(&self, _: &ConnectionCredentials) -> Result<()> {
         Ok(())
     }
@@ -224,9 +249,5 @@ impl IntegrationAdapter for MockAdapter {
             expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
             scopes,
         }))
-    }
-
-    fn max_window_days(&self) -> u32 {
-        30
     }
 }

@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Duration;
-use kpi_core::job::{JobTrigger, SyncMessage};
+use kpi_core::job::JobTrigger;
 use kpi_core::page::PageRequest;
-use kpi_core::ports::queue::{MAX_SEND_BATCH, OutgoingMessage};
+use kpi_core::ports::queue::MAX_SEND_BATCH;
 use kpi_core::ports::store::JobFilter;
-use kpi_core::ports::{Clock, Queue, QueueName, Store};
+use kpi_core::ports::{Clock, Queue, Store};
 use kpi_core::{AdminScope, JobId, JobStatus, Provider, Result, SyncJob, WorkspaceScope};
 
 #[derive(Debug, Clone, Copy)]
@@ -79,7 +79,7 @@ impl Scheduler {
                 let mut integration = match self.store.get_integration(&scope, d.integration).await
                 {
                     Ok(i) => i,
-                    Err(e) if e.code() == "not_found" => continue,
+                    Err(e) if e.is_not_found() => continue,
                     Err(e) => return Err(e),
                 };
                 if !integration.is_due(now) {
@@ -105,7 +105,7 @@ impl Scheduler {
                         report.jobs_created += 1;
                         outbox.entry(job.provider).or_default().push(job);
                     }
-                    Err(e) if e.code() == "conflict" => report.already_claimed += 1,
+                    Err(e) if e.is_conflict() => report.already_claimed += 1,
                     Err(e) => return Err(e),
                 }
             }
@@ -156,18 +156,9 @@ impl Scheduler {
 
     async fn send(&self, provider: Provider, jobs: &[SyncJob], report: &mut SchedulerReport) {
         for chunk in jobs.chunks(MAX_SEND_BATCH) {
-            let messages: Vec<OutgoingMessage> = chunk
-                .iter()
-                .filter_map(|j| serde_json::to_string(&SyncMessage::for_job(j)).ok())
-                .map(OutgoingMessage::new)
-                .collect();
             report.batch_calls += 1;
-            match self
-                .queue
-                .send_batch(QueueName::Work(provider), messages)
-                .await
-            {
-                Ok(()) => report.messages_sent += chunk.len(),
+            match crate::enqueue(&*self.queue, chunk, None).await {
+                Ok(_) => report.messages_sent += chunk.len(),
                 // The jobs stay queued; a later run sends them again.
                 Err(e) => {
                     tracing::error!(provider = %provider, error = %e.log_chain(), "sending sync messages failed")

@@ -7,17 +7,19 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::FutureExt as _;
-use kpi_core::adapter::{IntegrationAdapter, SyncRequest, SyncResult};
 use kpi_core::credentials::ConnectionCredentials;
 use kpi_core::error::RetryDecision;
 use kpi_core::integration::ErrorRecord;
 use kpi_core::job::SyncMessage;
 use kpi_core::kpi::DateRange;
+use kpi_core::ports::provider::{ProviderAdapter, SyncRequest, SyncResult};
 use kpi_core::ports::queue::ReceivedMessage;
 use kpi_core::ports::{Clock, CredentialContext, CredentialVault, Store};
 use kpi_core::{
-    Error, Integration, IntegrationStatus, JobStatus, Provider, Result, SyncJob, WorkspaceScope,
+    Error, Integration, IntegrationStatus, JobStatus, Provider, Registry, Result, SyncJob,
+    WorkspaceScope,
 };
+use tracing::Instrument as _;
 
 use crate::dlq::finish_dead;
 use crate::metrics;
@@ -38,7 +40,7 @@ pub struct WorkerSettings {
     pub retry: RetryPolicy,
     /// Days synced on a first sync.
     pub backfill_days: u32,
-    /// Re-read days per provider on incremental syncs (default: the provider's).
+    /// Re-read days per provider on incremental syncs (default: its descriptor's).
     pub lookback_days: HashMap<Provider, u32>,
     /// Refresh tokens expiring within this margin.
     pub refresh_margin: chrono::Duration,
@@ -69,7 +71,9 @@ pub struct Worker {
     pub vault: Arc<dyn CredentialVault>,
     pub clock: Arc<dyn Clock>,
     pub notifier: Arc<dyn Notifier>,
-    pub adapters: HashMap<Provider, Arc<dyn IntegrationAdapter>>,
+    /// The providers this worker can sync (a Lambda worker serves one queue,
+    /// but any registered provider's message is handled the same way).
+    pub registry: Arc<Registry>,
     pub settings: WorkerSettings,
     /// Distinguishes this worker's leases from other workers'.
     pub id: String,
@@ -79,7 +83,19 @@ impl Worker {
     /// Handles one message; never panics, whatever the adapter does.
     pub async fn handle(&self, message: &ReceivedMessage) -> Disposition {
         let started = Instant::now();
-        match AssertUnwindSafe(self.attempt(message, started))
+        // One span per attempt: every line of it, down to the provider calls,
+        // carries the job's ids (filled in once the message is read).
+        let span = tracing::info_span!(
+            "sync_attempt",
+            message = %message.message_id,
+            attempt = message.receive_count,
+            job = tracing::field::Empty,
+            workspace = tracing::field::Empty,
+            integration = tracing::field::Empty,
+            provider = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+        );
+        match AssertUnwindSafe(self.attempt(message, started).instrument(span))
             .catch_unwind()
             .await
         {
@@ -102,11 +118,20 @@ impl Worker {
             tracing::error!(message = %message.message_id, "unreadable sync message dropped");
             return Ok(Disposition::Done);
         };
+        let span = tracing::Span::current();
+        span.record("job", tracing::field::display(msg.job));
+        span.record("workspace", tracing::field::display(&msg.workspace));
+        span.record("integration", tracing::field::display(msg.integration));
+        span.record("provider", tracing::field::display(msg.provider));
+        if let Some(r) = &msg.request_id {
+            span.record("request_id", r.as_str());
+        }
+        tracing::info!("sync attempt started");
         let scope =
             WorkspaceScope::for_system(msg.workspace.clone(), "sync message sent by the system");
         let mut job = match self.store.get_job(&scope, msg.job).await {
             Ok(job) => job,
-            Err(e) if e.code() == "not_found" => return Ok(Disposition::Done),
+            Err(e) if e.is_not_found() => return Ok(Disposition::Done),
             Err(e) => return Err(e),
         };
         if job.status().is_final() {
@@ -115,7 +140,7 @@ impl Worker {
         }
         let integration = match self.store.get_integration(&scope, job.integration).await {
             Ok(i) => i,
-            Err(e) if e.code() == "not_found" => {
+            Err(e) if e.is_not_found() => {
                 self.end_job(
                     &scope,
                     job,
@@ -137,7 +162,7 @@ impl Worker {
         let mut job = match self.store.update_job(&scope, &job).await {
             Ok(j) => j,
             // Another worker has this job right now: look again later.
-            Err(e) if e.code() == "conflict" => {
+            Err(e) if e.is_conflict() => {
                 return Ok(Disposition::RetryAfter(self.settings.retry.delay(1, None)));
             }
             Err(e) => return Err(e),
@@ -167,9 +192,15 @@ impl Worker {
                     tracing::warn!(integration = %integration.id, error = %e.log_chain(), "could not record the last success");
                 }
                 metrics::record_attempt(&job, started.elapsed(), now.timestamp_millis());
+                tracing::info!(
+                    rows = job.rows_written,
+                    calls = job.provider_calls,
+                    "sync job succeeded"
+                );
                 Disposition::Done
             }
             Err((e, calls)) => {
+                tracing::warn!(error = %e.log_chain(), calls, "sync attempt failed");
                 job.provider_calls = calls;
                 job.last_error = Some(ErrorRecord::from_error(&e, now));
                 match e.retry_decision() {
@@ -203,25 +234,21 @@ impl Worker {
         job: &SyncJob,
     ) -> std::result::Result<SyncResult, (Error, u32)> {
         let adapter = self
-            .adapters
-            .get(&integration.provider)
+            .registry
+            .adapter(integration.provider)
             .cloned()
-            .ok_or_else(|| {
-                (
-                    Error::config(format!("no worker adapter for {}", integration.provider)),
-                    0,
-                )
-            })?;
+            .map_err(|e| (e, 0))?;
+        let max_window_days = adapter.descriptor().max_window_days;
         let (integration, credentials) = self
             .fresh_credentials(scope, integration, &*adapter)
             .await
             .map_err(|e| (e, 0))?;
         let today = self.clock.now().date_naive();
-        let window = job
-            .window
-            .unwrap_or_else(|| self.window_for(&integration, today));
+        let window = job.window.unwrap_or_else(|| {
+            self.window_for(&integration, adapter.descriptor().lookback_days, today)
+        });
         let mut total = SyncResult::default();
-        for chunk in chunks(window, adapter.max_window_days()) {
+        for chunk in chunks(window, max_window_days) {
             let request = SyncRequest {
                 integration: &integration,
                 credentials: &credentials,
@@ -277,8 +304,14 @@ impl Worker {
     }
 
     /// The window of an unscheduled sync: a backfill the first time, then from
-    /// the last success minus the provider's lookback.
-    pub fn window_for(&self, integration: &Integration, today: NaiveDate) -> DateRange {
+    /// the last success minus the provider's lookback (`default_lookback` unless
+    /// the settings override it).
+    pub fn window_for(
+        &self,
+        integration: &Integration,
+        default_lookback: u32,
+        today: NaiveDate,
+    ) -> DateRange {
         let from = match integration.last_success_at {
             None => {
                 today - chrono::Duration::days(i64::from(self.settings.backfill_days.max(1)) - 1)
@@ -289,7 +322,7 @@ impl Worker {
                     .lookback_days
                     .get(&integration.provider)
                     .copied()
-                    .unwrap_or_else(|| integration.provider.default_lookback_days());
+                    .unwrap_or(default_lookback);
                 last.date_naive().min(today) - chrono::Duration::days(i64::from(lookback))
             }
         };
@@ -303,7 +336,7 @@ impl Worker {
         &self,
         scope: &WorkspaceScope,
         integration: &Integration,
-        adapter: &dyn IntegrationAdapter,
+        adapter: &dyn ProviderAdapter,
     ) -> Result<(Integration, ConnectionCredentials)> {
         let mut current = integration.clone();
         let lease = format!("refresh:{}", integration.id);
@@ -325,7 +358,7 @@ impl Worker {
                 match result {
                     Ok(done) => return Ok(done),
                     // Someone changed the record meanwhile: read again and decide anew.
-                    Err(e) if e.code() == "conflict" => {}
+                    Err(e) if e.is_conflict() => {}
                     Err(e) => return Err(e),
                 }
             } else {
@@ -346,7 +379,7 @@ impl Worker {
         scope: &WorkspaceScope,
         current: &Integration,
         credentials: ConnectionCredentials,
-        adapter: &dyn IntegrationAdapter,
+        adapter: &dyn ProviderAdapter,
     ) -> Result<(Integration, ConnectionCredentials)> {
         // Re-read under the lease: the previous holder may have just refreshed.
         let latest = self.store.get_integration(scope, current.id).await?;
@@ -358,7 +391,7 @@ impl Worker {
         let refreshed = match adapter.refresh(&latest_credentials).await {
             Ok(r) => keep_refresh_token(&latest_credentials, r),
             Err(e) => {
-                if e.code() == "reauth_required" {
+                if e.is_reauth() {
                     let now = self.clock.now();
                     let record = ErrorRecord::from_error(&e, now);
                     let _ = self
@@ -466,7 +499,7 @@ pub async fn mark_integration(
         change(&mut i)?;
         i.updated_at = clock.now();
         match store.update_integration(scope, &i).await {
-            Err(e) if e.code() == "conflict" && attempts < 10 => {
+            Err(e) if e.is_conflict() && attempts < 10 => {
                 attempts += 1;
                 // Many workers finishing jobs of one integration at once: spread out.
                 let spread = crate::retry::RetryPolicy {

@@ -10,8 +10,8 @@ use kpi_core::ports::{Queue, QueueName};
 
 use crate::fixtures::{MAX_RECEIVES, VISIBILITY};
 
-const WORK: QueueName = QueueName::Work(Provider::Ga4);
-const DLQ: QueueName = QueueName::DeadLetter(Provider::Ga4);
+const WORK: QueueName = QueueName::Work(Provider::GA4);
+const DLQ: QueueName = QueueName::DeadLetter(Provider::GA4);
 const WAIT: Duration = Duration::from_secs(1);
 
 fn batch(prefix: &str, n: usize) -> Vec<OutgoingMessage> {
@@ -56,7 +56,7 @@ pub async fn send_receive_delete<Q: Queue>(q: &Q) {
     assert_eq!((stats.visible, stats.in_flight), (0, 0));
     // Queues are per provider.
     assert!(
-        q.receive(QueueName::Work(Provider::Resend), 10, Duration::ZERO)
+        q.receive(QueueName::Work(Provider::RESEND), 10, Duration::ZERO)
             .await
             .unwrap()
             .is_empty()

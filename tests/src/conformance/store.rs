@@ -6,12 +6,15 @@ use std::str::FromStr;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use kpi_core::job::JobTrigger;
 use kpi_core::kpi::Currency;
+use kpi_core::metric::MetricSpec;
+
+use crate::{GA4_SESSIONS, GA4_TOTAL_REVENUE};
 use kpi_core::page::{Page, PageRequest};
 use kpi_core::ports::Store;
 use kpi_core::ports::store::{JobFilter, KpiQuery, OAuthState};
 use kpi_core::{
     AdminScope, ErrorKind, Integration, IntegrationId, IntegrationStatus, JobId, JobStatus,
-    KpiPoint, Metric, Provider, SyncJob, WorkspaceId, WorkspaceScope,
+    KpiPoint, Provider, SyncJob, WorkspaceId, WorkspaceScope,
 };
 use rust_decimal::Decimal;
 
@@ -40,7 +43,7 @@ pub fn integration(ws: &str, provider: Provider) -> Integration {
 }
 
 async fn connected<S: Store>(store: &S, ws: &str, next_sync: DateTime<Utc>) -> Integration {
-    let mut i = integration(ws, Provider::Ga4);
+    let mut i = integration(ws, Provider::GA4);
     i.transition(IntegrationStatus::Connected, now()).unwrap();
     i.next_sync_at = Some(next_sync);
     store.create_integration(&scope(ws), &i).await.unwrap()
@@ -80,7 +83,7 @@ where
 
 pub async fn integration_crud_round_trip<S: Store>(store: &S) {
     let ws = scope("ws-a");
-    let mut i = integration("ws-a", Provider::Resend);
+    let mut i = integration("ws-a", Provider::RESEND);
     i.settings.insert("domain".into(), "example.com".into());
     let created = store.create_integration(&ws, &i).await.unwrap();
     assert_eq!(created.version, 1);
@@ -144,14 +147,14 @@ pub async fn other_workspace_sees_nothing<S: Store>(store: &S) {
     moved.workspace = b.workspace().clone();
     assert!(store.update_job(&b, &moved).await.is_err());
 
-    let point = kpi(&i, Metric::Ga4Sessions, day(1), "5");
+    let point = kpi(&i, GA4_SESSIONS, day(1), "5");
     store
         .upsert_kpis(&a, std::slice::from_ref(&point))
         .await
         .unwrap();
     assert!(store.upsert_kpis(&b, &[point]).await.is_err());
     let q = KpiQuery {
-        metric: Metric::Ga4Sessions,
+        metric: GA4_SESSIONS.metric,
         from: day(1),
         to: day(31),
         integration: None,
@@ -163,7 +166,7 @@ pub async fn other_workspace_sees_nothing<S: Store>(store: &S) {
 pub async fn conditional_write_loses_to_concurrent_writer<S: Store>(store: &S) {
     let ws = scope("ws-race");
     let base = store
-        .create_integration(&ws, &integration("ws-race", Provider::Ga4))
+        .create_integration(&ws, &integration("ws-race", Provider::GA4))
         .await
         .unwrap();
     let mut first = base.clone();
@@ -201,13 +204,13 @@ pub async fn pagination_across_pages<S: Store>(store: &S) {
     let ws = scope("ws-pages");
     let mut ids = BTreeSet::new();
     for _ in 0..23 {
-        let i = integration("ws-pages", Provider::MetaAds);
+        let i = integration("ws-pages", Provider::META_ADS);
         ids.insert(i.id);
         store.create_integration(&ws, &i).await.unwrap();
     }
     // Another workspace's integrations never show up in these pages.
     store
-        .create_integration(&scope("ws-other"), &integration("ws-other", Provider::Ga4))
+        .create_integration(&scope("ws-other"), &integration("ws-other", Provider::GA4))
         .await
         .unwrap();
     let ws_ref = &ws;
@@ -263,7 +266,7 @@ pub async fn due_integrations_are_connected_and_due<S: Store>(store: &S) {
     due.push(exactly_now);
     connected(store, "ws-due", t + Duration::minutes(5)).await; // not yet
     store
-        .create_integration(&ws, &integration("ws-due", Provider::Ga4))
+        .create_integration(&ws, &integration("ws-due", Provider::GA4))
         .await
         .unwrap(); // pending, never due
     let mut paused = connected(store, "ws-due", t - Duration::hours(1)).await;
@@ -286,7 +289,7 @@ pub async fn due_integrations_are_connected_and_due<S: Store>(store: &S) {
     assert!(
         found
             .iter()
-            .all(|d| d.workspace.as_str() == "ws-due" && d.provider == Provider::Ga4)
+            .all(|d| d.workspace.as_str() == "ws-due" && d.provider == Provider::GA4)
     );
 
     // Moving the next sync time takes an integration off the due list.
@@ -381,7 +384,7 @@ pub async fn jobs_by_status_for_operators<S: Store>(store: &S) {
     let none = store
         .list_jobs_by_status(
             &admin(),
-            &filter(Some(Provider::MetaAds), None),
+            &filter(Some(Provider::META_ADS), None),
             &PageRequest::first(50),
         )
         .await
@@ -396,7 +399,7 @@ pub async fn jobs_by_status_for_operators<S: Store>(store: &S) {
         .await
         .unwrap();
     assert!(other_ws.items.is_empty());
-    let mut windowed = filter(Some(Provider::Ga4), Some("ws-ops"));
+    let mut windowed = filter(Some(Provider::GA4), Some("ws-ops"));
     windowed.since = Some(now() + Duration::hours(1));
     assert!(
         store
@@ -443,9 +446,9 @@ fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
 }
 
-fn kpi(i: &Integration, metric: Metric, date: NaiveDate, value: &str) -> KpiPoint {
-    let currency = (metric.unit() == kpi_core::metric::Unit::Currency)
-        .then(|| Currency::parse("EUR").unwrap());
+fn kpi(i: &Integration, metric: MetricSpec, date: NaiveDate, value: &str) -> KpiPoint {
+    let currency =
+        (metric.unit == kpi_core::metric::Unit::Currency).then(|| Currency::parse("EUR").unwrap());
     KpiPoint::new(
         i.workspace.clone(),
         i.id,
@@ -464,17 +467,17 @@ pub async fn kpi_upsert_overwrites_and_queries_ranges<S: Store>(store: &S) {
     // 31 days x 2 integrations: more than one write batch.
     let mut points = Vec::new();
     for d in 1..=31 {
-        points.push(kpi(&a, Metric::Ga4Sessions, day(d), &format!("{d}")));
-        points.push(kpi(&b, Metric::Ga4Sessions, day(d), "1"));
+        points.push(kpi(&a, GA4_SESSIONS, day(d), &format!("{d}")));
+        points.push(kpi(&b, GA4_SESSIONS, day(d), "1"));
     }
-    points.push(kpi(&a, Metric::Ga4TotalRevenue, day(1), "1234.5678901234"));
+    points.push(kpi(&a, GA4_TOTAL_REVENUE, day(1), "1234.5678901234"));
     store.upsert_kpis(&ws, &points).await.unwrap();
 
     // Re-sync of an overlapping window, with a duplicate key inside the batch.
     let resync = vec![
-        kpi(&a, Metric::Ga4Sessions, day(30), "300"),
-        kpi(&a, Metric::Ga4Sessions, day(31), "0"),
-        kpi(&a, Metric::Ga4Sessions, day(31), "310"),
+        kpi(&a, GA4_SESSIONS, day(30), "300"),
+        kpi(&a, GA4_SESSIONS, day(31), "0"),
+        kpi(&a, GA4_SESSIONS, day(31), "310"),
     ];
     store.upsert_kpis(&ws, &resync).await.unwrap();
 
@@ -482,7 +485,7 @@ pub async fn kpi_upsert_overwrites_and_queries_ranges<S: Store>(store: &S) {
         .query_kpis(
             &ws,
             &KpiQuery {
-                metric: Metric::Ga4Sessions,
+                metric: GA4_SESSIONS.metric,
                 from: day(1),
                 to: day(31),
                 integration: None,
@@ -497,7 +500,7 @@ pub async fn kpi_upsert_overwrites_and_queries_ranges<S: Store>(store: &S) {
         .query_kpis(
             &ws,
             &KpiQuery {
-                metric: Metric::Ga4Sessions,
+                metric: GA4_SESSIONS.metric,
                 from: day(29),
                 to: day(31),
                 integration: Some(a.id),
@@ -512,7 +515,7 @@ pub async fn kpi_upsert_overwrites_and_queries_ranges<S: Store>(store: &S) {
         .query_kpis(
             &ws,
             &KpiQuery {
-                metric: Metric::Ga4TotalRevenue,
+                metric: GA4_TOTAL_REVENUE.metric,
                 from: day(1),
                 to: day(1),
                 integration: None,
@@ -533,7 +536,7 @@ fn oauth_state(ws: &str, key: &str, expires_at: DateTime<Utc>) -> OAuthState {
         key: key.into(),
         workspace: WorkspaceId::parse(ws).unwrap(),
         user: "user-1".into(),
-        provider: Provider::Ga4,
+        provider: Provider::GA4,
         integration: None,
         browser_binding: "binding-hash".into(),
         pkce_verifier: Some("verifier".into()),

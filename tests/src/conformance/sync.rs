@@ -15,7 +15,7 @@ use kpi_core::ports::{
     Clock, CredentialContext, CredentialVault, Queue, QueueName, Store, SystemClock,
 };
 use kpi_core::{
-    Integration, IntegrationId, IntegrationStatus, JobId, JobStatus, Metric, Provider, SyncJob,
+    Integration, IntegrationId, IntegrationStatus, JobId, JobStatus, Provider, Registry, SyncJob,
     WorkspaceId, WorkspaceScope,
 };
 use kpi_sync::dlq::DlqHandler;
@@ -26,10 +26,11 @@ use kpi_sync::scheduler::SchedulerSettings;
 use kpi_sync::{RetryPolicy, Scheduler, Worker, WorkerSettings};
 use secrecy::SecretString;
 
+use crate::GA4_SESSIONS;
 use crate::fixtures::Guard;
 
-pub const WORK: QueueName = QueueName::Work(Provider::Ga4);
-pub const DLQ: QueueName = QueueName::DeadLetter(Provider::Ga4);
+pub const WORK: QueueName = QueueName::Work(Provider::GA4);
+pub const DLQ: QueueName = QueueName::DeadLetter(Provider::GA4);
 /// Receives before the DLQ, for the engine's backends.
 pub const ENGINE_MAX_RECEIVES: u32 = 4;
 
@@ -60,7 +61,7 @@ impl Engine {
             vault,
             clock: Arc::new(SystemClock),
             notifier: Arc::new(RecordingNotifier::default()),
-            adapter: Arc::new(MockAdapter::new(Provider::Ga4)),
+            adapter: Arc::new(MockAdapter::new(kpi_providers::ga4::DESCRIPTOR)),
             concurrent_transactions: true,
             _guard: guard,
         }
@@ -79,17 +80,15 @@ impl Engine {
     }
 
     pub fn worker(&self, id: &str) -> Worker {
-        let mut adapters: std::collections::HashMap<
-            Provider,
-            Arc<dyn kpi_core::adapter::IntegrationAdapter>,
-        > = std::collections::HashMap::new();
-        adapters.insert(Provider::Ga4, self.adapter.clone());
+        let registry = Registry::new()
+            .with(self.adapter.clone())
+            .expect("one provider");
         Worker {
             store: self.store.clone(),
             vault: self.vault.clone(),
             clock: self.clock.clone(),
             notifier: self.notifier.clone(),
-            adapters,
+            registry: Arc::new(registry),
             settings: Self::settings(),
             id: id.to_owned(),
         }
@@ -122,7 +121,7 @@ impl Engine {
         let mut i = Integration::new(
             IntegrationId::new_random(),
             WorkspaceId::parse(ws).unwrap(),
-            Provider::Ga4,
+            Provider::GA4,
             "GA4",
             now,
         );
@@ -319,7 +318,7 @@ impl Engine {
             .query_kpis(
                 &Self::scope(i.workspace.as_str()),
                 &KpiQuery {
-                    metric: Metric::Ga4Sessions,
+                    metric: GA4_SESSIONS.metric,
                     from: today - chrono::Duration::days(400),
                     to: today,
                     integration: Some(i.id),
@@ -645,7 +644,7 @@ pub async fn fault_run(e: &Engine, n: usize) {
     e.adapter.stop_faults();
     let admin = kpi_core::AdminScope::for_system("fault run");
     let report =
-        kpi_sync::admin::redrive(&*e.store, &*e.queue, &*e.clock, &admin, Provider::Ga4, n)
+        kpi_sync::admin::redrive(&*e.store, &*e.queue, &*e.clock, &admin, Provider::GA4, n)
             .await
             .unwrap();
     assert_eq!(report.jobs_requeued, dead);
@@ -662,7 +661,7 @@ pub async fn fault_run(e: &Engine, n: usize) {
         .query_kpis(
             &scope,
             &KpiQuery {
-                metric: Metric::Ga4Sessions,
+                metric: GA4_SESSIONS.metric,
                 from: today - chrono::Duration::days(2),
                 to: today,
                 integration: None,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiQuery, Auth};
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, ProblemResponse};
 use super::views::{JobView, SyncAccepted};
 use crate::state::AppState;
 
@@ -49,8 +49,8 @@ pub struct JobQuery {
 
 #[utoipa::path(get, path = "/v1/admin/sync-jobs", tag = "admin",
     params(JobQuery),
-    responses((status = 200, body = AdminJobPage), (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = AdminJobPage), (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
 pub async fn jobs(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -98,15 +98,15 @@ pub struct QueueView {
 }
 
 #[utoipa::path(get, path = "/v1/admin/queues", tag = "admin",
-    responses((status = 200, body = Vec<QueueView>), (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<QueueView>), (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse)))]
 pub async fn queues(
     State(state): State<AppState>,
     Auth(p): Auth,
 ) -> Result<Json<Vec<QueueView>>, ApiError> {
     p.admin_scope()?;
     let mut out = Vec::new();
-    for provider in Provider::ALL {
+    for provider in state.registry.providers() {
         let work = state.queue.stats(QueueName::Work(provider)).await?;
         let dead = state.queue.stats(QueueName::DeadLetter(provider)).await?;
         out.push(QueueView {
@@ -123,8 +123,8 @@ pub async fn queues(
 
 #[utoipa::path(post, path = "/v1/admin/sync-jobs/{job}/retry", tag = "admin",
     params(("job" = String, Path)),
-    responses((status = 202, body = SyncAccepted), (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = SyncAccepted), (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse), (status = 409, response = ProblemResponse)))]
 pub async fn retry(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -154,16 +154,17 @@ pub const REDRIVE_MAX: usize = 1_000;
 
 #[utoipa::path(post, path = "/v1/admin/dlq/{provider}/redrive", tag = "admin",
     params(("provider" = String, Path)),
-    responses((status = 200, body = RedriveView), (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = RedriveView), (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse)))]
 pub async fn redrive(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path(provider): Path<String>,
 ) -> Result<Json<RedriveView>, ApiError> {
     let admin = p.admin_scope()?;
-    let provider: Provider = provider
-        .parse()
+    let provider = state
+        .registry
+        .parse("provider", &provider)
         .map_err(|_| Error::not_found("unknown provider"))?;
     let RedriveReport {
         messages_moved,

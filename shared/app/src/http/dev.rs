@@ -46,7 +46,7 @@ pub async fn login(
     let secure = state.config.cookie_secure_attr();
     let mut response = StatusCode::SEE_OTHER.into_response();
     let h = response.headers_mut();
-    let bad = |_| ApiError(Error::internal("bad header"));
+    let bad = |_| ApiError::Domain(Error::internal("bad header"));
     h.insert(
         header::LOCATION,
         HeaderValue::from_str(&target).map_err(bad)?,

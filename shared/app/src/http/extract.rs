@@ -113,15 +113,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 m.eq_ignore_ascii_case("application/json") || m.ends_with("+json")
             });
         if !is_json {
-            return Err(ApiError::unsupported_media_type());
+            return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|rejection| {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::payload_too_large()
+                    ApiError::PayloadTooLarge
                 } else {
-                    ApiError(Error::validation(
+                    ApiError::Domain(Error::validation(
                         "body",
                         "the request body could not be read",
                     ))

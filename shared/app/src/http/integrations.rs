@@ -6,26 +6,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
-use kpi_core::credentials::ConnectionCredentials;
-use kpi_core::job::{JobTrigger, SyncMessage};
-use kpi_core::kpi::DateRange;
 use kpi_core::page::{Cursor, PageRequest};
-use kpi_core::ports::CredentialContext;
-use kpi_core::ports::QueueName;
-use kpi_core::ports::queue::OutgoingMessage;
-use kpi_core::provider::AuthMode;
-use kpi_core::{
-    Error, Integration, IntegrationId, IntegrationStatus, JobId, Provider, SyncJob, WorkspaceScope,
-};
-use kpi_providers::resend::KeyAccess;
-use secrecy::SecretString;
+use kpi_core::ports::provider::ProviderOptions;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiQuery, Auth, integration_id, workspace_scope};
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, ProblemResponse};
 use super::views::*;
-use crate::connect;
+use crate::service::{self, IntegrationPatch};
 use crate::state::AppState;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -56,28 +45,9 @@ fn location(headers: &mut HeaderMap, path: String) {
     }
 }
 
-/// Read-modify-write with optimistic versioning, retried on a lost race.
-pub async fn modify_integration(
-    state: &AppState,
-    scope: &WorkspaceScope,
-    id: IntegrationId,
-    mut change: impl FnMut(&mut Integration) -> Result<(), Error>,
-) -> Result<Integration, Error> {
-    let mut attempt = 0;
-    loop {
-        let mut integration = state.store.get_integration(scope, id).await?;
-        change(&mut integration)?;
-        integration.updated_at = state.clock.now();
-        match state.store.update_integration(scope, &integration).await {
-            Err(e) if e.code() == "conflict" && attempt < 3 => attempt += 1,
-            other => return other,
-        }
-    }
-}
-
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations", tag = "integrations",
     params(("ws" = String, Path, description = "workspace id"), PageParams),
-    responses((status = 200, body = IntegrationPage), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = IntegrationPage), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -98,32 +68,22 @@ pub async fn list(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIntegration {
-    /// Only API-key providers (`resend`); OAuth providers connect through
-    /// `/v1/oauth/{provider}/start`.
-    pub provider: Provider,
+    /// An API-key provider (`resend`; see `/v1/providers`); OAuth providers
+    /// connect through `/v1/oauth/{provider}/start`.
+    #[schema(example = "resend")]
+    pub provider: String,
     /// The provider API key. Validated with the provider, stored encrypted, never shown again.
     #[schema(value_type = String, example = "re_123456789")]
     pub api_key: String,
     pub display_name: Option<String>,
 }
 
-fn check_display_name(name: &str) -> Result<String, Error> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::validation(
-            "display_name",
-            "must be 1 to 100 printable characters",
-        ));
-    }
-    Ok(name.to_owned())
-}
-
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/integrations", tag = "integrations",
     params(("ws" = String, Path, description = "workspace id")),
     request_body = CreateIntegration,
     responses((status = 201, body = IntegrationView, headers(("Location" = String))),
-        (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 400, response = ProblemResponse), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse),
+        (status = 413, response = ProblemResponse), (status = 415, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -131,58 +91,14 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateIntegration>,
 ) -> ApiResult<Response> {
     let scope = workspace_scope(&p, &ws)?;
-    if body.provider.auth_mode() != AuthMode::ApiKey {
-        return Err(Error::validation(
-            "provider",
-            format!(
-                "{} connects with OAuth: open /v1/oauth/{}/start",
-                body.provider.display_name(),
-                body.provider
-            ),
-        )
-        .into());
-    }
-    let key = body.api_key.trim();
-    if key.is_empty() || key.len() > 256 || key.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(Error::validation("api_key", "must be the API key as Resend shows it").into());
-    }
-    let display_name = body
-        .display_name
-        .as_deref()
-        .map(check_display_name)
-        .transpose()?
-        .unwrap_or_else(|| body.provider.display_name().to_owned());
-    let secret = SecretString::from(key.to_owned());
-    let access = state.providers.resend.check_key(&secret).await?;
-
-    let now = state.clock.now();
-    let mut integration = Integration::new(
-        IntegrationId::new_random(),
-        scope.workspace().clone(),
-        body.provider,
-        display_name,
-        now,
-    );
-    integration.settings.insert(
-        "key_access".into(),
-        match access {
-            KeyAccess::Full { .. } => "full",
-            KeyAccess::SendingOnly => "sending_only",
-        }
-        .into(),
-    );
-    integration.credentials = Some(
-        state
-            .vault
-            .seal(
-                &CredentialContext::of(&integration),
-                &ConnectionCredentials::ApiKey { key: secret },
-            )
-            .await?,
-    );
-    integration.transition(IntegrationStatus::Connected, now)?;
-    let stored = state.store.create_integration(&scope, &integration).await?;
+    let stored = service::create_with_key(
+        &state,
+        &scope,
+        &body.provider,
+        &body.api_key,
+        body.display_name.as_deref(),
+    )
+    .await?;
     let mut response = (StatusCode::CREATED, Json(IntegrationView::from(&stored))).into_response();
     location(
         response.headers_mut(),
@@ -197,7 +113,7 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = IntegrationView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = IntegrationView), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse)))]
 pub async fn get(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -228,9 +144,9 @@ pub struct PatchIntegration {
 #[utoipa::path(patch, path = "/v1/workspaces/{ws}/integrations/{id}", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     request_body = PatchIntegration,
-    responses((status = 200, body = IntegrationView), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = IntegrationView), (status = 400, response = ProblemResponse), (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse), (status = 409, response = ProblemResponse), (status = 413, response = ProblemResponse),
+        (status = 415, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
 pub async fn patch(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -238,140 +154,64 @@ pub async fn patch(
     ApiJson(body): ApiJson<PatchIntegration>,
 ) -> ApiResult<Json<IntegrationView>> {
     let scope = workspace_scope(&p, &ws)?;
-    let id = integration_id(&id)?;
-    let display_name = body
-        .display_name
-        .as_deref()
-        .map(check_display_name)
-        .transpose()?;
-    let current = state.store.get_integration(&scope, id).await?;
-    if current.status() == IntegrationStatus::Disconnected {
-        return Err(Error::conflict("the integration is disconnected; connect it again").into());
-    }
-    if let Some(settings) = &body.settings {
-        connect::validate_settings(current.provider, settings)?;
-        // A property or ad account must be one the connected user can read.
-        for (key, value) in settings {
-            if let Some(v) = value.as_str() {
-                connect::check_choice(&state, &current, key, v).await?;
-            }
-        }
-    }
-    let now = state.clock.now();
-    let updated = modify_integration(&state, &scope, id, |i| {
-        if let Some(name) = &display_name {
-            i.display_name = name.clone();
-        }
-        if let Some(minutes) = body.sync_interval_minutes {
-            i.set_sync_interval(minutes)?;
-        }
-        if let Some(settings) = &body.settings {
-            i.settings.extend(settings.clone());
-            if i.status() == IntegrationStatus::NeedsConfiguration && connect::settings_complete(i)
-            {
-                i.transition(IntegrationStatus::Connected, now)?;
-            }
-        }
-        match body.paused {
-            Some(true) if i.status() != IntegrationStatus::Paused => {
-                i.transition(IntegrationStatus::Paused, now)?
-            }
-            Some(false) if i.status() == IntegrationStatus::Paused => {
-                let to = if connect::settings_complete(i) {
-                    IntegrationStatus::Connected
-                } else {
-                    IntegrationStatus::NeedsReauth
-                };
-                i.transition(to, now)?;
-                i.next_sync_at = Some(now);
-            }
-            _ => {}
-        }
-        Ok(())
-    })
-    .await?;
+    let patch = IntegrationPatch {
+        display_name: body.display_name,
+        settings: body.settings,
+        sync_interval_minutes: body.sync_interval_minutes,
+        paused: body.paused,
+    };
+    let updated = service::update(&state, &scope, integration_id(&id)?, patch).await?;
     Ok(Json(IntegrationView::from(&updated)))
 }
 
 #[utoipa::path(delete, path = "/v1/workspaces/{ws}/integrations/{id}", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 204, description = "disconnected (also when it already was)"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "disconnected (also when it already was)"), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse)))]
 pub async fn delete(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let scope = workspace_scope(&p, &ws)?;
-    let id = integration_id(&id)?;
-    let integration = match state.store.get_integration(&scope, id).await {
-        Ok(i) => i,
-        Err(e) if e.code() == "not_found" => return Ok(StatusCode::NO_CONTENT),
-        Err(e) => return Err(e.into()),
-    };
-    if integration.credentials.is_some() {
-        // Revoke where the provider allows; erase ours whatever it answers.
-        if let Err(e) = connect::revoke(&state, &integration).await {
-            tracing::warn!(
-                integration = %integration.id,
-                provider = %integration.provider,
-                error = %e.log_chain(),
-                "revocation at the provider failed; erasing the credentials anyway"
-            );
-        }
-    }
-    let now = state.clock.now();
-    modify_integration(&state, &scope, id, |i| {
-        i.transition(IntegrationStatus::Disconnected, now)
-    })
-    .await?;
+    service::disconnect(&state, &scope, integration_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn connected_integration(
-    state: &AppState,
-    p: &kpi_core::Principal,
-    ws: &str,
-    id: &str,
-) -> ApiResult<Integration> {
-    let scope = workspace_scope(p, ws)?;
-    let integration = state
-        .store
-        .get_integration(&scope, integration_id(id)?)
-        .await?;
-    if integration.credentials.is_none() {
-        return Err(Error::conflict("the integration is not connected").into());
-    }
-    Ok(integration)
 }
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/options", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = OptionsView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 502, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ProviderOptions), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse),
+        (status = 409, response = ProblemResponse), (status = 429, response = ProblemResponse), (status = 502, response = ProblemResponse), (status = 503, response = ProblemResponse)))]
 pub async fn options(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path((ws, id)): Path<(String, String)>,
-) -> ApiResult<Json<OptionsView>> {
-    let integration = connected_integration(&state, &p, &ws, &id).await?;
-    Ok(Json(connect::options(&state, &integration).await?))
+) -> ApiResult<Json<ProviderOptions>> {
+    let scope = workspace_scope(&p, &ws)?;
+    Ok(Json(
+        service::options(&state, &scope, integration_id(&id)?).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/health", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = HealthView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = HealthView), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse), (status = 409, response = ProblemResponse)))]
 pub async fn health(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<HealthView>> {
-    let integration = connected_integration(&state, &p, &ws, &id).await?;
-    Ok(Json(connect::health(&state, &integration).await))
+    let scope = workspace_scope(&p, &ws)?;
+    let health = service::health(&state, &scope, integration_id(&id)?).await?;
+    Ok(Json(HealthView {
+        state: health.state().into(),
+        message: health.message().map(str::to_owned),
+        checked_at: state.clock.now(),
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/status", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = StatusView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = StatusView), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse)))]
 pub async fn status(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -401,15 +241,12 @@ pub struct SyncRequestBody {
     pub to: Option<NaiveDate>,
 }
 
-/// Longest window one manual sync may ask for.
-pub const MAX_SYNC_DAYS: i64 = 400;
-
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/integrations/{id}/sync", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     request_body(content = Option<SyncRequestBody>, description = "optional window"),
-    responses((status = 202, body = SyncAccepted, headers(("Location" = String))), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = SyncAccepted, headers(("Location" = String))), (status = 400, response = ProblemResponse),
+        (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse), (status = 409, response = ProblemResponse),
+        (status = 415, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
 pub async fn sync(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -441,58 +278,16 @@ pub async fn sync(
             .await?;
         parsed
     };
-    let integration = state.store.get_integration(&scope, id).await?;
-    if integration.status() != IntegrationStatus::Connected {
-        return Err(Error::conflict(format!(
-            "the integration is {}; only connected integrations sync",
-            integration.status()
-        ))
-        .into());
-    }
-    let now = state.clock.now();
-    let window = match (window_body.from, window_body.to) {
-        (None, None) => None,
-        (from, to) => {
-            let to = to.unwrap_or_else(|| now.date_naive());
-            let from = from.unwrap_or(to);
-            let range = DateRange::new(from, to)?;
-            if range.days() > MAX_SYNC_DAYS {
-                return Err(Error::validation(
-                    "from",
-                    format!("at most {MAX_SYNC_DAYS} days per sync"),
-                )
-                .into());
-            }
-            if from > now.date_naive() + chrono::Duration::days(1) {
-                return Err(Error::validation("from", "cannot sync days in the future").into());
-            }
-            Some(range)
-        }
-    };
-    let trigger = if window.is_some() {
-        JobTrigger::Backfill
-    } else {
-        JobTrigger::Manual
-    };
-    let job = SyncJob::new(
-        JobId::new_time_ordered(),
-        scope.workspace().clone(),
-        integration.id,
-        integration.provider,
-        trigger,
-        window,
-        now,
-    );
-    state.store.create_job(&scope, &job).await?;
-    let body = serde_json::to_string(&SyncMessage::for_job(&job))
-        .map_err(|e| Error::internal("cannot encode the sync message").with_source(e))?;
-    state
-        .queue
-        .send_batch(
-            QueueName::Work(integration.provider),
-            vec![OutgoingMessage::new(body)],
-        )
-        .await?;
+    let request_id = super::request_id::current();
+    let job = service::request_sync(
+        &state,
+        &scope,
+        id,
+        window_body.from,
+        window_body.to,
+        request_id.as_deref(),
+    )
+    .await?;
     let mut response = (
         StatusCode::ACCEPTED,
         Json(SyncAccepted {
@@ -506,7 +301,7 @@ pub async fn sync(
         format!(
             "/v1/workspaces/{}/integrations/{}/jobs",
             scope.workspace(),
-            integration.id
+            job.integration
         ),
     );
     Ok(response)
@@ -514,7 +309,7 @@ pub async fn sync(
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/jobs", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path), PageParams),
-    responses((status = 200, body = JobPage), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = JobPage), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
 pub async fn jobs(
     State(state): State<AppState>,
     Auth(p): Auth,

@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use chrono::NaiveDate;
 use kpi_core::ports::store::KpiQuery;
-use kpi_core::{Error, IntegrationId, Metric};
+use kpi_core::{Error, IntegrationId};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::extract::{ApiQuery, Auth, workspace_scope};
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, ProblemResponse};
 use super::views::{KpiPointView, KpiSeries};
 use crate::state::AppState;
 
@@ -32,7 +32,7 @@ pub struct KpiParams {
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/kpis", tag = "kpis",
     params(("ws" = String, Path), KpiParams),
-    responses((status = 200, body = KpiSeries), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = KpiSeries), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
 pub async fn query(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -40,7 +40,7 @@ pub async fn query(
     ApiQuery(q): ApiQuery<KpiParams>,
 ) -> Result<Json<KpiSeries>, ApiError> {
     let scope = workspace_scope(&p, &ws)?;
-    let metric: Metric = q.metric.parse()?;
+    let spec = state.registry.metric(&q.metric)?;
     if q.from > q.to {
         return Err(Error::validation("from", "`from` must not be after `to`").into());
     }
@@ -59,7 +59,7 @@ pub async fn query(
         .query_kpis(
             &scope,
             &KpiQuery {
-                metric,
+                metric: spec.metric,
                 from: q.from,
                 to: q.to,
                 integration,
@@ -67,8 +67,8 @@ pub async fn query(
         )
         .await?;
     Ok(Json(KpiSeries {
-        metric: metric.as_str().to_owned(),
-        unit: metric.unit(),
+        metric: spec.metric.to_string(),
+        unit: spec.unit,
         from: q.from,
         to: q.to,
         points: points

@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod problem;
 mod providers;
+pub mod request_id;
 mod system;
 pub mod views;
 
@@ -89,23 +90,33 @@ pub fn dev_router() -> Router<AppState> {
     Router::new().route("/dev/login", get(dev::login))
 }
 
-/// Every production route group, as one app (the dev server adds the dev and
-/// sandbox routes around it).
-pub fn app(state: AppState) -> Router {
-    with_defaults(
-        system_router()
-            .merge(api_router())
-            .merge(oauth_router())
-            .merge(admin_router()),
-    )
-    .with_state(state)
+/// Every route group of every function, as one app (the dev server adds the
+/// dev and sandbox routes around it).
+pub fn all_routes() -> Router<AppState> {
+    system_router()
+        .merge(api_router())
+        .merge(oauth_router())
+        .merge(admin_router())
 }
 
 /// The layers every deployment of a router shares: body limit, problem
-/// documents for unknown routes and bare errors.
+/// documents for unknown routes and bare errors, the request id and its span.
 pub fn with_defaults(router: Router<AppState>) -> Router<AppState> {
     router
         .fallback(problem::not_found)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(problem::problem_for_bare_errors))
+        .layer(axum::middleware::from_fn(request_id::middleware))
+}
+
+/// What the `api` function serves: health, providers, the API document, the
+/// workspace API and (until the admin dashboard has its own function) the
+/// operators' API.
+pub fn api_function() -> Router<AppState> {
+    with_defaults(system_router().merge(api_router()).merge(admin_router()))
+}
+
+/// What the `oauth` function serves.
+pub fn oauth_function() -> Router<AppState> {
+    with_defaults(oauth_router())
 }

@@ -12,37 +12,32 @@ use std::collections::HashMap;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use chrono::Duration;
-use kpi_core::credentials::ConnectionCredentials;
-use kpi_core::ports::CredentialContext;
-use kpi_core::ports::store::OAuthState;
 use kpi_core::provider::AuthMode;
-use kpi_core::{Error, Integration, IntegrationId, IntegrationStatus, Provider, WorkspaceScope};
-use kpi_providers::oauth::{Pkce, random_token, sha256_b64};
+use kpi_core::{Error, Provider};
+use kpi_providers::oauth::sha256_b64;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::extract::{ApiQuery, Auth, constant_time_eq, integration_id, workspace_scope};
-use super::integrations::modify_integration;
-use super::problem::{ApiError, Problem};
-use crate::connect;
+use super::problem::{ApiError, ProblemResponse};
+use crate::service::{self, STATE_TTL_MINUTES};
 use crate::state::AppState;
-
-/// How long a started authorization may take.
-pub const STATE_TTL_MINUTES: i64 = 10;
 
 fn binding_cookie(provider: Provider) -> String {
     format!("kpi_oauth_{provider}")
 }
 
-fn oauth_provider(raw: &str) -> Result<Provider, ApiError> {
-    let provider: Provider = raw
-        .parse()
+/// A known provider that connects with OAuth; anything else is not found.
+fn oauth_provider(state: &AppState, raw: &str) -> Result<Provider, ApiError> {
+    let provider = state
+        .registry
+        .parse("provider", raw)
         .map_err(|_| Error::not_found("unknown provider"))?;
-    if provider.auth_mode() != AuthMode::OAuth {
+    let descriptor = state.registry.descriptor(provider)?;
+    if descriptor.auth != AuthMode::OAuth {
         return Err(Error::not_found(format!(
             "{} does not connect with OAuth",
-            provider.display_name()
+            descriptor.display_name
         ))
         .into());
     }
@@ -83,82 +78,21 @@ pub struct StartParams {
 
 #[utoipa::path(get, path = "/v1/oauth/{provider}/start", tag = "oauth",
     params(("provider" = String, Path, description = "ga4 or meta_ads"), StartParams),
-    responses((status = 303, description = "to the provider's consent page"), (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 502, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 303, description = "to the provider's consent page"), (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse), (status = 422, response = ProblemResponse), (status = 502, response = ProblemResponse)))]
 pub async fn start(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(provider): Path<String>,
     ApiQuery(q): ApiQuery<StartParams>,
 ) -> Result<Response, ApiError> {
-    let provider = oauth_provider(&provider)?;
+    let provider = oauth_provider(&state, &provider)?;
     let scope = workspace_scope(&principal, &q.workspace)?;
     let return_to = q.return_to.as_deref().map(safe_return_to).transpose()?;
-    let integration = match q.integration.as_deref() {
-        Some(raw) => {
-            let existing = state
-                .store
-                .get_integration(&scope, integration_id(raw)?)
-                .await?;
-            if existing.provider != provider {
-                return Err(Error::validation(
-                    "integration",
-                    "that integration belongs to another provider",
-                )
-                .into());
-            }
-            if existing.status() == IntegrationStatus::Disconnected {
-                return Err(
-                    Error::conflict("that integration is disconnected; connect a new one").into(),
-                );
-            }
-            Some(existing.id)
-        }
-        None => None,
-    };
-    let state_value = random_token(32)?;
-    let binding = random_token(32)?;
-    let redirect_uri = state.config.oauth_redirect_uri(provider);
-    let (auth_url, pkce_verifier) = match provider {
-        Provider::Ga4 => {
-            let google = state
-                .providers
-                .google
-                .as_ref()
-                .ok_or_else(|| Error::config("Google is not configured (GOOGLE_CLIENT_ID)"))?;
-            let pkce = Pkce::generate()?;
-            (
-                google.authorization_url(&state_value, &pkce.challenge, &redirect_uri),
-                Some(pkce.verifier),
-            )
-        }
-        _ => {
-            let meta = state
-                .providers
-                .meta
-                .as_ref()
-                .ok_or_else(|| Error::config("Meta is not configured (META_APP_ID)"))?;
-            (meta.authorization_url(&state_value, &redirect_uri), None)
-        }
-    };
-    let now = state.clock.now();
-    state
-        .store
-        .put_oauth_state(
-            &scope,
-            &OAuthState {
-                key: sha256_b64(&state_value),
-                workspace: scope.workspace().clone(),
-                user: principal.sub.clone(),
-                provider,
-                integration,
-                browser_binding: sha256_b64(&binding),
-                pkce_verifier,
-                return_to,
-                expires_at: now + Duration::minutes(STATE_TTL_MINUTES),
-            },
-        )
-        .await?;
+    let integration = q.integration.as_deref().map(integration_id).transpose()?;
+    let started =
+        service::start_oauth(&state, &principal, &scope, provider, integration, return_to).await?;
+    let binding = started.browser_binding;
     let cookie = format!(
         "{}={binding}; Path=/v1/oauth/{provider}; Max-Age={}; HttpOnly; SameSite=Lax{}",
         binding_cookie(provider),
@@ -169,7 +103,7 @@ pub async fn start(
     let headers = response.headers_mut();
     headers.insert(
         header::LOCATION,
-        HeaderValue::from_str(auth_url.as_str())
+        HeaderValue::from_str(&started.url)
             .map_err(|_| Error::internal("bad authorization URL"))?,
     );
     headers.insert(
@@ -255,7 +189,7 @@ pub async fn callback(
     Path(provider): Path<String>,
     parts: axum::http::request::Parts,
 ) -> Response {
-    let Ok(provider) = oauth_provider(&provider) else {
+    let Ok(provider) = oauth_provider(&state, &provider) else {
         return error_page(StatusCode::NOT_FOUND, "Unknown provider.");
     };
     // Providers may add parameters of their own: read permissively.
@@ -342,7 +276,7 @@ pub async fn callback(
             &[("oauth_error", "invalid_response"), ("provider", name)],
         );
     };
-    match finish(&state, &record, code).await {
+    match service::finish_oauth(&state, &record, code).await {
         Ok(id) => back_to_ui(
             &state,
             provider,
@@ -351,9 +285,10 @@ pub async fn callback(
         ),
         Err(e) => {
             tracing::warn!(provider = name, workspace = %record.workspace, error = %e.log_chain(), "oauth connect failed");
-            let outcome = match e.kind() {
-                kpi_core::ErrorKind::Validation { .. } => "scope_missing",
-                _ => "exchange_failed",
+            let outcome = if e.is_validation() {
+                "scope_missing"
+            } else {
+                "exchange_failed"
             };
             back_to_ui(
                 &state,
@@ -361,89 +296,6 @@ pub async fn callback(
                 &return_to,
                 &[("oauth_error", outcome), ("provider", name)],
             )
-        }
-    }
-}
-
-/// Exchanges the code and stores the credentials: a new integration, or the one
-/// being reconnected.
-async fn finish(state: &AppState, record: &OAuthState, code: &str) -> Result<IntegrationId, Error> {
-    let now = state.clock.now();
-    let redirect_uri = state.config.oauth_redirect_uri(record.provider);
-    let tokens = match record.provider {
-        Provider::Ga4 => {
-            let google = state
-                .providers
-                .google
-                .as_ref()
-                .ok_or_else(|| Error::config("Google is not configured"))?;
-            let verifier = record
-                .pkce_verifier
-                .as_deref()
-                .ok_or_else(|| Error::internal("the OAuth state has no PKCE verifier"))?;
-            google
-                .exchange_code(code, verifier, &redirect_uri, now)
-                .await?
-        }
-        _ => {
-            let meta = state
-                .providers
-                .meta
-                .as_ref()
-                .ok_or_else(|| Error::config("Meta is not configured"))?;
-            meta.exchange_code(code, &redirect_uri, now).await?
-        }
-    };
-    let credentials = ConnectionCredentials::OAuth(tokens);
-    // The state record was written by `start` after authorising this user for
-    // this workspace, and has just been consumed by its bound browser.
-    let scope = WorkspaceScope::for_system(
-        record.workspace.clone(),
-        "consumed OAuth state of an authorised user",
-    );
-    match record.integration {
-        Some(id) => {
-            let existing = state.store.get_integration(&scope, id).await?;
-            let sealed = state
-                .vault
-                .seal(&CredentialContext::of(&existing), &credentials)
-                .await?;
-            modify_integration(state, &scope, id, |i| {
-                if i.provider != record.provider {
-                    return Err(Error::conflict("the integration changed provider"));
-                }
-                i.credentials = Some(sealed.clone());
-                i.last_error = None;
-                let target = if connect::settings_complete(i) {
-                    IntegrationStatus::Connected
-                } else {
-                    IntegrationStatus::NeedsConfiguration
-                };
-                if i.status() != IntegrationStatus::Paused && i.status() != target {
-                    i.transition(target, now)?;
-                }
-                Ok(())
-            })
-            .await?;
-            Ok(id)
-        }
-        None => {
-            let mut integration = Integration::new(
-                IntegrationId::new_random(),
-                record.workspace.clone(),
-                record.provider,
-                record.provider.display_name(),
-                now,
-            );
-            integration.credentials = Some(
-                state
-                    .vault
-                    .seal(&CredentialContext::of(&integration), &credentials)
-                    .await?,
-            );
-            integration.transition(IntegrationStatus::NeedsConfiguration, now)?;
-            let stored = state.store.create_integration(&scope, &integration).await?;
-            Ok(stored.id)
         }
     }
 }

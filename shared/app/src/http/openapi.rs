@@ -29,7 +29,10 @@ use super::{admin, integrations, kpis, oauth, problem, providers, system, views}
         admin::retry,
         admin::redrive,
     ),
-    components(schemas(problem::Problem, views::IntegrationView, views::IntegrationPage)),
+    components(
+        schemas(problem::Problem, views::IntegrationView, views::IntegrationPage),
+        responses(problem::ProblemResponse),
+    ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use kpi_core::error::{Error, ErrorKind};
 use serde::Serialize;
 
+use super::request_id;
+
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -18,63 +20,77 @@ pub struct Problem {
     pub code: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<kpi_core::error::FieldError>,
+    /// The request's id, as in the `x-request-id` header: quote it when asking
+    /// an operator about this error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
+
+/// The one declaration of an error answer in the API document.
+#[derive(utoipa::ToResponse)]
+#[response(
+    description = "A problem document (RFC 9457): `code` is stable, `detail` is for people",
+    content_type = "application/problem+json"
+)]
+pub struct ProblemResponse(#[allow(dead_code)] Problem);
 
 /// The error type of every handler: the taxonomy's errors, plus the few
-/// statuses that only HTTP has (400 for unparseable input, 413, 415).
+/// statuses that only HTTP has.
 #[derive(Debug)]
-pub struct ApiError(pub Error);
+pub enum ApiError {
+    /// An error of the taxonomy; its kind decides the status.
+    Domain(Error),
+    /// 400: the input could not even be parsed.
+    BadRequest(String),
+    /// 413
+    PayloadTooLarge,
+    /// 415
+    UnsupportedMediaType,
+    /// 405, with the `Allow` header of the route.
+    MethodNotAllowed(Option<HeaderValue>),
+}
 
 impl ApiError {
-    /// 400: the input could not even be parsed.
     pub fn bad_request(message: &str) -> Self {
-        Self(Error::validation("body", message).with_source(HttpStatus(400)))
-    }
-    pub fn payload_too_large() -> Self {
-        Self(
-            Error::validation("body", "the request body is too large").with_source(HttpStatus(413)),
-        )
-    }
-    pub fn unsupported_media_type() -> Self {
-        Self(
-            Error::validation("body", "send the body as application/json")
-                .with_source(HttpStatus(415)),
-        )
+        Self::BadRequest(message.to_owned())
     }
 
-    fn status_override(&self) -> Option<StatusCode> {
-        use std::error::Error as _;
-        self.0
-            .source()
-            .and_then(|s| s.downcast_ref::<HttpStatus>())
-            .and_then(|s| StatusCode::from_u16(s.0).ok())
+    fn parts(self) -> (StatusCode, Error) {
+        match self {
+            Self::Domain(e) => (
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                e,
+            ),
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, Error::validation("body", m)),
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Error::validation("body", "the request body is too large"),
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Error::validation("body", "send the body as application/json"),
+            ),
+            Self::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Error::not_found("method not allowed here"),
+            ),
+        }
     }
 }
-
-/// Marks an error whose HTTP status differs from its kind's (parse failures).
-#[derive(Debug)]
-struct HttpStatus(u16);
-
-impl std::fmt::Display for HttpStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HTTP {}", self.0)
-    }
-}
-
-impl std::error::Error for HttpStatus {}
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        Self(e)
+        Self::Domain(e)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status_override().unwrap_or_else(|| {
-            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        });
-        let err = self.0;
+        let allow = match &self {
+            Self::MethodNotAllowed(allow) => allow.clone(),
+            _ => None,
+        };
+        let (status, err) = self.parts();
         let detail = if status.is_server_error() {
             // The log has the chain; the caller gets no internals.
             tracing::error!(error = %err.log_chain(), "request failed");
@@ -83,7 +99,9 @@ impl IntoResponse for ApiError {
             err.message().to_owned()
         };
         let errors = match err.kind() {
-            ErrorKind::Validation { fields } if status.as_u16() == 422 => fields.clone(),
+            ErrorKind::Validation { fields } if status == StatusCode::UNPROCESSABLE_ENTITY => {
+                fields.clone()
+            }
             _ => Vec::new(),
         };
         let problem = Problem {
@@ -93,27 +111,31 @@ impl IntoResponse for ApiError {
             detail,
             code: err.code(),
             errors,
+            request_id: request_id::current(),
         };
         let mut response = (status, axum::Json(problem)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if let Some(allow) = allow {
+            headers.insert(header::ALLOW, allow);
+        }
         if let ErrorKind::RateLimited {
             retry_after: Some(wait),
         } = err.kind()
             && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
         {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
+            headers.insert(header::RETRY_AFTER, v);
         }
         response
     }
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError(Error::not_found("no such route"))
+    ApiError::Domain(Error::not_found("no such route"))
 }
 
-/// The body-limit layer answers 413 with an empty body; give it a problem document.
+/// The body-limit layer answers 413, and the router 405, with empty bodies;
+/// give them problem documents.
 pub async fn problem_for_bare_errors(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -125,15 +147,11 @@ pub async fn problem_for_bare_errors(
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     if status == StatusCode::PAYLOAD_TOO_LARGE && !is_problem {
-        return ApiError::payload_too_large().into_response();
+        return ApiError::PayloadTooLarge.into_response();
     }
     if status == StatusCode::METHOD_NOT_ALLOWED && !is_problem {
-        let mut r = ApiError(Error::not_found("method not allowed here")).into_response();
-        *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-        if let Some(allow) = response.headers().get(header::ALLOW) {
-            r.headers_mut().insert(header::ALLOW, allow.clone());
-        }
-        return r;
+        let allow = response.headers().get(header::ALLOW).cloned();
+        return ApiError::MethodNotAllowed(allow).into_response();
     }
     response
 }

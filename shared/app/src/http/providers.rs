@@ -1,6 +1,7 @@
 use axum::Json;
 use axum::extract::State;
 use kpi_core::metric::Metric;
+use kpi_core::ports::provider::SettingSpec;
 use kpi_core::provider::{AuthMode, Provider};
 use serde::Serialize;
 
@@ -12,6 +13,8 @@ pub struct ProviderInfo {
     name: &'static str,
     auth_mode: AuthMode,
     metrics: Vec<MetricInfo>,
+    /// What a workspace chooses after connecting.
+    settings: Vec<SettingInfo>,
     /// Served by the built-in sandbox instead of the real provider.
     sandbox: bool,
     /// Whether a workspace can connect it in this deployment.
@@ -20,9 +23,32 @@ pub struct ProviderInfo {
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct MetricInfo {
-    #[schema(value_type = String)]
     name: Metric,
     unit: kpi_core::metric::Unit,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct SettingInfo {
+    key: &'static str,
+    label: &'static str,
+    /// The expected form of a value.
+    expected: &'static str,
+    /// Needed before the integration syncs.
+    required: bool,
+    /// The integration's options endpoint lists the choices.
+    from_options: bool,
+}
+
+impl From<&SettingSpec> for SettingInfo {
+    fn from(s: &SettingSpec) -> Self {
+        Self {
+            key: s.key,
+            label: s.label,
+            expected: s.expected,
+            required: s.required,
+            from_options: s.from_options,
+        }
+    }
 }
 
 /// The catalogue of connectable providers and the KPI metrics each one yields.
@@ -30,20 +56,27 @@ struct MetricInfo {
     responses((status = 200, body = Vec<ProviderInfo>)))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<ProviderInfo>> {
     Json(
-        Provider::ALL
-            .into_iter()
-            .map(|p| ProviderInfo {
-                id: p,
-                name: p.display_name(),
-                auth_mode: p.auth_mode(),
-                metrics: Metric::for_provider(p)
-                    .map(|m| MetricInfo {
-                        name: m,
-                        unit: m.unit(),
-                    })
-                    .collect(),
-                sandbox: state.config.sandbox_for(p),
-                available: state.providers.is_available(p),
+        state
+            .registry
+            .entries()
+            .map(|e| {
+                let d = &e.descriptor;
+                ProviderInfo {
+                    id: d.id,
+                    name: d.display_name,
+                    auth_mode: d.auth,
+                    metrics: d
+                        .metrics
+                        .iter()
+                        .map(|m| MetricInfo {
+                            name: m.metric,
+                            unit: m.unit,
+                        })
+                        .collect(),
+                    settings: d.settings.iter().map(SettingInfo::from).collect(),
+                    sandbox: e.sandbox,
+                    available: e.is_available(),
+                }
             })
             .collect(),
     )

@@ -120,26 +120,6 @@ pub struct SyncAccepted {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct OptionItem {
-    /// The value to put into the integration's settings.
-    pub id: String,
-    pub name: String,
-    /// Grouping for pickers (GA4 account, Meta business).
-    pub group: Option<String>,
-    /// Extra facts such as currency or status.
-    #[schema(value_type = Object)]
-    pub details: serde_json::Map<String, serde_json::Value>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct OptionsView {
-    /// The settings key the chosen option goes to (`property`, `ad_account`, `domain`).
-    pub setting: String,
-    pub options: Vec<OptionItem>,
-    pub note: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct HealthView {
     /// `healthy`, `needs_reauth`, `no_access`, `quota_exhausted` or `unavailable`.
     pub state: String,

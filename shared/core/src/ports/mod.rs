@@ -2,12 +2,14 @@
 //! never cross them.
 
 pub mod clock;
+pub mod provider;
 pub mod queue;
 pub mod secrets;
 pub mod store;
 pub mod vault;
 
 pub use clock::{Clock, SystemClock};
+pub use provider::ProviderAdapter;
 pub use queue::{Queue, QueueName};
 pub use secrets::AppSecrets;
 pub use store::Store;

@@ -1,5 +1,5 @@
-//! Meta: Facebook Login (manual code flow, then a long-lived token) and the Graph
-//! API calls of the connect flow (permissions, ad accounts, revoke).
+//! The Meta Graph API: the long-lived token exchange, permissions, ad accounts,
+//! revocation, and Graph error bodies mapped into the taxonomy.
 
 use chrono::{DateTime, Utc};
 use kpi_core::credentials::OAuthTokens;
@@ -21,8 +21,6 @@ pub struct MetaClient {
     pub http: reqwest::Client,
     pub app_id: String,
     pub app_secret: SecretString,
-    /// Login dialog, e.g. `https://www.facebook.com/v25.0/dialog/oauth`.
-    pub auth_url: Url,
     /// `https://graph.facebook.com`
     pub graph_url: Url,
     /// `v25.0`
@@ -116,6 +114,11 @@ struct Permission {
 }
 
 impl MetaClient {
+    /// `{graph_url}/{version}/{path…}`.
+    pub fn endpoint(&self, path: &[&str]) -> Result<Url> {
+        self.graph(path)
+    }
+
     fn graph(&self, path: &[&str]) -> Result<Url> {
         let mut url = self.graph_url.clone();
         url.path_segments_mut()
@@ -124,17 +127,6 @@ impl MetaClient {
             .push(&self.version)
             .extend(path);
         Ok(url)
-    }
-
-    pub fn authorization_url(&self, state: &str, redirect_uri: &str) -> Url {
-        let mut url = self.auth_url.clone();
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.app_id)
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("state", state)
-            .append_pair("response_type", "code")
-            .append_pair("scope", SCOPES);
-        url
     }
 
     async fn get(&self, url: Url, token: Option<&SecretString>) -> Result<Reply> {
@@ -146,32 +138,19 @@ impl MetaClient {
         read(NAME, resp).await
     }
 
-    /// Code → short-lived token → long-lived token (about 60 days; Meta has no
-    /// refresh tokens), then checks that `ads_read` was granted.
-    pub async fn exchange_code(
+    /// Short-lived token → long-lived token (about 60 days; Meta has no refresh
+    /// tokens), then the permissions actually granted.
+    pub async fn long_lived(
         &self,
-        code: &str,
-        redirect_uri: &str,
+        short: &SecretString,
         now: DateTime<Utc>,
     ) -> Result<OAuthTokens> {
-        let mut url = self.graph(&["oauth", "access_token"])?;
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.app_id)
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("client_secret", self.app_secret.expose_secret())
-            .append_pair("code", code);
-        let reply = self.get(url, None).await?;
-        if !reply.is_success() {
-            return Err(exchange_error(&reply));
-        }
-        let short: TokenResponse = reply.json(NAME)?;
-
         let mut url = self.graph(&["oauth", "access_token"])?;
         url.query_pairs_mut()
             .append_pair("grant_type", "fb_exchange_token")
             .append_pair("client_id", &self.app_id)
             .append_pair("client_secret", self.app_secret.expose_secret())
-            .append_pair("fb_exchange_token", &short.access_token);
+            .append_pair("fb_exchange_token", short.expose_secret());
         let reply = self.get(url, None).await?;
         if !reply.is_success() {
             return Err(exchange_error(&reply));
@@ -251,17 +230,17 @@ impl MetaClient {
         }
         match api_error(&reply) {
             // An expired or already revoked token has nothing left to revoke.
-            e if e.code() == "reauth_required" => Ok(()),
+            e if e.is_reauth() => Ok(()),
             e => Err(e),
         }
     }
 }
 
 /// Errors of the code exchange: a used or expired code is the user's to retry.
-fn exchange_error(reply: &Reply) -> Error {
+pub fn exchange_error(reply: &Reply) -> Error {
     let e = api_error(reply);
-    match e.code() {
-        "configuration" if reply.status == 400 => Error::validation(
+    match e.kind() {
+        kpi_core::ErrorKind::Config if reply.status == 400 => Error::validation(
             "code",
             "Meta refused the authorization code (used or expired); try connecting again",
         ),

@@ -1,0 +1,548 @@
+//! The use cases behind the integration routes, independent of HTTP: create
+//! with an API key, update, disconnect, request a sync, options, health, and
+//! the two halves of an OAuth connect. Each reaches its provider only through
+//! the registry, and tenant data only through a [`WorkspaceScope`].
+
+use chrono::Duration;
+use kpi_core::credentials::ConnectionCredentials;
+use kpi_core::job::JobTrigger;
+use kpi_core::kpi::DateRange;
+use kpi_core::ports::CredentialContext;
+use kpi_core::ports::provider::{
+    AuthorizationRequest, ConnectRequest, HealthStatus, ProviderAdapter, ProviderDescriptor,
+    ProviderOptions, Settings,
+};
+use kpi_core::ports::store::OAuthState;
+use kpi_core::provider::AuthMode;
+use kpi_core::{
+    Error, Integration, IntegrationId, IntegrationStatus, JobId, Principal, Provider, Result,
+    SyncJob, WorkspaceScope,
+};
+use kpi_providers::oauth::{random_token, sha256_b64};
+use secrecy::SecretString;
+
+use crate::state::AppState;
+
+/// How long a started authorization may take.
+pub const STATE_TTL_MINUTES: i64 = 10;
+
+/// Longest window one manual sync may ask for.
+pub const MAX_SYNC_DAYS: i64 = 400;
+
+/// Read-modify-write with optimistic versioning, retried on a lost race.
+pub async fn modify_integration(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    id: IntegrationId,
+    mut change: impl FnMut(&mut Integration) -> Result<()>,
+) -> Result<Integration> {
+    let mut attempt = 0;
+    loop {
+        let mut integration = state.store.get_integration(scope, id).await?;
+        change(&mut integration)?;
+        integration.updated_at = state.clock.now();
+        match state.store.update_integration(scope, &integration).await {
+            Err(e) if e.is_conflict() && attempt < 3 => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+/// The integration's credentials, decrypted for one use.
+pub async fn open_credentials(
+    state: &AppState,
+    integration: &Integration,
+) -> Result<ConnectionCredentials> {
+    let sealed = integration
+        .credentials
+        .as_ref()
+        .ok_or_else(|| Error::conflict("the integration is not connected"))?;
+    state
+        .vault
+        .open(&CredentialContext::of(integration), sealed)
+        .await
+}
+
+fn adapter(state: &AppState, provider: Provider) -> Result<&dyn ProviderAdapter> {
+    Ok(state.registry.adapter(provider)?.as_ref())
+}
+
+pub fn check_display_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::validation(
+            "display_name",
+            "must be 1 to 100 printable characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Connects an API-key provider: the key is checked with the provider, stored
+/// encrypted and never shown again.
+pub async fn create_with_key(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    provider: &str,
+    api_key: &str,
+    display_name: Option<&str>,
+) -> Result<Integration> {
+    let provider = state.registry.parse("provider", provider)?;
+    let descriptor = state.registry.descriptor(provider)?;
+    if descriptor.auth != AuthMode::ApiKey {
+        return Err(Error::validation(
+            "provider",
+            format!(
+                "{} connects with OAuth: open /v1/oauth/{provider}/start",
+                descriptor.display_name
+            ),
+        ));
+    }
+    let key = api_key.trim();
+    if key.is_empty() || key.len() > 256 || key.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::validation(
+            "api_key",
+            format!(
+                "must be the API key as {} shows it",
+                descriptor.display_name
+            ),
+        ));
+    }
+    let display_name = display_name
+        .map(check_display_name)
+        .transpose()?
+        .unwrap_or_else(|| descriptor.display_name.to_owned());
+    let outcome = adapter(state, provider)?
+        .connect(ConnectRequest::ApiKey {
+            key: SecretString::from(key.to_owned()),
+        })
+        .await?;
+    let now = state.clock.now();
+    let mut integration = Integration::new(
+        IntegrationId::new_random(),
+        scope.workspace().clone(),
+        provider,
+        display_name,
+        now,
+    );
+    integration.settings.extend(outcome.settings);
+    integration.credentials = Some(
+        state
+            .vault
+            .seal(&CredentialContext::of(&integration), &outcome.credentials)
+            .await?,
+    );
+    let status = if outcome.needs_configuration {
+        IntegrationStatus::NeedsConfiguration
+    } else {
+        IntegrationStatus::Connected
+    };
+    integration.transition(status, now)?;
+    state.store.create_integration(scope, &integration).await
+}
+
+/// A change a user asks for.
+#[derive(Debug, Default)]
+pub struct IntegrationPatch {
+    pub display_name: Option<String>,
+    pub settings: Option<Settings>,
+    pub sync_interval_minutes: Option<u32>,
+    pub paused: Option<bool>,
+}
+
+/// Settings after `patch`: only the provider's settings, parsed by the
+/// provider; a choice from the options must be one the account can use.
+async fn merged_settings(
+    state: &AppState,
+    current: &Integration,
+    patch: &Settings,
+) -> Result<Settings> {
+    let descriptor = state.registry.descriptor(current.provider)?;
+    for key in patch.keys() {
+        if descriptor.setting(key).is_none() {
+            return Err(Error::validation(
+                format!("settings.{key:.40}"),
+                format!("{} has no setting named {key:.40}", descriptor.display_name),
+            ));
+        }
+    }
+    let mut merged = current.settings.clone();
+    for (key, value) in patch {
+        if value.is_null() {
+            merged.remove(key);
+        } else {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    let adapter = adapter(state, current.provider)?;
+    adapter.validate_settings(&merged)?;
+    check_choices(state, adapter, descriptor, current, patch).await?;
+    Ok(merged)
+}
+
+async fn check_choices(
+    state: &AppState,
+    adapter: &dyn ProviderAdapter,
+    descriptor: &ProviderDescriptor,
+    current: &Integration,
+    patch: &Settings,
+) -> Result<()> {
+    let chosen: Vec<(&String, &str)> = patch
+        .iter()
+        .filter(|(k, _)| descriptor.setting(k).is_some_and(|s| s.must_be_an_option))
+        .filter_map(|(k, v)| v.as_str().map(|v| (k, v)))
+        .collect();
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let credentials = open_credentials(state, current).await?;
+    let options = adapter.options(current, &credentials).await?;
+    for (key, value) in chosen {
+        if !options.options.iter().any(|o| o.id == value) {
+            return Err(Error::validation(
+                format!("settings.{key}"),
+                "the connected account has no access to this choice; pick one from the options",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn update(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    id: IntegrationId,
+    patch: IntegrationPatch,
+) -> Result<Integration> {
+    let display_name = patch
+        .display_name
+        .as_deref()
+        .map(check_display_name)
+        .transpose()?;
+    let current = state.store.get_integration(scope, id).await?;
+    if current.status() == IntegrationStatus::Disconnected {
+        return Err(Error::conflict(
+            "the integration is disconnected; connect it again",
+        ));
+    }
+    let descriptor = state.registry.descriptor(current.provider)?.clone();
+    let settings = match &patch.settings {
+        Some(p) => Some(merged_settings(state, &current, p).await?),
+        None => None,
+    };
+    let now = state.clock.now();
+    modify_integration(state, scope, id, |i| {
+        if let Some(name) = &display_name {
+            i.display_name = name.clone();
+        }
+        if let Some(minutes) = patch.sync_interval_minutes {
+            i.set_sync_interval(minutes)?;
+        }
+        if let Some(settings) = &settings {
+            i.settings = settings.clone();
+            if i.status() == IntegrationStatus::NeedsConfiguration
+                && descriptor.settings_complete(&i.settings)
+            {
+                i.transition(IntegrationStatus::Connected, now)?;
+            }
+        }
+        match patch.paused {
+            Some(true) if i.status() != IntegrationStatus::Paused => {
+                i.transition(IntegrationStatus::Paused, now)?
+            }
+            Some(false) if i.status() == IntegrationStatus::Paused => {
+                let to = if descriptor.settings_complete(&i.settings) {
+                    IntegrationStatus::Connected
+                } else {
+                    IntegrationStatus::NeedsReauth
+                };
+                i.transition(to, now)?;
+                i.next_sync_at = Some(now);
+            }
+            _ => {}
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Revokes at the provider where it can, then erases the credentials and
+/// keeps the integration as `disconnected`. Idempotent.
+pub async fn disconnect(state: &AppState, scope: &WorkspaceScope, id: IntegrationId) -> Result<()> {
+    let integration = match state.store.get_integration(scope, id).await {
+        Ok(i) => i,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if integration.credentials.is_some() {
+        let revoked = async {
+            let credentials = open_credentials(state, &integration).await?;
+            adapter(state, integration.provider)?
+                .disconnect(&credentials)
+                .await
+        }
+        .await;
+        if let Err(e) = revoked {
+            // Revocation is best effort; ours are erased whatever it answers.
+            tracing::warn!(
+                integration = %integration.id,
+                provider = %integration.provider,
+                error = %e.log_chain(),
+                "revocation at the provider failed; erasing the credentials anyway"
+            );
+        }
+    }
+    let now = state.clock.now();
+    modify_integration(state, scope, id, |i| {
+        i.transition(IntegrationStatus::Disconnected, now)
+    })
+    .await?;
+    Ok(())
+}
+
+/// An integration that has credentials (options and health need them).
+async fn connected(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    id: IntegrationId,
+) -> Result<(Integration, ConnectionCredentials)> {
+    let integration = state.store.get_integration(scope, id).await?;
+    let credentials = open_credentials(state, &integration).await?;
+    Ok((integration, credentials))
+}
+
+pub async fn options(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    id: IntegrationId,
+) -> Result<ProviderOptions> {
+    let (integration, credentials) = connected(state, scope, id).await?;
+    adapter(state, integration.provider)?
+        .options(&integration, &credentials)
+        .await
+}
+
+pub async fn health(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    id: IntegrationId,
+) -> Result<HealthStatus> {
+    let (integration, credentials) = connected(state, scope, id).await?;
+    let result = async {
+        adapter(state, integration.provider)?
+            .health(&integration, &credentials)
+            .await
+    }
+    .await;
+    Ok(HealthStatus::from_check(result, state.clock.now()))
+}
+
+/// Creates a manual (or, with a window, backfill) job and queues it.
+pub async fn request_sync(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    id: IntegrationId,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+    request_id: Option<&str>,
+) -> Result<SyncJob> {
+    let integration = state.store.get_integration(scope, id).await?;
+    if integration.status() != IntegrationStatus::Connected {
+        return Err(Error::conflict(format!(
+            "the integration is {}; only connected integrations sync",
+            integration.status()
+        )));
+    }
+    let now = state.clock.now();
+    let window = match (from, to) {
+        (None, None) => None,
+        (from, to) => {
+            let to = to.unwrap_or_else(|| now.date_naive());
+            let from = from.unwrap_or(to);
+            let range = DateRange::new(from, to)?;
+            if range.days() > MAX_SYNC_DAYS {
+                return Err(Error::validation(
+                    "from",
+                    format!("at most {MAX_SYNC_DAYS} days per sync"),
+                ));
+            }
+            if from > now.date_naive() + Duration::days(1) {
+                return Err(Error::validation("from", "cannot sync days in the future"));
+            }
+            Some(range)
+        }
+    };
+    let trigger = if window.is_some() {
+        JobTrigger::Backfill
+    } else {
+        JobTrigger::Manual
+    };
+    let job = SyncJob::new(
+        JobId::new_time_ordered(),
+        scope.workspace().clone(),
+        integration.id,
+        integration.provider,
+        trigger,
+        window,
+        now,
+    );
+    state.store.create_job(scope, &job).await?;
+    kpi_sync::enqueue(&*state.queue, std::slice::from_ref(&job), request_id).await?;
+    Ok(job)
+}
+
+/// An authorization begun: where to send the browser, and the value of the
+/// cookie that binds the state to it.
+pub struct OAuthStart {
+    pub url: String,
+    pub browser_binding: String,
+}
+
+/// Starts an OAuth connect (or a reconnect of `integration`): a single-use
+/// state bound to workspace, user, provider and browser, stored hashed.
+pub async fn start_oauth(
+    state: &AppState,
+    principal: &Principal,
+    scope: &WorkspaceScope,
+    provider: Provider,
+    integration: Option<IntegrationId>,
+    return_to: Option<String>,
+) -> Result<OAuthStart> {
+    let adapter = state.registry.adapter(provider).map_err(|e| {
+        if e.is_not_found() {
+            Error::not_found("unknown provider")
+        } else {
+            e
+        }
+    })?;
+    let integration = match integration {
+        Some(id) => {
+            let existing = state.store.get_integration(scope, id).await?;
+            if existing.provider != provider {
+                return Err(Error::validation(
+                    "integration",
+                    "that integration belongs to another provider",
+                ));
+            }
+            if existing.status() == IntegrationStatus::Disconnected {
+                return Err(Error::conflict(
+                    "that integration is disconnected; connect a new one",
+                ));
+            }
+            Some(existing.id)
+        }
+        None => None,
+    };
+    let state_value = random_token(32)?;
+    let binding = random_token(32)?;
+    let redirect_uri = state.config.oauth_redirect_uri(provider);
+    let authorization = adapter.authorize(&AuthorizationRequest {
+        state: &state_value,
+        redirect_uri: &redirect_uri,
+    })?;
+    let now = state.clock.now();
+    state
+        .store
+        .put_oauth_state(
+            scope,
+            &OAuthState {
+                key: sha256_b64(&state_value),
+                workspace: scope.workspace().clone(),
+                user: principal.sub.clone(),
+                provider,
+                integration,
+                browser_binding: sha256_b64(&binding),
+                pkce_verifier: authorization.pkce_verifier,
+                return_to,
+                expires_at: now + Duration::minutes(STATE_TTL_MINUTES),
+            },
+        )
+        .await?;
+    Ok(OAuthStart {
+        url: authorization.url,
+        browser_binding: binding,
+    })
+}
+
+/// Finishes an OAuth connect: the provider exchanges the code (with its own
+/// extra steps) and the credentials are stored, on a new integration or the
+/// one being reconnected.
+pub async fn finish_oauth(
+    state: &AppState,
+    record: &OAuthState,
+    code: &str,
+) -> Result<IntegrationId> {
+    let now = state.clock.now();
+    let redirect_uri = state.config.oauth_redirect_uri(record.provider);
+    let adapter = adapter(state, record.provider)?;
+    let outcome = adapter
+        .connect(ConnectRequest::OAuthCode {
+            code,
+            redirect_uri: &redirect_uri,
+            pkce_verifier: record.pkce_verifier.as_deref(),
+            now,
+        })
+        .await?;
+    let descriptor = adapter.descriptor();
+    // The state record was written by `start_oauth` after authorising this user
+    // for this workspace, and has just been consumed by its bound browser.
+    let scope = WorkspaceScope::for_system(
+        record.workspace.clone(),
+        "consumed OAuth state of an authorised user",
+    );
+    match record.integration {
+        Some(id) => {
+            let existing = state.store.get_integration(&scope, id).await?;
+            let sealed = state
+                .vault
+                .seal(&CredentialContext::of(&existing), &outcome.credentials)
+                .await?;
+            modify_integration(state, &scope, id, |i| {
+                if i.provider != record.provider {
+                    return Err(Error::conflict("the integration changed provider"));
+                }
+                i.credentials = Some(sealed.clone());
+                i.settings.extend(outcome.settings.clone());
+                i.last_error = None;
+                let target = if descriptor.settings_complete(&i.settings) {
+                    IntegrationStatus::Connected
+                } else {
+                    IntegrationStatus::NeedsConfiguration
+                };
+                if i.status() != IntegrationStatus::Paused && i.status() != target {
+                    i.transition(target, now)?;
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(id)
+        }
+        None => {
+            let mut integration = Integration::new(
+                IntegrationId::new_random(),
+                record.workspace.clone(),
+                record.provider,
+                descriptor.display_name,
+                now,
+            );
+            integration.settings.extend(outcome.settings);
+            integration.credentials = Some(
+                state
+                    .vault
+                    .seal(&CredentialContext::of(&integration), &outcome.credentials)
+                    .await?,
+            );
+            let status = if outcome.needs_configuration
+                || !descriptor.settings_complete(&integration.settings)
+            {
+                IntegrationStatus::NeedsConfiguration
+            } else {
+                IntegrationStatus::Connected
+            };
+            integration.transition(status, now)?;
+            let stored = state.store.create_integration(&scope, &integration).await?;
+            Ok(stored.id)
+        }
+    }
+}

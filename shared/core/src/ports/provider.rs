@@ -1,0 +1,266 @@
+//! The provider port: everything provider-specific, behind one trait.
+//!
+//! A provider is a [`ProviderDescriptor`] (its data: id, name, auth kind,
+//! scopes, settings, metrics, windows, queue) and a [`ProviderAdapter`] (its
+//! behaviour: authorize, connect, options, settings, health, sync, refresh,
+//! disconnect). The registry ([`crate::registry::Registry`]) holds one adapter
+//! per provider; the API, the OAuth routes, the workers and the scheduler reach
+//! providers only through it.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::credentials::ConnectionCredentials;
+use crate::error::{Error, ErrorKind, Result};
+use crate::integration::Integration;
+use crate::kpi::{DateRange, KpiPoint};
+use crate::metric::MetricSpec;
+use crate::provider::{AuthMode, Provider};
+
+/// Integration settings as stored: a JSON object, read only by its provider.
+pub type Settings = Map<String, Value>;
+
+/// One setting a user chooses for an integration.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingSpec {
+    /// Key in the settings object (`property`).
+    pub key: &'static str,
+    /// What a person calls it (`GA4 property`).
+    pub label: &'static str,
+    /// The expected form, shown in validation errors (`a GA4 property such as properties/123`).
+    pub expected: &'static str,
+    /// Needed before the integration can sync.
+    pub required: bool,
+    /// The options endpoint lists the choices for this setting.
+    pub from_options: bool,
+    /// A value must be one of the live options (an account the connected user can read).
+    pub must_be_an_option: bool,
+}
+
+/// A provider's data, in one block (what Nango keeps per provider).
+#[derive(Debug, Clone)]
+pub struct ProviderDescriptor {
+    pub id: Provider,
+    pub display_name: &'static str,
+    pub auth: AuthMode,
+    /// OAuth scopes asked for (empty for API keys).
+    pub scopes: &'static [&'static str],
+    pub settings: &'static [SettingSpec],
+    pub metrics: &'static [MetricSpec],
+    /// Days re-read on every incremental sync, because the provider revises
+    /// recent numbers (GA4 processing delay, Meta attribution windows).
+    pub lookback_days: u32,
+    /// Longest window one `sync` call covers; longer backfills are chunked.
+    pub max_window_days: u32,
+    /// The configuration name of its work queue's URL (`KPI_QUEUE_URL_GA4`).
+    pub queue_url_variable: &'static str,
+}
+
+impl ProviderDescriptor {
+    pub fn setting(&self, key: &str) -> Option<&SettingSpec> {
+        self.settings.iter().find(|s| s.key == key)
+    }
+
+    /// Whether every required setting has a value.
+    pub fn settings_complete(&self, settings: &Settings) -> bool {
+        self.settings
+            .iter()
+            .filter(|s| s.required)
+            .all(|s| settings.get(s.key).is_some_and(|v| !v.is_null()))
+    }
+}
+
+/// Where an OAuth authorization starts.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest<'a> {
+    /// The single-use `state` value (its hash is what the store keeps).
+    pub state: &'a str,
+    /// `{KPI_PUBLIC_URL}/v1/oauth/{provider}/callback`, exactly as registered.
+    pub redirect_uri: &'a str,
+}
+
+/// The provider's consent URL, and the PKCE verifier to keep for the exchange.
+pub struct Authorization {
+    pub url: String,
+    pub pkce_verifier: Option<String>,
+}
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorization").finish_non_exhaustive()
+    }
+}
+
+/// What a connect step starts from.
+pub enum ConnectRequest<'a> {
+    /// An API key typed by the user.
+    ApiKey { key: secrecy::SecretString },
+    /// The authorization code of an OAuth callback.
+    OAuthCode {
+        code: &'a str,
+        redirect_uri: &'a str,
+        pkce_verifier: Option<&'a str>,
+        now: DateTime<Utc>,
+    },
+}
+
+/// The adapter's verdict on fresh credentials.
+#[derive(Debug, Clone)]
+pub struct ConnectOutcome {
+    /// The credentials to store (after provider steps such as a long-lived exchange).
+    pub credentials: ConnectionCredentials,
+    /// Settings the provider decided itself (e.g. what an API key may do).
+    pub settings: Settings,
+    /// Whether the user still has to choose something (property, ad account).
+    pub needs_configuration: bool,
+}
+
+/// The choices for a setting, fetched live from the provider.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderOptions {
+    /// The settings key the chosen option goes to (`property`, `ad_account`, `domain`).
+    pub setting: String,
+    pub options: Vec<OptionItem>,
+    pub note: Option<String>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct OptionItem {
+    pub id: String,
+    pub name: String,
+    /// A heading to group by (the GA4 account, the Meta business).
+    pub group: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: Map<String, Value>,
+}
+
+/// One sync of one integration over one window of reporting days.
+#[derive(Debug, Clone)]
+pub struct SyncRequest<'a> {
+    pub integration: &'a Integration,
+    pub credentials: &'a ConnectionCredentials,
+    pub window: DateRange,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncResult {
+    pub points: Vec<KpiPoint>,
+    pub provider_calls: u32,
+    /// Smallest share of any provider quota left after the sync, in `[0, 1]`.
+    pub quota_remaining: Option<Decimal>,
+    /// Credentials the adapter refreshed during the sync, to be stored.
+    pub refreshed_credentials: Option<ConnectionCredentials>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum HealthStatus {
+    Healthy,
+    NeedsReauth { message: String },
+    NoAccess { message: String },
+    QuotaExhausted { until: Option<DateTime<Utc>> },
+    Unavailable { message: String },
+}
+
+impl HealthStatus {
+    /// The one reading of a live check's outcome.
+    pub fn from_check(result: Result<()>, now: DateTime<Utc>) -> Self {
+        let Err(e) = result else {
+            return Self::Healthy;
+        };
+        let message = e.message().to_owned();
+        match e.kind() {
+            ErrorKind::Reauth | ErrorKind::Unauthenticated => Self::NeedsReauth { message },
+            ErrorKind::Config | ErrorKind::Validation { .. } => Self::NoAccess { message },
+            ErrorKind::RateLimited { retry_after } => Self::QuotaExhausted {
+                until: retry_after
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .map(|d| now + d),
+            },
+            _ => Self::Unavailable { message },
+        }
+    }
+
+    pub fn state(&self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::NeedsReauth { .. } => "needs_reauth",
+            Self::NoAccess { .. } => "no_access",
+            Self::QuotaExhausted { .. } => "quota_exhausted",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Self::NeedsReauth { message }
+            | Self::NoAccess { message }
+            | Self::Unavailable { message } => Some(message),
+            Self::QuotaExhausted { .. } => Some("the provider's quota is used up for now"),
+            Self::Healthy => None,
+        }
+    }
+}
+
+/// Everything one provider does. Implemented once per provider.
+#[async_trait]
+pub trait ProviderAdapter: Send + Sync {
+    fn descriptor(&self) -> &ProviderDescriptor;
+
+    fn provider(&self) -> Provider {
+        self.descriptor().id
+    }
+
+    /// OAuth providers: the consent URL (PKCE, scopes and the provider's own
+    /// parameters). Others answer that they do not connect with OAuth.
+    fn authorize(&self, request: &AuthorizationRequest<'_>) -> Result<Authorization> {
+        let _ = request;
+        Err(Error::not_found(format!(
+            "{} does not connect with OAuth",
+            self.descriptor().display_name
+        )))
+    }
+
+    /// Validates an API key, or finishes an OAuth code exchange (with the
+    /// provider's extra steps), and says whether a choice is still needed.
+    async fn connect(&self, request: ConnectRequest<'_>) -> Result<ConnectOutcome>;
+
+    /// The live choices for the integration's setting.
+    async fn options(
+        &self,
+        integration: &Integration,
+        credentials: &ConnectionCredentials,
+    ) -> Result<ProviderOptions>;
+
+    /// Parses settings into the provider's own type; a bad value is a 422
+    /// naming its field (`settings.property`).
+    fn validate_settings(&self, settings: &Settings) -> Result<()>;
+
+    /// A cheap live call that tells whether syncing can work right now.
+    async fn health(
+        &self,
+        integration: &Integration,
+        credentials: &ConnectionCredentials,
+    ) -> Result<()>;
+
+    /// Fetches the window's KPI points with the fewest calls the API allows.
+    async fn sync(&self, request: SyncRequest<'_>) -> Result<SyncResult>;
+
+    /// New credentials for ones about to expire (OAuth refresh). Providers without
+    /// refresh (API keys, Meta's long-lived tokens) return them unchanged. A
+    /// provider that rotates refresh tokens returns the new one; one that does not
+    /// may return none, and the caller keeps the old.
+    async fn refresh(&self, credentials: &ConnectionCredentials) -> Result<ConnectionCredentials> {
+        Ok(credentials.clone())
+    }
+
+    /// Revokes the credentials at the provider where it can. Callers erase the
+    /// stored credentials whatever this returns.
+    async fn disconnect(&self, credentials: &ConnectionCredentials) -> Result<()>;
+}

@@ -1,0 +1,163 @@
+//! The provider registry: one adapter per provider, built once per process
+//! from configuration and used by every part that needs a provider. Unknown
+//! providers are a clear "not found"; known ones that this deployment has not
+//! configured say which configuration they miss.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::metric::{Metric, MetricSpec};
+use crate::ports::provider::{ProviderAdapter, ProviderDescriptor};
+use crate::provider::Provider;
+
+/// One provider as this deployment has it.
+#[derive(Clone)]
+pub struct Entry {
+    pub descriptor: ProviderDescriptor,
+    state: EntryState,
+    /// Served by the built-in sandbox instead of the real provider.
+    pub sandbox: bool,
+}
+
+#[derive(Clone)]
+enum EntryState {
+    Ready(Arc<dyn ProviderAdapter>),
+    /// Known, but its configuration is missing: why, naming the variables.
+    Unconfigured(String),
+}
+
+impl Entry {
+    pub fn is_available(&self) -> bool {
+        matches!(self.state, EntryState::Ready(_))
+    }
+
+    pub fn adapter(&self) -> Result<&Arc<dyn ProviderAdapter>> {
+        match &self.state {
+            EntryState::Ready(a) => Ok(a),
+            EntryState::Unconfigured(why) => Err(Error::config(format!(
+                "{} is not configured in this deployment: {why}",
+                self.descriptor.display_name
+            ))),
+        }
+    }
+}
+
+/// What a provider module hands the registry.
+pub enum Plugin {
+    Ready {
+        adapter: Arc<dyn ProviderAdapter>,
+        sandbox: bool,
+    },
+    Unconfigured {
+        descriptor: ProviderDescriptor,
+        why: String,
+    },
+}
+
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: BTreeMap<Provider, Entry>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a provider; a second one with the same id, or a metric another
+    /// provider already declares, is refused.
+    pub fn register(&mut self, plugin: Plugin) -> Result<()> {
+        let entry = match plugin {
+            Plugin::Ready { adapter, sandbox } => Entry {
+                descriptor: adapter.descriptor().clone(),
+                state: EntryState::Ready(adapter),
+                sandbox,
+            },
+            Plugin::Unconfigured { descriptor, why } => Entry {
+                descriptor,
+                state: EntryState::Unconfigured(why),
+                sandbox: false,
+            },
+        };
+        let id = entry.descriptor.id;
+        if self.entries.contains_key(&id) {
+            return Err(Error::internal(format!("provider {id} registered twice")));
+        }
+        for spec in entry.descriptor.metrics {
+            if self.metric(spec.metric.as_str()).is_ok() {
+                return Err(Error::internal(format!(
+                    "metric {} declared by two providers",
+                    spec.metric
+                )));
+            }
+        }
+        self.entries.insert(id, entry);
+        Ok(())
+    }
+
+    /// Adds a ready adapter (tests and tools).
+    pub fn with(mut self, adapter: Arc<dyn ProviderAdapter>) -> Result<Self> {
+        self.register(Plugin::Ready {
+            adapter,
+            sandbox: false,
+        })?;
+        Ok(self)
+    }
+
+    /// Every known provider, ordered by id.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    pub fn providers(&self) -> impl Iterator<Item = Provider> + '_ {
+        self.entries.keys().copied()
+    }
+
+    pub fn entry(&self, provider: Provider) -> Result<&Entry> {
+        self.entries
+            .get(&provider)
+            .ok_or_else(|| Error::not_found(format!("unknown provider: {provider}")))
+    }
+
+    pub fn descriptor(&self, provider: Provider) -> Result<&ProviderDescriptor> {
+        self.entry(provider).map(|e| &e.descriptor)
+    }
+
+    /// The provider's adapter: not found when unknown, a configuration error
+    /// naming what is missing when this deployment has not configured it.
+    pub fn adapter(&self, provider: Provider) -> Result<&Arc<dyn ProviderAdapter>> {
+        self.entry(provider)?.adapter()
+    }
+
+    /// A provider id from user input: a 422 on `field` unless it is known.
+    pub fn parse(&self, field: &str, raw: &str) -> Result<Provider> {
+        raw.parse::<Provider>()
+            .ok()
+            .filter(|p| self.entries.contains_key(p))
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.entries.keys().map(|p| p.as_str()).collect();
+                Error::validation(
+                    field,
+                    format!("unknown provider: expected one of {}", known.join(", ")),
+                )
+            })
+    }
+
+    /// A metric name from user input, with its unit: a 422 unless some
+    /// provider declares it.
+    pub fn metric(&self, raw: &str) -> Result<MetricSpec> {
+        let wanted: Metric = raw.parse()?;
+        self.entries
+            .values()
+            .flat_map(|e| e.descriptor.metrics.iter())
+            .find(|m| m.metric == wanted)
+            .copied()
+            .ok_or_else(|| {
+                Error::validation(
+                    "metric",
+                    format!("unknown metric: {:.64}", raw.escape_debug()),
+                )
+            })
+    }
+}

@@ -1,0 +1,260 @@
+//! Resend: the provider plug-in. Connects with an API key (a sending-only key
+//! is valid), offers the account's domains, and keeps the sender settings.
+
+pub mod client;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kpi_core::config::ConfigError;
+use kpi_core::credentials::ConnectionCredentials;
+use kpi_core::metric::{MetricSpec, Unit};
+use kpi_core::ports::provider::{
+    ConnectOutcome, ConnectRequest, OptionItem, ProviderAdapter, ProviderDescriptor,
+    ProviderOptions, SettingSpec, Settings, SyncRequest, SyncResult,
+};
+use kpi_core::provider::AuthMode;
+use kpi_core::registry::Plugin;
+use kpi_core::{Error, Integration, Provider, Result};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+pub use client::{Domain, KeyAccess, ResendClient};
+
+use crate::plugin::BuildContext;
+use crate::settings;
+
+pub const METRICS: [MetricSpec; 5] = [
+    MetricSpec::new("resend.sent", Unit::Count),
+    MetricSpec::new("resend.delivered", Unit::Count),
+    MetricSpec::new("resend.bounced", Unit::Count),
+    MetricSpec::new("resend.complained", Unit::Count),
+    MetricSpec::new("resend.delivery_rate", Unit::Ratio),
+];
+
+const fn free_text(key: &'static str, label: &'static str, expected: &'static str) -> SettingSpec {
+    SettingSpec {
+        key,
+        label,
+        expected,
+        required: false,
+        from_options: false,
+        must_be_an_option: false,
+    }
+}
+
+pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    id: Provider::RESEND,
+    display_name: "Resend",
+    auth: AuthMode::ApiKey,
+    scopes: &[],
+    settings: &[
+        // Sending-only keys cannot list domains, so any domain may be typed.
+        SettingSpec {
+            key: "domain",
+            label: "Sending domain",
+            expected: "a domain name",
+            required: false,
+            from_options: true,
+            must_be_an_option: false,
+        },
+        free_text("from_address", "From address", "an email address"),
+        free_text("from_name", "From name", "1 to 100 printable characters"),
+        free_text("reply_to", "Reply-to address", "an email address"),
+    ],
+    metrics: &METRICS,
+    lookback_days: 3,
+    max_window_days: 90,
+    queue_url_variable: "KPI_QUEUE_URL_RESEND",
+};
+
+/// Builds the Resend plug-in: Resend's API, or the sandbox's in development
+/// when `RESEND_API_URL` points nowhere (keys belong to workspaces, so there
+/// are no app credentials to tell).
+pub fn plugin(ctx: &BuildContext<'_>) -> Result<Plugin, ConfigError> {
+    let source = ctx.source(ctx.vars.get("RESEND_API_URL").is_some());
+    let base = source.url("RESEND_API_URL", "https://api.resend.com", "resend")?;
+    if let Some(secret) = source.vars.secret("RESEND_WEBHOOK_SECRET")
+        && !secret.expose_secret().starts_with("whsec_")
+    {
+        return Err(ConfigError::new(
+            "RESEND_WEBHOOK_SECRET",
+            "must start with whsec_",
+        ));
+    }
+    Ok(Plugin::Ready {
+        adapter: Arc::new(ResendAdapter {
+            client: ResendClient {
+                http: ctx.http.clone(),
+                base,
+            },
+        }),
+        sandbox: source.is_sandbox(),
+    })
+}
+
+fn domain_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 253
+        && v.contains('.')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+fn email_address(v: &str) -> bool {
+    v.len() <= 254
+        && v.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !local
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+                && domain_name(domain)
+        })
+}
+
+macro_rules! text_setting {
+    ($name:ident, $check:expr, $expected:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, String> {
+                settings::checked(value, $check, $expected).map(Self)
+            }
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+text_setting!(DomainName, domain_name, "a domain name");
+text_setting!(EmailAddress, email_address, "an email address");
+text_setting!(
+    FromName,
+    |v: &str| !v.trim().is_empty() && v.chars().count() <= 100 && !v.chars().any(char::is_control),
+    "1 to 100 printable characters"
+);
+
+/// What the connected key may do, decided at connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    Full,
+    SendingOnly,
+}
+
+/// Resend's settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResendSettings {
+    #[serde(default)]
+    pub domain: Option<DomainName>,
+    #[serde(default)]
+    pub from_address: Option<EmailAddress>,
+    #[serde(default)]
+    pub from_name: Option<FromName>,
+    #[serde(default)]
+    pub reply_to: Option<EmailAddress>,
+    /// Set by connect, not by users.
+    #[serde(default)]
+    pub key_access: Option<KeyScope>,
+}
+
+pub struct ResendAdapter {
+    pub client: ResendClient,
+}
+
+fn key(credentials: &ConnectionCredentials) -> Result<&SecretString> {
+    match credentials {
+        ConnectionCredentials::ApiKey { key } => Ok(key),
+        ConnectionCredentials::OAuth(_) => Err(Error::config("Resend needs an API key")),
+    }
+}
+
+#[async_trait]
+impl ProviderAdapter for ResendAdapter {
+    fn descriptor(&self) -> &ProviderDescriptor {
+        &DESCRIPTOR
+    }
+
+    async fn connect(&self, request: ConnectRequest<'_>) -> Result<ConnectOutcome> {
+        let ConnectRequest::ApiKey { key } = request else {
+            return Err(Error::validation(
+                "provider",
+                "Resend connects with an API key, not with OAuth",
+            ));
+        };
+        let access = self.client.check_key(&key).await?;
+        let mut settings = Settings::new();
+        settings.insert(
+            "key_access".into(),
+            match access {
+                KeyAccess::Full { .. } => "full",
+                KeyAccess::SendingOnly => "sending_only",
+            }
+            .into(),
+        );
+        Ok(ConnectOutcome {
+            credentials: ConnectionCredentials::ApiKey { key },
+            settings,
+            needs_configuration: false,
+        })
+    }
+
+    async fn options(
+        &self,
+        _: &Integration,
+        credentials: &ConnectionCredentials,
+    ) -> Result<ProviderOptions> {
+        Ok(match self.client.check_key(key(credentials)?).await? {
+            KeyAccess::Full { domains } => ProviderOptions {
+                setting: "domain".into(),
+                options: domains
+                    .into_iter()
+                    .map(|d| OptionItem {
+                        id: d.name.clone(),
+                        name: d.name,
+                        group: None,
+                        details: serde_json::json!({"status": d.status, "region": d.region})
+                            .as_object()
+                            .cloned()
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+                note: None,
+            },
+            KeyAccess::SendingOnly => ProviderOptions {
+                setting: "domain".into(),
+                options: vec![],
+                note: Some("This key can only send emails, so its domains cannot be listed; type the sending domain instead.".into()),
+            },
+        })
+    }
+
+    fn validate_settings(&self, settings: &Settings) -> Result<()> {
+        settings::parse::<ResendSettings>(settings).map(|_| ())
+    }
+
+    async fn health(&self, _: &Integration, credentials: &ConnectionCredentials) -> Result<()> {
+        self.client.check_key(key(credentials)?).await.map(|_| ())
+    }
+
+    async fn sync(&self, _: SyncRequest<'_>) -> Result<SyncResult> {
+        // Delivery KPIs come with the Resend email-channel issue; until then no
+        // deployment runs a Resend worker.
+        Err(Error::config(
+            "syncing Resend delivery numbers is not available in this version",
+        ))
+    }
+
+    async fn disconnect(&self, _: &ConnectionCredentials) -> Result<()> {
+        // Resend keys are created and deleted by the user in Resend.
+        Ok(())
+    }
+}

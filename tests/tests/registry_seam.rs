@@ -1,0 +1,265 @@
+//! The registry is the only seam a provider needs: a provider defined here, in
+//! the test crate (API-key auth, one metric, one option-backed setting), is
+//! registered through the registry's public API and goes through create →
+//! options → settings → sync → KPIs → disconnect on the dev server's router and
+//! engine, without a change to any file outside the tests.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kpi_core::credentials::ConnectionCredentials;
+use kpi_core::metric::{MetricSpec, Unit};
+use kpi_core::ports::provider::{
+    ConnectOutcome, ConnectRequest, OptionItem, ProviderAdapter, ProviderDescriptor,
+    ProviderOptions, SettingSpec, Settings, SyncRequest, SyncResult,
+};
+use kpi_core::provider::AuthMode;
+use kpi_core::registry::Plugin;
+use kpi_core::{Error, Integration, KpiPoint, Provider, Result};
+use kpi_tests::app::TestApp;
+use secrecy::ExposeSecret as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const TALLY: Provider = Provider::new("tally");
+const COUNT: MetricSpec = MetricSpec::new("tally.count", Unit::Count);
+
+const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    id: TALLY,
+    display_name: "Tally",
+    auth: AuthMode::ApiKey,
+    scopes: &[],
+    settings: &[SettingSpec {
+        key: "board",
+        label: "Board",
+        expected: "a board id such as board-1",
+        required: false,
+        from_options: true,
+        must_be_an_option: true,
+    }],
+    metrics: &[COUNT],
+    lookback_days: 1,
+    max_window_days: 10,
+    queue_url_variable: "KPI_QUEUE_URL_TALLY",
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TallySettings {
+    #[serde(default)]
+    #[allow(dead_code)]
+    board: Option<String>,
+}
+
+#[derive(Default)]
+struct Tally {
+    revoked: Mutex<Vec<String>>,
+    sync_calls: Mutex<u32>,
+}
+
+fn key(credentials: &ConnectionCredentials) -> Result<String> {
+    match credentials {
+        ConnectionCredentials::ApiKey { key } => Ok(key.expose_secret().to_owned()),
+        ConnectionCredentials::OAuth(_) => Err(Error::config("Tally uses API keys")),
+    }
+}
+
+#[async_trait]
+impl ProviderAdapter for Tally {
+    fn descriptor(&self) -> &ProviderDescriptor {
+        &DESCRIPTOR
+    }
+
+    async fn connect(&self, request: ConnectRequest<'_>) -> Result<ConnectOutcome> {
+        let ConnectRequest::ApiKey { key } = request else {
+            return Err(Error::validation("provider", "Tally uses API keys"));
+        };
+        if !key.expose_secret().starts_with("tly_") {
+            return Err(Error::validation(
+                "api_key",
+                "Tally did not accept this key",
+            ));
+        }
+        Ok(ConnectOutcome {
+            credentials: ConnectionCredentials::ApiKey { key },
+            settings: Settings::new(),
+            needs_configuration: false,
+        })
+    }
+
+    async fn options(
+        &self,
+        _: &Integration,
+        credentials: &ConnectionCredentials,
+    ) -> Result<ProviderOptions> {
+        key(credentials)?;
+        Ok(ProviderOptions {
+            setting: "board".into(),
+            options: ["board-1", "board-2"]
+                .into_iter()
+                .map(|b| OptionItem {
+                    id: b.into(),
+                    name: b.to_uppercase(),
+                    group: None,
+                    details: Default::default(),
+                })
+                .collect(),
+            note: None,
+        })
+    }
+
+    fn validate_settings(&self, settings: &Settings) -> Result<()> {
+        kpi_providers::settings::parse::<TallySettings>(settings).map(|_| ())
+    }
+
+    async fn health(&self, _: &Integration, credentials: &ConnectionCredentials) -> Result<()> {
+        key(credentials).map(|_| ())
+    }
+
+    async fn sync(&self, request: SyncRequest<'_>) -> Result<SyncResult> {
+        key(request.credentials)?;
+        *self.sync_calls.lock().unwrap() += 1;
+        let i = request.integration;
+        let mut points = Vec::new();
+        let mut day = request.window.from;
+        while day <= request.window.to {
+            let value = rust_decimal::Decimal::from(chrono::Datelike::day(&day));
+            points.push(KpiPoint::new(
+                i.workspace.clone(),
+                i.id,
+                COUNT,
+                day,
+                value,
+                None,
+            )?);
+            day += chrono::Duration::days(1);
+        }
+        Ok(SyncResult {
+            points,
+            provider_calls: 1,
+            ..SyncResult::default()
+        })
+    }
+
+    async fn disconnect(&self, credentials: &ConnectionCredentials) -> Result<()> {
+        self.revoked.lock().unwrap().push(key(credentials)?);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_provider_defined_in_the_tests_goes_through_the_whole_life_cycle() {
+    let tally = Arc::new(Tally::default());
+    let app = TestApp::spawn_with_plugins(
+        &[],
+        vec![Plugin::Ready {
+            adapter: tally.clone(),
+            sandbox: false,
+        }],
+    )
+    .await;
+    let c = app.client_for(&["demo"]);
+
+    let providers: Value = kpi_tests::get_json(&c, app.url("/v1/providers")).await;
+    let listed = providers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "tally")
+        .expect("the registry lists it");
+    assert_eq!(listed["auth_mode"], "api_key");
+    assert_eq!(listed["metrics"][0]["name"], "tally.count");
+    assert_eq!(listed["settings"][0]["key"], "board");
+
+    let bad = c
+        .post(app.url("/v1/workspaces/demo/integrations"))
+        .json(&json!({"provider": "tally", "api_key": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let created = c
+        .post(app.url("/v1/workspaces/demo/integrations"))
+        .json(&json!({"provider": "tally", "api_key": "tly_secret_1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["status"], "connected");
+    assert_eq!(created["display_name"], "Tally");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let item = |suffix: &str| app.url(&format!("/v1/workspaces/demo/integrations/{id}{suffix}"));
+
+    let options: Value = kpi_tests::get_json(&c, item("/options")).await;
+    assert_eq!(options["options"][1]["id"], "board-2");
+    let not_an_option = c
+        .patch(item(""))
+        .json(&json!({"settings": {"board": "board-9"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_an_option.status(), 422);
+    let unknown_setting = c
+        .patch(item(""))
+        .json(&json!({"settings": {"property": "properties/1"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_setting.status(), 422);
+    let patched: Value = c
+        .patch(item(""))
+        .json(&json!({"settings": {"board": "board-2"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["settings"]["board"], "board-2");
+    let health: Value = kpi_tests::get_json(&c, item("/health")).await;
+    assert_eq!(health["state"], "healthy");
+
+    // 12 days in windows of at most 10: two provider calls through the engine.
+    let accepted = c
+        .post(item("/sync"))
+        .json(&json!({"from": "2026-03-01", "to": "2026-03-12"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let mut job = Value::Null;
+    for _ in 0..100 {
+        let jobs: Value = kpi_tests::get_json(&c, item("/jobs")).await;
+        job = jobs["items"][0].clone();
+        if job["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["rows_written"], 12);
+    assert_eq!(job["provider_calls"], 2);
+    assert_eq!(*tally.sync_calls.lock().unwrap(), 2);
+
+    let series: Value = kpi_tests::get_json(
+        &c,
+        app.url("/v1/workspaces/demo/kpis?metric=tally.count&from=2026-03-01&to=2026-03-12"),
+    )
+    .await;
+    assert_eq!(series["unit"], "count");
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 12);
+    assert_eq!(points[11]["value"], "12");
+
+    let gone = c.delete(item("")).send().await.unwrap();
+    assert_eq!(gone.status(), 204);
+    assert_eq!(
+        *tally.revoked.lock().unwrap(),
+        vec!["tly_secret_1".to_owned()]
+    );
+    let after: Value = kpi_tests::get_json(&c, item("")).await;
+    assert_eq!(after["status"], "disconnected");
+    assert_eq!(after["has_credentials"], false);
+}
