@@ -87,7 +87,6 @@ impl Worker {
         // carries the job's ids (filled in once the message is read).
         let span = tracing::info_span!(
             "sync_attempt",
-            message = %message.message_id,
             attempt = message.receive_count,
             job = tracing::field::Empty,
             workspace = tracing::field::Empty,
