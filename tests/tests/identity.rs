@@ -1,10 +1,11 @@
 //! JWT verification with keys from a JWKS endpoint: RS256 and ES256, issuer,
 //! audience, expiry, unknown `kid` refetch, and algorithm confusion.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::response::IntoResponse as _;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kpi_app::auth::{Authenticator, JwksSettings};
@@ -21,20 +22,26 @@ fn b64(bytes: &[u8]) -> String {
 struct Issuer {
     jwks: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    /// While set, the JWKS endpoint answers 503.
+    down: Arc<AtomicBool>,
     url: String,
 }
 
 async fn jwks_server() -> Issuer {
     let jwks = Arc::new(Mutex::new(Vec::new()));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let (keys, count) = (jwks.clone(), fetches.clone());
+    let down = Arc::new(AtomicBool::new(false));
+    let (keys, count, is_down) = (jwks.clone(), fetches.clone(), down.clone());
     let app = axum::Router::new().route(
         "/.well-known/jwks.json",
         axum::routing::get(move || {
-            let (keys, count) = (keys.clone(), count.clone());
+            let (keys, count, is_down) = (keys.clone(), count.clone(), is_down.clone());
             async move {
                 count.fetch_add(1, Ordering::SeqCst);
-                axum::Json(json!({ "keys": keys.lock().unwrap().clone() }))
+                if is_down.load(Ordering::SeqCst) {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+                axum::Json(json!({ "keys": keys.lock().unwrap().clone() })).into_response()
             }
         }),
     );
@@ -44,6 +51,7 @@ async fn jwks_server() -> Issuer {
     Issuer {
         jwks,
         fetches,
+        down,
         url: format!("http://{addr}/.well-known/jwks.json"),
     }
 }
@@ -233,5 +241,51 @@ async fn an_unknown_kid_triggers_one_refetch() {
         ))
         .await
         .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_outage_is_ridden_out_on_known_keys_with_few_fetches() {
+    let issuer = jwks_server().await;
+    let (key, jwk) = ec_key("k1");
+    *issuer.jwks.lock().unwrap() = vec![jwk];
+    // Keys count as old at once, and refetches are spaced by at least 2 s.
+    let auth = Arc::new(
+        authenticator(&issuer)
+            .with_min_refresh(Duration::from_secs(2))
+            .with_max_age(Duration::ZERO),
+    );
+    let good = sign(Algorithm::ES256, "k1", &key, &claims(ISSUER, AUDIENCE, 300));
+    auth.verify(&good).await.unwrap();
+    assert_eq!(issuer.fetches.load(Ordering::SeqCst), 1);
+
+    issuer.down.store(true, Ordering::SeqCst);
+    // The issuer is down: known keys keep verifying; random kids are refused
+    // without a fetch each.
+    let mut checks = Vec::new();
+    for n in 0..50 {
+        let auth = auth.clone();
+        let token = if n % 2 == 0 {
+            good.clone()
+        } else {
+            sign(
+                Algorithm::ES256,
+                &format!("random-{n}"),
+                &key,
+                &claims(ISSUER, AUDIENCE, 300),
+            )
+        };
+        checks.push(tokio::spawn(async move {
+            (n, auth.verify(&token).await.is_ok())
+        }));
+    }
+    for check in checks {
+        let (n, ok) = check.await.unwrap();
+        assert_eq!(ok, n % 2 == 0, "request {n}");
+    }
+    assert!(
+        issuer.fetches.load(Ordering::SeqCst) <= 2,
+        "one attempt per back-off period, not one per request: {}",
+        issuer.fetches.load(Ordering::SeqCst)
     );
 }

@@ -255,16 +255,116 @@ async fn expired_states_are_refused() {
     assert!(integrations(&app, "demo").await.is_empty());
 }
 
+/// `return_to` values that name another site, directly or once normalised.
+const OFF_SITE: &[&str] = &[
+    "https://evil.example/x",
+    "//evil.example/x",
+    "/\\evil.example",
+    "javascript:alert(1)",
+    "https:evil.example",
+    "/.//evil.example",
+    "/%2e//evil.example",
+    "/a/..//evil.example",
+    "/%2f%2fevil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "//user@evil.example",
+    "//ｅｖｉｌ.example/x",
+];
+
+/// A consumed-state callback whose stored `return_to` is `stored` (as if a
+/// record had been written before the start-time check existed).
+async fn callback_with_stored_return(
+    app: &TestApp,
+    stored: &str,
+    query: &str,
+) -> reqwest::Response {
+    let scope = WorkspaceScope::for_system(WorkspaceId::parse("demo").unwrap(), "test setup");
+    let state_value = format!("state-{}", uuid::Uuid::new_v4());
+    let binding = format!("binding-{}", uuid::Uuid::new_v4());
+    app.server
+        .state
+        .store
+        .put_oauth_state(
+            &scope,
+            &OAuthState {
+                key: kpi_providers::oauth::sha256_b64(&state_value),
+                workspace: WorkspaceId::parse("demo").unwrap(),
+                user: "user-1".into(),
+                provider: Provider::GA4,
+                integration: None,
+                browser_binding: kpi_providers::oauth::sha256_b64(&binding),
+                pkce_verifier: Some("v".repeat(43)),
+                return_to: Some(stored.to_owned()),
+                expires_at: chrono::Utc::now() + chrono::Duration::minutes(5),
+            },
+        )
+        .await
+        .unwrap();
+    kpi_tests::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url(&format!(
+            "/v1/oauth/ga4/callback?state={state_value}&{query}"
+        )))
+        .header("cookie", format!("kpi_oauth_ga4={binding}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_callback_only_ever_returns_to_this_site() {
+    let app = TestApp::spawn().await;
+    let own = url::Url::parse(&app.base).unwrap();
+    for stored in OFF_SITE {
+        for query in ["error=access_denied", "error=server_error", "nothing=1"] {
+            let resp = callback_with_stored_return(&app, stored, query).await;
+            assert_eq!(resp.status(), 303, "{stored:?} {query}");
+            let location = resp.headers()["location"].to_str().unwrap().to_owned();
+            // Absolute, on this site's origin, never a scheme-relative path.
+            let target = url::Url::parse(&location).unwrap_or_else(|e| panic!("{location}: {e}"));
+            assert_eq!(target.origin(), own.origin(), "{stored:?} → {location}");
+            assert!(!target.path().starts_with("//"), "{stored:?} → {location}");
+            assert!(location.contains("oauth_error="), "{location}");
+        }
+    }
+    let resp = callback_with_stored_return(
+        &app,
+        "/settings/integrations?tab=ads",
+        "error=access_denied",
+    )
+    .await;
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        location,
+        format!(
+            "{}/settings/integrations?tab=ads&oauth_error=access_denied&provider=ga4",
+            app.base
+        )
+    );
+    // The dev login follows the same rule.
+    for bad in OFF_SITE {
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("workspace", "demo")
+            .append_pair("return_to", bad)
+            .finish();
+        let resp = app
+            .browser()
+            .get(app.url(&format!("/dev/login?{q}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422, "{bad}");
+    }
+}
+
 #[tokio::test]
 async fn start_refuses_off_site_returns_and_foreign_workspaces() {
     let app = TestApp::spawn().await;
     let browser = signed_in(&app).await;
-    for bad in [
-        "https://evil.example/x",
-        "//evil.example/x",
-        "/\\evil.example",
-        "javascript:alert(1)",
-    ] {
+    for bad in OFF_SITE {
         let q = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("workspace", "demo")
             .append_pair("return_to", bad)

@@ -32,6 +32,12 @@ pub struct DevServer {
 /// needs them, and then from the standard AWS environment (`AWS_ENDPOINT_URL`
 /// and friends).
 pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer> {
+    if config.environment != kpi_app::Environment::Development {
+        // Its dev login hands out sessions for any workspace: never in production.
+        return Err(kpi_core::Error::config(
+            "KPI_ENV: the dev server runs in development only; production runs on Lambda",
+        ));
+    }
     let uses_aws = matches!(config.store, StoreConfig::DynamoDb { .. })
         || matches!(config.queue, QueueConfig::Sqs)
         || matches!(config.vault, VaultConfig::Kms { .. });
@@ -121,6 +127,17 @@ pub fn load_config(env_file: &Path) -> std::result::Result<(Config, Arc<EnvSecre
     let config = Config::from_lookup(lookup, kpi_app::Environment::Development)
         .map_err(|e| e.to_string())?;
     Ok((config, secrets))
+}
+
+/// The warning printed when the dev server listens beyond this machine.
+pub fn listen_warning(addr: std::net::SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "WARNING: listening on {addr}, reachable from other machines: anyone who reaches \
+             /dev/login gets a session for any workspace, with no password. Use KPI_LISTEN=127.0.0.1:PORT \
+             unless this network is yours alone."
+        )
+    })
 }
 
 /// How often the dev server's scheduler looks for due integrations.
@@ -221,6 +238,9 @@ pub async fn run() -> ExitCode {
         }
     };
     let listen = config.listen;
+    if let Some(warning) = listen_warning(listen) {
+        eprintln!("{warning}");
+    }
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -257,6 +277,7 @@ pub async fn run() -> ExitCode {
         std::io::stdout(),
         "KPI Integrations dev server listening on http://{addr}\n  \
          settings (dev login, workspace demo): {public}/dev/login?workspace=demo\n  \
+         operators' dev login: {public}/dev/login?workspace=demo&operator=true\n  \
          API document: {public}/openapi.json\n  \
          health: {public}/healthz"
     );

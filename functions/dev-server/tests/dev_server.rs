@@ -153,3 +153,43 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
     assert!(stderr.contains("KPI_STORE"), "{stderr}");
     remove_dir(&dir);
 }
+
+#[test]
+fn production_is_refused_whatever_else_is_set() {
+    let dir = temp_dir("kpi-dev-prod");
+    let production = [
+        ("KPI_ENV", "production"),
+        ("KPI_PUBLIC_URL", "https://kpi.example.com"),
+        ("KPI_STORE", "dynamodb:kpi-prod"),
+        ("KPI_QUEUE", "sqs"),
+        ("KPI_VAULT", "kms:alias/kpi"),
+        ("KPI_AUTH_JWKS_URL", "https://auth.example.com/jwks.json"),
+        ("KPI_AUTH_ISSUER", "https://auth.example.com/"),
+        ("KPI_AUTH_AUDIENCE", "kpi"),
+    ]
+    .map(|(k, v)| (k, v.to_owned()));
+    let out = command(&dir, &production).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("KPI_ENV"), "{stderr}");
+    assert!(stderr.contains("development only"), "{stderr}");
+    remove_dir(&dir);
+}
+
+#[test]
+fn listening_beyond_loopback_warns_about_the_dev_login() {
+    let dir = temp_dir("kpi-dev-wide");
+    let mut child = command(&dir, &[("KPI_LISTEN", "0.0.0.0:0".to_owned())])
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.contains("WARNING"), "{first}");
+    assert!(first.contains("/dev/login"), "{first}");
+    assert!(dev_server::listen_warning("127.0.0.1:3000".parse().unwrap()).is_none());
+    assert!(dev_server::listen_warning("[::1]:3000".parse().unwrap()).is_none());
+    remove_dir(&dir);
+}

@@ -1,10 +1,14 @@
 //! Identity: verifying the caller's JWT and turning it into a [`Principal`].
 //!
 //! Production tokens are RS256/ES256, verified with keys from `KPI_AUTH_JWKS_URL`
-//! (cached by `kid`, refetched when an unknown `kid` arrives, at most every
-//! [`JWKS_MIN_REFRESH`]), with issuer and audience checked and a small leeway on
-//! expiry. The dev server can also accept HS256 tokens signed with
-//! `KPI_AUTH_DEV_SECRET`; production refuses that setting at start-up.
+//! (cached by `kid`; refetched when an unknown `kid` arrives or the keys are an
+//! hour old, at most every [`JWKS_MIN_REFRESH`] and with a growing back-off
+//! while the issuer fails, never while holding the cache lock; known keys keep
+//! being served during an outage), with issuer, audience (a string or a list),
+//! expiry and not-before checked with a small leeway. The dev server can also
+//! accept HS256 tokens signed with `KPI_AUTH_DEV_SECRET` (issuer
+//! [`DEV_ISSUER`], audience [`DEV_AUDIENCE`]); production refuses that setting
+//! at start-up.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,6 +27,8 @@ pub const LEEWAY_SECONDS: u64 = 30;
 pub const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
 /// Known keys are refetched after this long anyway (key rotation).
 pub const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Longest wait between fetch attempts while the issuer keeps failing.
+pub const JWKS_MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 pub const DEV_ISSUER: &str = "kpi-integrations-dev";
 pub const DEV_AUDIENCE: &str = "kpi-integrations";
@@ -37,8 +43,11 @@ struct Claims {
     exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
+    /// A string or a list of strings (RFC 7519 §4.1.3); checked by `jsonwebtoken`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
+    aud: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
 }
 
 impl Claims {
@@ -87,7 +96,23 @@ impl JwksSettings {
 
 struct KeyCache {
     keys: HashMap<String, (DecodingKey, Algorithm)>,
+    /// Last successful fetch.
     fetched: Option<Instant>,
+    /// Last attempt, successful or not: fetches are spaced from it.
+    attempted: Option<Instant>,
+    /// Failed attempts in a row.
+    failures: u32,
+}
+
+impl KeyCache {
+    /// Whether a fetch may start now: at most every `min_refresh`, doubling
+    /// per failure in a row up to [`JWKS_MAX_BACKOFF`].
+    fn may_fetch(&self, min_refresh: Duration) -> bool {
+        let wait = min_refresh
+            .saturating_mul(1 << self.failures.min(10))
+            .min(JWKS_MAX_BACKOFF.max(min_refresh));
+        self.attempted.is_none_or(|t| t.elapsed() >= wait)
+    }
 }
 
 pub struct Authenticator {
@@ -95,10 +120,29 @@ pub struct Authenticator {
     jwks: Option<(JwksSettings, reqwest::Client)>,
     cache: RwLock<KeyCache>,
     min_refresh: Duration,
+    max_age: Duration,
 }
 
 fn invalid() -> Error {
     Error::unauthenticated("the access token is missing, invalid or expired")
+}
+
+/// Why a dev token was refused, in words a person scripting against the dev
+/// server can act on (dev tokens exist only in development).
+fn dev_token_refused(e: &jsonwebtoken::errors::Error) -> Error {
+    use jsonwebtoken::errors::ErrorKind as K;
+    let why = match e.kind() {
+        K::InvalidIssuer => format!("its iss claim must be \"{DEV_ISSUER}\""),
+        K::InvalidAudience => format!("its aud claim must be \"{DEV_AUDIENCE}\""),
+        K::ExpiredSignature => "it has expired (exp)".to_owned(),
+        K::ImmatureSignature => "it is not valid yet (nbf)".to_owned(),
+        K::MissingRequiredClaim(c) => format!("it has no {c} claim"),
+        K::InvalidSignature => "its signature does not match KPI_AUTH_DEV_SECRET".to_owned(),
+        _ => "it is not a well-formed HS256 JWT".to_owned(),
+    };
+    Error::unauthenticated(format!(
+        "the dev token was refused: {why} (claims: sub, workspaces, platform_admin, exp, iss, aud)"
+    ))
 }
 
 impl Authenticator {
@@ -113,9 +157,18 @@ impl Authenticator {
             cache: RwLock::new(KeyCache {
                 keys: HashMap::new(),
                 fetched: None,
+                attempted: None,
+                failures: 0,
             }),
             min_refresh: JWKS_MIN_REFRESH,
+            max_age: JWKS_MAX_AGE,
         }
+    }
+
+    /// How long known keys are used before a refetch (tests shorten it).
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
     }
 
     /// How often an unknown `kid` may trigger a JWKS refetch (tests shorten it).
@@ -138,13 +191,14 @@ impl Authenticator {
                 v.set_issuer(&[DEV_ISSUER]);
                 v.set_audience(&[DEV_AUDIENCE]);
                 v.leeway = LEEWAY_SECONDS;
+                v.validate_nbf = true;
                 v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
                 jsonwebtoken::decode::<Claims>(
                     token,
                     &DecodingKey::from_secret(secret.expose_secret().as_bytes()),
                     &v,
                 )
-                .map_err(|_| invalid())?
+                .map_err(|e| dev_token_refused(&e))?
                 .claims
             }
             Algorithm::RS256 | Algorithm::ES256 => {
@@ -158,6 +212,7 @@ impl Authenticator {
                 v.set_issuer(&[settings.issuer.as_str()]);
                 v.set_audience(&[settings.audience.as_str()]);
                 v.leeway = LEEWAY_SECONDS;
+                v.validate_nbf = true;
                 v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
                 jsonwebtoken::decode::<Claims>(token, &key, &v)
                     .map_err(|_| invalid())?
@@ -169,27 +224,44 @@ impl Authenticator {
     }
 
     async fn key_for(&self, kid: &str) -> Result<(DecodingKey, Algorithm)> {
-        {
+        let known = {
             let cache = self.cache.read().await;
-            let fresh = cache.fetched.is_some_and(|t| t.elapsed() < JWKS_MAX_AGE);
-            if fresh && let Some(found) = cache.keys.get(kid) {
+            let fresh = cache.fetched.is_some_and(|t| t.elapsed() < self.max_age);
+            let known = cache.keys.get(kid).cloned();
+            if let Some(found) = &known
+                && fresh
+            {
                 return Ok(found.clone());
             }
+            if !cache.may_fetch(self.min_refresh) {
+                // Stale keys still verify while fetching is paused.
+                return known.ok_or_else(invalid);
+            }
+            known
+        };
+        {
+            // Claim this attempt, so concurrent requests do not all fetch.
+            let mut cache = self.cache.write().await;
+            if !cache.may_fetch(self.min_refresh) {
+                return cache.keys.get(kid).cloned().or(known).ok_or_else(invalid);
+            }
+            cache.attempted = Some(Instant::now());
         }
+        // Fetched without holding the lock: requests with known keys go on.
+        let fetched = self.fetch_keys().await;
         let mut cache = self.cache.write().await;
-        // Another request may have refreshed while we waited for the lock.
-        let recently = cache
-            .fetched
-            .is_some_and(|t| t.elapsed() < self.min_refresh);
-        if !recently {
-            match self.fetch_keys().await {
-                Ok(keys) => {
-                    cache.keys = keys;
-                    cache.fetched = Some(Instant::now());
+        match fetched {
+            Ok(keys) => {
+                cache.keys = keys;
+                cache.fetched = Some(Instant::now());
+                cache.failures = 0;
+            }
+            Err(e) => {
+                cache.failures = cache.failures.saturating_add(1);
+                tracing::warn!(error = %e.log_chain(), failures = cache.failures, "JWKS refresh failed; known keys stay in use");
+                if cache.keys.is_empty() {
+                    return Err(e);
                 }
-                Err(e) if cache.keys.is_empty() => return Err(e),
-                // Keep serving known keys while the issuer is unreachable.
-                Err(e) => tracing::warn!(error = %e.log_chain(), "JWKS refresh failed"),
             }
         }
         cache.keys.get(kid).cloned().ok_or_else(invalid)
@@ -264,6 +336,7 @@ pub fn sign_dev_token(
         exp,
         iss: Some(DEV_ISSUER.into()),
         aud: Some(DEV_AUDIENCE.into()),
+        nbf: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -321,6 +394,7 @@ mod tests {
             exp: 1_000,
             iss: Some(DEV_ISSUER.into()),
             aud: Some(DEV_AUDIENCE.into()),
+            nbf: None,
         };
         let old = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -329,6 +403,55 @@ mod tests {
         )
         .unwrap();
         assert!(a.verify(&old).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refused_dev_token_says_which_claim_failed() {
+        let a = auth("dev-secret-1");
+        let now = chrono::Utc::now().timestamp();
+        let sign = |claims: serde_json::Value, secret: &[u8]| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap()
+        };
+        let base = serde_json::json!({"sub": "u", "workspaces": ["demo"], "exp": now + 60,
+            "iss": DEV_ISSUER, "aud": DEV_AUDIENCE});
+        let with = |k: &str, v: serde_json::Value| {
+            let mut c = base.clone();
+            c[k] = v;
+            c
+        };
+        // `aud` may be a list that contains ours.
+        a.verify(&sign(
+            with("aud", serde_json::json!(["other", DEV_AUDIENCE])),
+            b"dev-secret-1",
+        ))
+        .await
+        .unwrap();
+        for (token, says) in [
+            (sign(with("iss", "someone".into()), b"dev-secret-1"), "iss"),
+            (sign(with("aud", "other".into()), b"dev-secret-1"), "aud"),
+            (
+                sign(with("exp", (now - 3600).into()), b"dev-secret-1"),
+                "expired",
+            ),
+            (
+                sign(with("nbf", (now + 3600).into()), b"dev-secret-1"),
+                "nbf",
+            ),
+            (sign(base.clone(), b"another-secret"), "KPI_AUTH_DEV_SECRET"),
+        ] {
+            let e = a.verify(&token).await.unwrap_err();
+            assert_eq!(e.http_status(), 401);
+            assert!(e.message().contains(says), "{says}: {}", e.message());
+        }
+        let mut no_iss = base.clone();
+        no_iss.as_object_mut().unwrap().remove("iss");
+        let e = a.verify(&sign(no_iss, b"dev-secret-1")).await.unwrap_err();
+        assert!(e.message().contains("no iss claim"), "{}", e.message());
     }
 
     #[tokio::test]

@@ -243,6 +243,26 @@ impl Config {
         )
     }
 
+    /// A cookie's name: `__Host-{base}` over https, so no subdomain or plain-http
+    /// page can set one that shadows ours; `{base}` on plain-http development.
+    pub fn cookie_name(&self, base: &str) -> String {
+        if self.public_url.scheme() == "https" {
+            format!("__Host-{base}")
+        } else {
+            base.to_owned()
+        }
+    }
+
+    /// A path-scoped cookie's name (`__Host-` needs `Path=/`): `__Secure-{base}`
+    /// over https.
+    pub fn scoped_cookie_name(&self, base: &str) -> String {
+        if self.public_url.scheme() == "https" {
+            format!("__Secure-{base}")
+        } else {
+            base.to_owned()
+        }
+    }
+
     /// `; Secure` for cookies when served over https (always in production, where
     /// KPI_PUBLIC_URL must be https). Plain-http development keeps cookies usable
     /// by every client.

@@ -8,10 +8,10 @@ use kpi_core::integration::ErrorRecord;
 use kpi_core::job::SyncMessage;
 use kpi_core::ports::queue::ReceivedMessage;
 use kpi_core::ports::{Clock, Store};
-use kpi_core::{Error, IntegrationStatus, JobStatus, Result, SyncJob, WorkspaceScope};
+use kpi_core::{Error, Integration, IntegrationStatus, JobStatus, Result, SyncJob, WorkspaceScope};
 
 use crate::notifier::{FailureNotice, Notifier};
-use crate::worker::{Disposition, mark_integration};
+use crate::worker::{Disposition, mark_if_unchanged, mark_integration};
 
 /// At most one failure notice per integration in this period.
 pub const NOTICE_PERIOD_HOURS: i64 = 24;
@@ -19,6 +19,8 @@ pub const NOTICE_PERIOD_HOURS: i64 = 24;
 /// Marks `job` dead with `error`, moves its integration to the status the error
 /// calls for (`error`, or `needs_reauth` for credential failures), and sends a
 /// failure notice unless one went out for this integration in the last day.
+/// With `read` (what the failed attempt saw of the integration), the
+/// integration is left alone when the user reconnected or disconnected since.
 pub async fn finish_dead(
     store: &dyn Store,
     notifier: &dyn Notifier,
@@ -26,6 +28,7 @@ pub async fn finish_dead(
     mut job: SyncJob,
     error: &Error,
     now: DateTime<Utc>,
+    read: Option<&Integration>,
 ) -> Result<SyncJob> {
     if job.status() != JobStatus::Dead {
         job.last_error = Some(ErrorRecord::from_error(error, now));
@@ -37,7 +40,7 @@ pub async fn finish_dead(
         .unwrap_or(IntegrationStatus::Error);
     let record = ErrorRecord::from_error(error, now);
     let clock = FixedClock(now);
-    let integration = match mark_integration(store, &clock, scope, job.integration, |i| {
+    let mark = |i: &mut Integration| {
         i.last_error = Some(record.clone());
         i.last_sync_at = Some(now);
         if i.status() != target
@@ -47,10 +50,15 @@ pub async fn finish_dead(
             i.transition(target, now)?;
         }
         Ok(())
-    })
-    .await
-    {
-        Ok(i) => Some(i),
+    };
+    let marked = match read {
+        Some(read) => mark_if_unchanged(store, &clock, scope, read, mark).await,
+        None => mark_integration(store, &clock, scope, job.integration, mark)
+            .await
+            .map(Some),
+    };
+    let integration = match marked {
+        Ok(i) => i,
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),
     };
@@ -133,6 +141,7 @@ impl DlqHandler {
             job,
             &error,
             self.clock.now(),
+            None,
         )
         .await?;
         Ok(())

@@ -36,6 +36,9 @@ pub enum Outcome {
     /// Succeeds, after renewing the token itself mid-sync (a 401 answered by a
     /// refresh inside the adapter).
     SuccessWithNewToken,
+    /// Signals `entered`, waits for `release`, then succeeds with a renewed
+    /// token: a window for the test to act while the sync is in flight.
+    HeldThenNewToken,
 }
 
 pub struct MockAdapter {
@@ -50,6 +53,10 @@ pub struct MockAdapter {
     pub refresh_delay: Duration,
     /// Access tokens seen by sync calls, in order.
     pub tokens_used: Mutex<Vec<String>>,
+    /// Signalled when a held sync has started.
+    pub entered: tokio::sync::Notify,
+    /// Lets a held sync go on.
+    pub release: tokio::sync::Notify,
 }
 
 impl MockAdapter {
@@ -68,6 +75,8 @@ impl MockAdapter {
             refresh_calls: AtomicU32::new(0),
             refresh_delay: Duration::from_millis(50),
             tokens_used: Mutex::new(Vec::new()),
+            entered: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
         }
     }
 
@@ -208,6 +217,11 @@ impl ProviderAdapter for MockAdapter {
         match self.next_outcome(request.integration.id) {
             Outcome::Success => {}
             Outcome::SuccessWithNewToken => {
+                refreshed = Some(self.refresh(request.credentials).await?);
+            }
+            Outcome::HeldThenNewToken => {
+                self.entered.notify_one();
+                self.release.notified().await;
                 refreshed = Some(self.refresh(request.credentials).await?);
             }
             Outcome::Slow(d) => tokio::time::sleep(d).await,

@@ -75,7 +75,7 @@ pub struct Worker {
     /// but any registered provider's message is handled the same way).
     pub registry: Arc<Registry>,
     pub settings: WorkerSettings,
-    /// Distinguishes this worker's leases from other workers'.
+    /// Names this worker in logs and in the owners of its leases.
     pub id: String,
 }
 
@@ -167,7 +167,10 @@ impl Worker {
             Err(e) => return Err(e),
         };
 
-        let outcome = self.run(&scope, &integration, &job).await;
+        // What this attempt last read or wrote of the integration: its later
+        // writes apply only while the user has not changed it meanwhile.
+        let mut current = integration.clone();
+        let outcome = self.run(&scope, &mut current, &job).await;
         let now = self.clock.now();
         let disposition = match outcome {
             Ok(result) => {
@@ -213,8 +216,16 @@ impl Worker {
                     }
                     RetryDecision::GiveUp => {
                         // Retrying cannot help: the job ends now, as if dead-lettered.
-                        let job = finish_dead(&*self.store, &*self.notifier, &scope, job, &e, now)
-                            .await?;
+                        let job = finish_dead(
+                            &*self.store,
+                            &*self.notifier,
+                            &scope,
+                            job,
+                            &e,
+                            now,
+                            Some(&current),
+                        )
+                        .await?;
                         metrics::record_attempt(&job, started.elapsed(), now.timestamp_millis());
                         Disposition::Done
                     }
@@ -229,9 +240,10 @@ impl Worker {
     async fn run(
         &self,
         scope: &WorkspaceScope,
-        integration: &Integration,
+        current: &mut Integration,
         job: &SyncJob,
     ) -> std::result::Result<SyncResult, (Error, u32)> {
+        let integration = current.clone();
         let adapter = self
             .registry
             .adapter(integration.provider)
@@ -239,9 +251,10 @@ impl Worker {
             .map_err(|e| (e, 0))?;
         let max_window_days = adapter.descriptor().max_window_days;
         let (integration, credentials) = self
-            .fresh_credentials(scope, integration, &*adapter)
+            .fresh_credentials(scope, &integration, &*adapter)
             .await
             .map_err(|e| (e, 0))?;
+        *current = integration.clone();
         let today = self.clock.now().date_naive();
         let window = job.window.unwrap_or_else(|| {
             self.window_for(&integration, adapter.descriptor().lookback_days, today)
@@ -272,9 +285,13 @@ impl Worker {
             if let Some(refreshed) = result.refreshed_credentials.clone() {
                 // The adapter refreshed mid-sync (a 401 answered by a refresh):
                 // keep the new token, compare-and-swap like the leased refresh.
-                self.store_credentials(scope, &integration, &credentials, refreshed)
+                if let Some(stored) = self
+                    .store_credentials(scope, current, &credentials, refreshed)
                     .await
-                    .map_err(|e| (e, total.provider_calls))?;
+                    .map_err(|e| (e, total.provider_calls))?
+                {
+                    *current = stored;
+                }
             }
             total.quota_remaining = match (total.quota_remaining, result.quota_remaining) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -339,6 +356,9 @@ impl Worker {
     ) -> Result<(Integration, ConnectionCredentials)> {
         let mut current = integration.clone();
         let lease = format!("refresh:{}", integration.id);
+        // The owner is this attempt, not this process: two records of one
+        // Lambda batch must not both hold the lease and refresh together.
+        let owner = format!("{}:{}", self.id, uuid::Uuid::new_v4());
         for _ in 0..100 {
             let credentials = self.open(&current).await?;
             let now = self.clock.now();
@@ -347,13 +367,13 @@ impl Worker {
             }
             if self
                 .store
-                .try_acquire_lease(&lease, &self.id, now + self.settings.lease_ttl, now)
+                .try_acquire_lease(&lease, &owner, now + self.settings.lease_ttl, now)
                 .await?
             {
                 let result = self
                     .refresh_holding_lease(scope, &current, credentials, adapter)
                     .await;
-                let _ = self.store.release_lease(&lease, &self.id).await;
+                let _ = self.store.release_lease(&lease, &owner).await;
                 match result {
                     Ok(done) => return Ok(done),
                     // Someone changed the record meanwhile: read again and decide anew.
@@ -393,15 +413,15 @@ impl Worker {
                 if e.is_reauth() {
                     let now = self.clock.now();
                     let record = ErrorRecord::from_error(&e, now);
-                    let _ = self
-                        .mark_integration(scope, &latest, |i| {
-                            i.last_error = Some(record.clone());
-                            if i.status() == IntegrationStatus::Connected {
-                                i.transition(IntegrationStatus::NeedsReauth, now)?;
-                            }
-                            Ok(())
-                        })
-                        .await;
+                    // Not if the user reconnected meanwhile: the new grant stands.
+                    let _ = mark_if_unchanged(&*self.store, &*self.clock, scope, &latest, |i| {
+                        i.last_error = Some(record.clone());
+                        if i.status() == IntegrationStatus::Connected {
+                            i.transition(IntegrationStatus::NeedsReauth, now)?;
+                        }
+                        Ok(())
+                    })
+                    .await;
                 }
                 return Err(e);
             }
@@ -418,24 +438,28 @@ impl Worker {
         Ok((stored, refreshed))
     }
 
+    /// Stores credentials the adapter renewed, unless the user reconnected or
+    /// disconnected since `read`: then theirs stand and these are dropped.
     async fn store_credentials(
         &self,
         scope: &WorkspaceScope,
-        integration: &Integration,
+        read: &Integration,
         old: &ConnectionCredentials,
         new: ConnectionCredentials,
-    ) -> Result<()> {
+    ) -> Result<Option<Integration>> {
         let new = keep_refresh_token(old, new);
-        let sealed = self
-            .vault
-            .seal(&CredentialContext::of(integration), &new)
-            .await?;
-        mark_integration(&*self.store, &*self.clock, scope, integration.id, |i| {
+        let sealed = self.vault.seal(&CredentialContext::of(read), &new).await?;
+        let stored = mark_if_unchanged(&*self.store, &*self.clock, scope, read, |i| {
             i.credentials = Some(sealed.clone());
             Ok(())
         })
-        .await
-        .map(|_| ())
+        .await?;
+        if stored.is_none() {
+            tracing::info!(
+                "renewed credentials dropped: the integration was reconnected or disconnected meanwhile"
+            );
+        }
+        Ok(stored)
     }
 
     fn needs_refresh(&self, credentials: &ConnectionCredentials, now: DateTime<Utc>) -> bool {
@@ -508,6 +532,33 @@ pub async fn mark_integration(
                 tokio::time::sleep(spread.delay(attempts, None)).await;
             }
             other => return other,
+        }
+    }
+}
+
+/// Like [`mark_integration`], but only while the integration still has the
+/// credentials and status that `read` had: a user's reconnect or disconnect
+/// made meanwhile wins, and the change is dropped (`Ok(None)`). Writes are
+/// compare-and-swap; a lost race with bookkeeping (another job's timestamps)
+/// is retried on the fresh record.
+pub async fn mark_if_unchanged(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    scope: &WorkspaceScope,
+    read: &Integration,
+    change: impl Fn(&mut Integration) -> Result<()>,
+) -> Result<Option<Integration>> {
+    let mut attempts = 0u32;
+    loop {
+        let mut i = store.get_integration(scope, read.id).await?;
+        if i.credentials != read.credentials || i.status() != read.status() {
+            return Ok(None);
+        }
+        change(&mut i)?;
+        i.updated_at = clock.now();
+        match store.update_integration(scope, &i).await {
+            Err(e) if e.is_conflict() && attempts < 10 => attempts += 1,
+            other => return other.map(Some),
         }
     }
 }

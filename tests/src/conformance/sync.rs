@@ -497,6 +497,19 @@ pub async fn a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout(e
 }
 
 pub async fn ten_workers_share_one_token_refresh(e: &Engine) {
+    let workers: Vec<_> = (0..10)
+        .map(|k| Arc::new(e.worker(&format!("worker-{k}"))))
+        .collect();
+    one_refresh_for(e, workers).await;
+}
+
+/// Ten records of one Lambda batch: one worker, one refresh all the same.
+pub async fn one_worker_refreshes_once_for_a_batch(e: &Engine) {
+    let worker = Arc::new(e.worker("batch-worker"));
+    one_refresh_for(e, (0..10).map(|_| worker.clone()).collect()).await;
+}
+
+async fn one_refresh_for(e: &Engine, workers: Vec<Arc<Worker>>) {
     let i = e
         .integration("ws-refresh", chrono::Duration::minutes(1))
         .await;
@@ -504,7 +517,6 @@ pub async fn ten_workers_share_one_token_refresh(e: &Engine) {
     for _ in 0..10 {
         jobs.push(e.job(&i).await);
     }
-    let workers: Vec<_> = (0..10).map(|k| e.worker(&format!("worker-{k}"))).collect();
     let messages: Vec<_> = jobs
         .iter()
         .map(|j| kpi_core::ports::queue::ReceivedMessage {
@@ -523,7 +535,7 @@ pub async fn ten_workers_share_one_token_refresh(e: &Engine) {
     assert_eq!(
         e.adapter.refresh_calls.load(Ordering::SeqCst),
         1,
-        "one refresh for ten workers"
+        "one refresh for ten attempts"
     );
     let tokens = e.adapter.tokens_used.lock().unwrap().clone();
     assert_eq!(tokens.len(), 10);
@@ -735,6 +747,62 @@ pub async fn credentials_an_adapter_renewed_are_kept(e: &Engine) {
     );
 }
 
+/// The adapter renews the token while the user disconnects, or reconnects: the
+/// user's action stands after the job.
+pub async fn a_users_reconnect_or_disconnect_during_a_sync_stands(e: &Engine) {
+    for action in ["disconnect", "reconnect"] {
+        let ws = format!("ws-race-{action}");
+        let i = e.integration(&ws, chrono::Duration::hours(1)).await;
+        e.adapter.script(i.id, [Outcome::HeldThenNewToken]);
+        let job = e.job(&i).await;
+        let message = kpi_core::ports::queue::ReceivedMessage {
+            message_id: job.id.to_string(),
+            body: serde_json::to_string(&SyncMessage::for_job(&job)).unwrap(),
+            receipt: kpi_core::ports::queue::ReceiptHandle(job.id.to_string()),
+            receive_count: 1,
+        };
+        let worker = e.worker("race-worker");
+        let run = tokio::spawn(async move { worker.handle(&message).await });
+        e.adapter.entered.notified().await;
+        let scope = Engine::scope(&ws);
+        let now = Utc::now();
+        let mut user = e.store.get_integration(&scope, i.id).await.unwrap();
+        if action == "disconnect" {
+            user.transition(IntegrationStatus::Disconnected, now)
+                .unwrap();
+        } else {
+            let fresh = ConnectionCredentials::OAuth(OAuthTokens {
+                access_token: SecretString::from("user-reconnected-access".to_owned()),
+                refresh_token: Some(SecretString::from("user-reconnected-refresh".to_owned())),
+                expires_at: Some(now + chrono::Duration::hours(1)),
+                scopes: vec![],
+            });
+            user.credentials = Some(
+                e.vault
+                    .seal(&CredentialContext::of(&user), &fresh)
+                    .await
+                    .unwrap(),
+            );
+        }
+        e.store.update_integration(&scope, &user).await.unwrap();
+        e.adapter.release.notify_one();
+        run.await.unwrap();
+        let after = e.store.get_integration(&scope, i.id).await.unwrap();
+        if action == "disconnect" {
+            assert_eq!(after.status(), IntegrationStatus::Disconnected);
+            assert!(
+                after.credentials.is_none(),
+                "erased credentials stay erased"
+            );
+        } else {
+            assert_eq!(after.status(), IntegrationStatus::Connected);
+            let (access, refresh) = e.stored_tokens(&ws, &i).await;
+            assert_eq!(access, "user-reconnected-access", "the reconnect stands");
+            assert_eq!(refresh.as_deref(), Some("user-reconnected-refresh"));
+        }
+    }
+}
+
 #[macro_export]
 macro_rules! sync_conformance {
     ($make:path; $($case:ident),* $(,)?) => {
@@ -759,10 +827,12 @@ macro_rules! all_sync_cases {
             retries_run_out_into_the_dead_letter_queue,
             a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout,
             ten_workers_share_one_token_refresh,
+            one_worker_refreshes_once_for_a_batch,
             a_panicking_adapter_fails_only_its_message,
             the_scheduler_fans_out_once_per_tick,
             an_operator_retries_a_dead_job,
             credentials_an_adapter_renewed_are_kept,
+            a_users_reconnect_or_disconnect_during_a_sync_stands,
             fault_run_of_1000_jobs,
         );
     };

@@ -47,7 +47,7 @@ pub struct JobQuery {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/admin/sync-jobs", tag = "admin",
+#[utoipa::path(get, path = "/v1/admin/sync-jobs", operation_id = "listSyncJobs", tag = "admin",
     params(JobQuery),
     responses((status = 200, body = AdminJobPage), (status = 401, response = ProblemResponse),
         (status = 404, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
@@ -97,7 +97,7 @@ pub struct QueueView {
     pub dlq_in_flight: u64,
 }
 
-#[utoipa::path(get, path = "/v1/admin/queues", tag = "admin",
+#[utoipa::path(get, path = "/v1/admin/queues", operation_id = "listQueues", tag = "admin",
     responses((status = 200, body = Vec<QueueView>), (status = 401, response = ProblemResponse),
         (status = 404, response = ProblemResponse)))]
 pub async fn queues(
@@ -121,7 +121,7 @@ pub async fn queues(
     Ok(Json(out))
 }
 
-#[utoipa::path(post, path = "/v1/admin/sync-jobs/{job}/retry", tag = "admin",
+#[utoipa::path(post, path = "/v1/admin/sync-jobs/{job}/retry", operation_id = "retrySyncJob", tag = "admin",
     params(("job" = String, Path)),
     responses((status = 202, body = SyncAccepted), (status = 401, response = ProblemResponse),
         (status = 404, response = ProblemResponse), (status = 409, response = ProblemResponse)))]
@@ -152,7 +152,7 @@ pub struct RedriveView {
 /// Most dead jobs one redrive call queues again.
 pub const REDRIVE_MAX: usize = 1_000;
 
-#[utoipa::path(post, path = "/v1/admin/dlq/{provider}/redrive", tag = "admin",
+#[utoipa::path(post, path = "/v1/admin/dlq/{provider}/redrive", operation_id = "redriveDeadLetters", tag = "admin",
     params(("provider" = String, Path)),
     responses((status = 200, body = RedriveView), (status = 401, response = ProblemResponse),
         (status = 404, response = ProblemResponse)))]

@@ -1,6 +1,8 @@
 //! Development-only sign-in: `GET /dev/login?workspace=demo` sets a session
-//! cookie holding an HS256 token for a demo user. Mounted only by the dev server
-//! and only with a dev secret; production refuses that secret at start-up.
+//! cookie holding an HS256 token for a normal user of that workspace
+//! (`&operator=true` for an operator session instead). Mounted only by the dev
+//! server, which refuses to run outside development, and answering only in
+//! development; production refuses the dev secret at start-up.
 
 use std::time::Duration;
 
@@ -12,8 +14,9 @@ use kpi_providers::oauth::random_token;
 use serde::Deserialize;
 
 use super::extract::{ApiQuery, CSRF_COOKIE, SESSION_COOKIE};
-use super::oauth::safe_return_to;
 use super::problem::ApiError;
+use super::return_to;
+use crate::Environment;
 use crate::state::AppState;
 
 pub const DEV_USER: &str = "dev-user";
@@ -24,23 +27,32 @@ pub const SESSION_HOURS: u64 = 12;
 pub struct LoginParams {
     workspace: String,
     return_to: Option<String>,
+    /// `true`: an operator (`platform_admin`) session, for the admin API.
+    operator: Option<bool>,
 }
 
 pub async fn login(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<LoginParams>,
 ) -> Result<Response, ApiError> {
+    if state.config.environment != Environment::Development {
+        return Err(Error::not_found("no such route").into());
+    }
     let ws = WorkspaceId::parse(&q.workspace)?;
     let token = state.auth.issue_dev_token(
         DEV_USER,
         std::slice::from_ref(&ws),
-        true,
+        q.operator.unwrap_or(false),
         Duration::from_secs(SESSION_HOURS * 3600),
     )?;
-    let target = match q.return_to.as_deref() {
-        Some(r) => safe_return_to(r)?,
-        None => format!("/settings/integrations?workspace={ws}"),
-    };
+    let public = &state.config.public_url;
+    let target = return_to::resolve(
+        public,
+        q.return_to
+            .as_deref()
+            .unwrap_or(&format!("/settings/integrations?workspace={ws}")),
+    )?
+    .to_string();
     let csrf = random_token(32)?;
     let max_age = SESSION_HOURS * 3600;
     let secure = state.config.cookie_secure_attr();
@@ -54,7 +66,8 @@ pub async fn login(
     h.append(
         header::SET_COOKIE,
         HeaderValue::from_str(&format!(
-            "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+            "{}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
+            state.config.cookie_name(SESSION_COOKIE)
         ))
         .map_err(bad)?,
     );
@@ -62,7 +75,8 @@ pub async fn login(
     h.append(
         header::SET_COOKIE,
         HeaderValue::from_str(&format!(
-            "{CSRF_COOKIE}={csrf}; Path=/; Max-Age={max_age}; SameSite=Strict{secure}"
+            "{}={csrf}; Path=/; Max-Age={max_age}; SameSite=Strict{secure}",
+            state.config.cookie_name(CSRF_COOKIE)
         ))
         .map_err(bad)?,
     );

@@ -17,8 +17,8 @@ pub const SESSION_COOKIE: &str = "kpi_session";
 pub const CSRF_COOKIE: &str = "kpi_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// The value of cookie `name` in a request's `Cookie` headers.
-pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+/// Every value of cookie `name` in a request's `Cookie` headers.
+pub fn cookies<'a>(parts: &'a Parts, name: &str) -> Vec<&'a str> {
     parts
         .headers
         .get_all(header::COOKIE)
@@ -26,8 +26,30 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(|(k, _)| *k == name)
         .map(|(_, v)| v)
+        .collect()
+}
+
+/// The value of cookie `name`, when the request carries exactly one.
+pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    match cookies(parts, name).as_slice() {
+        [one] => Some(one),
+        _ => None,
+    }
+}
+
+/// The session token of a cookie-authenticated request. Two session cookies
+/// mean one was planted (by a sibling host or a plain-http page): refused.
+pub fn session_cookie<'a>(parts: &'a Parts, state: &AppState) -> Result<Option<&'a str>, ApiError> {
+    match cookies(parts, &state.config.cookie_name(SESSION_COOKIE)).as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        _ => Err(Error::unauthenticated(
+            "the request carries two session cookies; clear this site's cookies and sign in again",
+        )
+        .into()),
+    }
 }
 
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
@@ -52,7 +74,7 @@ impl FromRequestParts<AppState> for Auth {
             .map(str::trim);
         let (token, from_cookie) = match bearer {
             Some(t) => (t, false),
-            None => match cookie(parts, SESSION_COOKIE) {
+            None => match session_cookie(parts, state)? {
                 Some(t) => (t, true),
                 None => {
                     return Err(Error::unauthenticated(
@@ -69,7 +91,7 @@ impl FromRequestParts<AppState> for Auth {
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if from_cookie && !safe {
             let header = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-            let expected = cookie(parts, CSRF_COOKIE);
+            let expected = cookie(parts, &state.config.cookie_name(CSRF_COOKIE));
             let ok = matches!((header, expected), (Some(h), Some(c)) if !c.is_empty() && constant_time_eq(h, c));
             if !ok {
                 return Err(Error::unauthenticated(

@@ -45,7 +45,7 @@ fn location(headers: &mut HeaderMap, path: String) {
     }
 }
 
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations", tag = "integrations",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations", operation_id = "listIntegrations", tag = "integrations",
     params(("ws" = String, Path, description = "workspace id"), PageParams),
     responses((status = 200, body = IntegrationPage), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
 pub async fn list(
@@ -78,7 +78,7 @@ pub struct CreateIntegration {
     pub display_name: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/workspaces/{ws}/integrations", tag = "integrations",
+#[utoipa::path(post, path = "/v1/workspaces/{ws}/integrations", operation_id = "createIntegration", tag = "integrations",
     params(("ws" = String, Path, description = "workspace id")),
     request_body = CreateIntegration,
     responses((status = 201, body = IntegrationView, headers(("Location" = String))),
@@ -111,7 +111,7 @@ pub async fn create(
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}", tag = "integrations",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}", operation_id = "getIntegration", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = IntegrationView), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse)))]
 pub async fn get(
@@ -141,7 +141,7 @@ pub struct PatchIntegration {
     pub paused: Option<bool>,
 }
 
-#[utoipa::path(patch, path = "/v1/workspaces/{ws}/integrations/{id}", tag = "integrations",
+#[utoipa::path(patch, path = "/v1/workspaces/{ws}/integrations/{id}", operation_id = "updateIntegration", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     request_body = PatchIntegration,
     responses((status = 200, body = IntegrationView), (status = 400, response = ProblemResponse), (status = 401, response = ProblemResponse),
@@ -164,7 +164,7 @@ pub async fn patch(
     Ok(Json(IntegrationView::from(&updated)))
 }
 
-#[utoipa::path(delete, path = "/v1/workspaces/{ws}/integrations/{id}", tag = "integrations",
+#[utoipa::path(delete, path = "/v1/workspaces/{ws}/integrations/{id}", operation_id = "disconnectIntegration", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     responses((status = 204, description = "disconnected (also when it already was)"), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse)))]
 pub async fn delete(
@@ -177,7 +177,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/options", tag = "integrations",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/options", operation_id = "getIntegrationOptions", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = ProviderOptions), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse),
         (status = 409, response = ProblemResponse), (status = 429, response = ProblemResponse), (status = 502, response = ProblemResponse), (status = 503, response = ProblemResponse)))]
@@ -192,7 +192,7 @@ pub async fn options(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/health", tag = "integrations",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/health", operation_id = "checkIntegrationHealth", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = HealthView), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse), (status = 409, response = ProblemResponse)))]
 pub async fn health(
@@ -209,7 +209,7 @@ pub async fn health(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/status", tag = "integrations",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/status", operation_id = "getIntegrationStatus", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = StatusView), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse)))]
 pub async fn status(
@@ -241,7 +241,7 @@ pub struct SyncRequestBody {
     pub to: Option<NaiveDate>,
 }
 
-#[utoipa::path(post, path = "/v1/workspaces/{ws}/integrations/{id}/sync", tag = "integrations",
+#[utoipa::path(post, path = "/v1/workspaces/{ws}/integrations/{id}/sync", operation_id = "requestSync", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
     request_body(content = Option<SyncRequestBody>, description = "optional window"),
     responses((status = 202, body = SyncAccepted, headers(("Location" = String))), (status = 400, response = ProblemResponse),
@@ -307,7 +307,7 @@ pub async fn sync(
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/jobs", tag = "integrations",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/jobs", operation_id = "listIntegrationJobs", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path), PageParams),
     responses((status = 200, body = JobPage), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
 pub async fn jobs(

@@ -30,7 +30,7 @@ pub struct KpiParams {
     integration: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/kpis", tag = "kpis",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/kpis", operation_id = "queryKpis", tag = "kpis",
     params(("ws" = String, Path), KpiParams),
     responses((status = 200, body = KpiSeries), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
 pub async fn query(

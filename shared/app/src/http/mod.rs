@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod problem;
 mod providers;
 pub mod request_id;
+pub mod return_to;
 mod system;
 pub mod views;
 

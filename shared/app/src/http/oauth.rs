@@ -20,11 +20,14 @@ use utoipa::IntoParams;
 
 use super::extract::{ApiQuery, Auth, constant_time_eq, integration_id, workspace_scope};
 use super::problem::{ApiError, ProblemResponse};
+use super::return_to;
 use crate::service::{self, STATE_TTL_MINUTES};
 use crate::state::AppState;
 
-fn binding_cookie(provider: Provider) -> String {
-    format!("kpi_oauth_{provider}")
+fn binding_cookie(state: &AppState, provider: Provider) -> String {
+    state
+        .config
+        .scoped_cookie_name(&format!("kpi_oauth_{provider}"))
 }
 
 /// A known provider that connects with OAuth; anything else is not found.
@@ -44,23 +47,6 @@ fn oauth_provider(state: &AppState, raw: &str) -> Result<Provider, ApiError> {
     Ok(provider)
 }
 
-/// Same-origin relative paths only: no scheme, no host, no `//` or `/\`.
-pub fn safe_return_to(raw: &str) -> Result<String, Error> {
-    let ok = raw.starts_with('/')
-        && !raw.starts_with("//")
-        && !raw.starts_with("/\\")
-        && raw.len() <= 512
-        && !raw.chars().any(|c| c.is_control() || c == '\\');
-    if ok {
-        Ok(raw.to_owned())
-    } else {
-        Err(Error::validation(
-            "return_to",
-            "must be a path on this site, such as /settings/integrations",
-        ))
-    }
-}
-
 fn default_return_to(workspace: &str) -> String {
     format!("/settings/integrations?workspace={workspace}")
 }
@@ -76,7 +62,7 @@ pub struct StartParams {
     return_to: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/oauth/{provider}/start", tag = "oauth",
+#[utoipa::path(get, path = "/v1/oauth/{provider}/start", operation_id = "startOAuth", tag = "oauth",
     params(("provider" = String, Path, description = "ga4 or meta_ads"), StartParams),
     responses((status = 303, description = "to the provider's consent page"), (status = 401, response = ProblemResponse),
         (status = 404, response = ProblemResponse), (status = 422, response = ProblemResponse), (status = 502, response = ProblemResponse)))]
@@ -88,14 +74,19 @@ pub async fn start(
 ) -> Result<Response, ApiError> {
     let provider = oauth_provider(&state, &provider)?;
     let scope = workspace_scope(&principal, &q.workspace)?;
-    let return_to = q.return_to.as_deref().map(safe_return_to).transpose()?;
+    let public = &state.config.public_url;
+    let return_to = q
+        .return_to
+        .as_deref()
+        .map(|r| return_to::checked(public, r))
+        .transpose()?;
     let integration = q.integration.as_deref().map(integration_id).transpose()?;
     let started =
         service::start_oauth(&state, &principal, &scope, provider, integration, return_to).await?;
     let binding = started.browser_binding;
     let cookie = format!(
         "{}={binding}; Path=/v1/oauth/{provider}; Max-Age={}; HttpOnly; SameSite=Lax{}",
-        binding_cookie(provider),
+        binding_cookie(&state, provider),
         STATE_TTL_MINUTES * 60,
         state.config.cookie_secure_attr()
     );
@@ -149,29 +140,26 @@ fn back_to_ui(
     return_to: &str,
     outcome: &[(&str, &str)],
 ) -> Response {
-    let base = state.config.public_url.clone();
-    let target = match base.join(return_to) {
-        Ok(mut url) => {
-            {
-                let mut pairs = url.query_pairs_mut();
-                for (k, v) in outcome {
-                    pairs.append_pair(k, v);
-                }
-            }
-            match url.query() {
-                Some(q) => format!("{}?{q}", url.path()),
-                None => url.path().to_owned(),
-            }
+    // Checked again here, whatever the stored value: the answer is always an
+    // absolute URL on this site.
+    let public = &state.config.public_url;
+    let mut url = return_to::resolve(public, return_to)
+        .or_else(|_| return_to::resolve(public, "/settings/integrations"))
+        .unwrap_or_else(|_| public.clone());
+    {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in outcome {
+            pairs.append_pair(k, v);
         }
-        Err(_) => "/settings/integrations".to_owned(),
-    };
+    }
+    let target = url.to_string();
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(&target) {
         response.headers_mut().insert(header::LOCATION, v);
     }
     let expired = format!(
         "{}=; Path=/v1/oauth/{provider}; Max-Age=0; HttpOnly; SameSite=Lax{}",
-        binding_cookie(provider),
+        binding_cookie(state, provider),
         state.config.cookie_secure_attr()
     );
     if let Ok(v) = HeaderValue::from_str(&expired) {
@@ -181,7 +169,7 @@ fn back_to_ui(
     response
 }
 
-#[utoipa::path(get, path = "/v1/oauth/{provider}/callback", tag = "oauth",
+#[utoipa::path(get, path = "/v1/oauth/{provider}/callback", operation_id = "finishOAuth", tag = "oauth",
     params(("provider" = String, Path), ("state" = Option<String>, Query), ("code" = Option<String>, Query), ("error" = Option<String>, Query)),
     responses((status = 303, description = "back to the UI with the outcome"), (status = 400, description = "invalid, expired or replayed state (HTML page)"), (status = 404, description = "unknown provider (HTML page)")))]
 pub async fn callback(
@@ -239,12 +227,28 @@ pub async fn callback(
             "This answer came from a different provider than the one you started with. Start connecting again.",
         );
     }
-    let bound = super::extract::cookie(&parts, &binding_cookie(provider))
+    let bound = super::extract::cookie(&parts, &binding_cookie(&state, provider))
         .is_some_and(|value| constant_time_eq(&sha256_b64(value), &record.browser_binding));
     if !bound {
         return error_page(
             StatusCode::BAD_REQUEST,
             "This sign-in was started in another browser or its cookie is missing. Start connecting again here.",
+        );
+    }
+    // A browser signed in as someone else than who started the flow (a shared
+    // machine, or a session planted by another page) does not finish it.
+    let other_user = match super::extract::session_cookie(&parts, &state) {
+        Ok(Some(token)) => match state.auth.verify(token).await {
+            Ok(principal) => principal.sub != record.user,
+            Err(_) => false,
+        },
+        Ok(None) => false,
+        Err(_) => true,
+    };
+    if other_user {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in was started by another user of this browser. Start connecting again while signed in as yourself.",
         );
     }
     let return_to = record

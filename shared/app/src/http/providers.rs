@@ -52,7 +52,7 @@ impl From<&SettingSpec> for SettingInfo {
 }
 
 /// The catalogue of connectable providers and the KPI metrics each one yields.
-#[utoipa::path(get, path = "/v1/providers", tag = "system", security(()),
+#[utoipa::path(get, path = "/v1/providers", operation_id = "listProviders", tag = "system", security(()),
     responses((status = 200, body = Vec<ProviderInfo>)))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<ProviderInfo>> {
     Json(

@@ -8,7 +8,7 @@ pub struct Health {
 
 /// Liveness: the process is up and serving. Dependencies are checked by the
 /// routes that use them, so one slow backend does not fail every health probe.
-#[utoipa::path(get, path = "/healthz", tag = "system", security(()),
+#[utoipa::path(get, path = "/healthz", operation_id = "getHealth", tag = "system", security(()),
     responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
