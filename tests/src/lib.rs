@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod fixtures;
 pub mod flows;
 pub mod moto;
+pub mod tally;
 
 /// A reqwest client builder for tests, with the process's TLS provider (ring,
 /// as in production) installed first.

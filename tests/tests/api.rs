@@ -377,6 +377,19 @@ async fn manual_sync_enqueues_a_job() {
     );
     let accepted: Value = resp.json().await.unwrap();
     assert_eq!(accepted["status"], "queued");
+    // One job at a time per integration: the backfill is asked for once the
+    // first job has ended.
+    for _ in 0..100 {
+        let all: Value = kpi_tests::get_json(
+            &c,
+            app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")),
+        )
+        .await;
+        if all["items"][0]["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let resp = c
         .post(&sync_url)
@@ -385,6 +398,8 @@ async fn manual_sync_enqueues_a_job() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
+    let backfill: Value = resp.json().await.unwrap();
+    assert_eq!(backfill["existing"], false);
     let jobs: Value = kpi_tests::get_json(
         &c,
         app.url(&format!(

@@ -201,3 +201,148 @@ async fn the_callback_refuses_a_browser_signed_in_as_another_user() {
         assert_eq!(resp.status(), expected, "session of {session_user}");
     }
 }
+
+/// The dev server with the test provider "Tally" registered, and one
+/// connected Tally integration of workspace demo. With `hold`, its syncs wait
+/// for `release` from the start (the scheduler may start the first one as soon
+/// as the integration exists).
+async fn with_tally(
+    hold: bool,
+) -> (
+    TestApp,
+    std::sync::Arc<kpi_tests::tally::Tally>,
+    reqwest::Client,
+    String,
+) {
+    let tally = std::sync::Arc::new(kpi_tests::tally::Tally::default());
+    tally.hold.store(hold, std::sync::atomic::Ordering::SeqCst);
+    let app = TestApp::spawn_with_plugins(
+        &[],
+        vec![kpi_core::registry::Plugin::Ready {
+            adapter: tally.clone(),
+            sandbox: false,
+        }],
+    )
+    .await;
+    let c = app.client_for(&["demo"]);
+    let created: serde_json::Value = c
+        .post(app.url("/v1/workspaces/demo/integrations"))
+        .json(&serde_json::json!({"provider": "tally", "api_key": "tly_key_1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    (app, tally, c, id)
+}
+
+#[tokio::test]
+async fn a_second_sync_request_returns_the_job_in_flight() {
+    let (app, tally, c, id) = with_tally(true).await;
+    let sync = app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync"));
+    let first = c.post(&sync).send().await.unwrap();
+    assert_eq!(first.status(), 202);
+    // The scheduler may have started the integration's first sync already:
+    // then this answer is that job.
+    let first: serde_json::Value = first.json().await.unwrap();
+    tally.entered.notified().await;
+    // While the first runs, asking again (with or without a window) gives it back.
+    for body in [
+        serde_json::json!({}),
+        serde_json::json!({"from": "2026-10-01"}),
+    ] {
+        let again = c.post(&sync).json(&body).send().await.unwrap();
+        assert_eq!(again.status(), 202);
+        let again: serde_json::Value = again.json().await.unwrap();
+        assert_eq!(again["job_id"], first["job_id"]);
+        assert_eq!(again["existing"], true);
+        assert_eq!(again["status"], "running");
+    }
+    tally.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    tally.release.notify_one();
+    let jobs_url = app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs"));
+    let mut jobs = serde_json::Value::Null;
+    for _ in 0..100 {
+        jobs = kpi_tests::get_json(&c, &jobs_url).await;
+        if jobs["items"][0]["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        jobs["items"].as_array().unwrap().len(),
+        1,
+        "one job, not three"
+    );
+    // Every provider call (a first sync backfills in windows) was that job's.
+    assert_eq!(
+        jobs["items"][0]["provider_calls"],
+        *tally.sync_calls.lock().unwrap()
+    );
+    // Once it has ended, a new request makes a new job.
+    let next: serde_json::Value = c.post(&sync).send().await.unwrap().json().await.unwrap();
+    assert_eq!(next["existing"], false);
+    assert_ne!(next["job_id"], first["job_id"]);
+}
+
+#[tokio::test]
+async fn sync_windows_stay_within_the_providers_history_and_workspaces_are_rate_limited() {
+    let (app, _tally, c, id) = with_tally(false).await;
+    let sync = app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync"));
+    // Tally keeps 120 months; year 1 and 2010 are both older than that.
+    for from in ["0001-01-01", "2010-01-01"] {
+        let resp = c
+            .post(&sync)
+            .json(&serde_json::json!({"from": from}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422, "{from}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["errors"][0]["field"], "from", "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("120 months"),
+            "{body}"
+        );
+    }
+    // No job in flight (the scheduler may have run the first sync), then use
+    // up this hour's manual syncs of the workspace.
+    let jobs_url = app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs"));
+    for _ in 0..100 {
+        let jobs = kpi_tests::get_json(&c, &jobs_url).await;
+        let busy = jobs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["status"] == "queued" || j["status"] == "running");
+        if !busy {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let store = &app.server.state.store;
+    let now = chrono::Utc::now();
+    let hour = now.timestamp() / 3600;
+    for slot in 0..kpi_app::service::MANUAL_SYNCS_PER_HOUR {
+        store
+            .first_seen(
+                &format!("manual-sync:demo:{hour}:{slot}"),
+                now + chrono::Duration::hours(1),
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let limited = c.post(&sync).send().await.unwrap();
+    if chrono::Utc::now().timestamp() / 3600 == hour {
+        assert_eq!(limited.status(), 429);
+        let wait: u64 = limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=3600).contains(&wait), "{wait}");
+    }
+}

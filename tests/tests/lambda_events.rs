@@ -93,7 +93,9 @@ async fn the_ga4_sample_batch_is_handled_by_the_ga4_worker() {
     let state = &app.server.state;
     let provider = kpi_core::Provider::GA4;
     let worker = kpi_lambda::worker(state, provider).unwrap();
-    let response = kpi_lambda::worker_batch(&worker, &*state.queue, provider, event).await;
+    let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
+    let response =
+        kpi_lambda::worker_batch(&worker, &*state.queue, provider, event, Some(deadline)).await;
     assert!(response.batch_item_failures.is_empty());
     let unknown = kpi_lambda::worker(state, "hubspot".parse().unwrap())
         .err()

@@ -1,152 +1,17 @@
-//! The registry is the only seam a provider needs: a provider defined here, in
-//! the test crate (API-key auth, one metric, one option-backed setting), is
+//! The registry is the only seam a provider needs: a provider defined in the
+//! test crate (`tests/src/tally.rs`: API-key auth, one metric, one
+//! option-backed setting), is
 //! registered through the registry's public API and goes through create →
 //! options → settings → sync → KPIs → disconnect on the dev server's router and
 //! engine, without a change to any file outside the tests.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use kpi_core::credentials::ConnectionCredentials;
-use kpi_core::metric::{MetricSpec, Unit};
-use kpi_core::ports::provider::{
-    ConnectOutcome, ConnectRequest, OptionItem, ProviderAdapter, ProviderDescriptor,
-    ProviderOptions, SettingSpec, Settings, SyncRequest, SyncResult,
-};
-use kpi_core::provider::AuthMode;
 use kpi_core::registry::Plugin;
-use kpi_core::{Error, Integration, KpiPoint, Provider, Result};
 use kpi_tests::app::TestApp;
-use secrecy::ExposeSecret as _;
-use serde::Deserialize;
+use kpi_tests::tally::Tally;
 use serde_json::{Value, json};
-
-const TALLY: Provider = Provider::new("tally");
-const COUNT: MetricSpec = MetricSpec::new("tally.count", Unit::Count);
-
-const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
-    id: TALLY,
-    display_name: "Tally",
-    auth: AuthMode::ApiKey,
-    scopes: &[],
-    settings: &[SettingSpec {
-        key: "board",
-        label: "Board",
-        expected: "a board id such as board-1",
-        required: false,
-        from_options: true,
-        must_be_an_option: true,
-    }],
-    metrics: &[COUNT],
-    lookback_days: 1,
-    max_window_days: 10,
-    queue_url_variable: "KPI_QUEUE_URL_TALLY",
-};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TallySettings {
-    #[serde(default)]
-    #[allow(dead_code)]
-    board: Option<String>,
-}
-
-#[derive(Default)]
-struct Tally {
-    revoked: Mutex<Vec<String>>,
-    sync_calls: Mutex<u32>,
-}
-
-fn key(credentials: &ConnectionCredentials) -> Result<String> {
-    match credentials {
-        ConnectionCredentials::ApiKey { key } => Ok(key.expose_secret().to_owned()),
-        ConnectionCredentials::OAuth(_) => Err(Error::config("Tally uses API keys")),
-    }
-}
-
-#[async_trait]
-impl ProviderAdapter for Tally {
-    fn descriptor(&self) -> &ProviderDescriptor {
-        &DESCRIPTOR
-    }
-
-    async fn connect(&self, request: ConnectRequest<'_>) -> Result<ConnectOutcome> {
-        let ConnectRequest::ApiKey { key } = request else {
-            return Err(Error::validation("provider", "Tally uses API keys"));
-        };
-        if !key.expose_secret().starts_with("tly_") {
-            return Err(Error::validation(
-                "api_key",
-                "Tally did not accept this key",
-            ));
-        }
-        Ok(ConnectOutcome {
-            credentials: ConnectionCredentials::ApiKey { key },
-            settings: Settings::new(),
-            needs_configuration: false,
-        })
-    }
-
-    async fn options(
-        &self,
-        _: &Integration,
-        credentials: &ConnectionCredentials,
-    ) -> Result<ProviderOptions> {
-        key(credentials)?;
-        Ok(ProviderOptions {
-            setting: "board".into(),
-            options: ["board-1", "board-2"]
-                .into_iter()
-                .map(|b| OptionItem {
-                    id: b.into(),
-                    name: b.to_uppercase(),
-                    group: None,
-                    details: Default::default(),
-                })
-                .collect(),
-            note: None,
-        })
-    }
-
-    fn validate_settings(&self, settings: &Settings) -> Result<()> {
-        kpi_providers::settings::parse::<TallySettings>(settings).map(|_| ())
-    }
-
-    async fn health(&self, _: &Integration, credentials: &ConnectionCredentials) -> Result<()> {
-        key(credentials).map(|_| ())
-    }
-
-    async fn sync(&self, request: SyncRequest<'_>) -> Result<SyncResult> {
-        key(request.credentials)?;
-        *self.sync_calls.lock().unwrap() += 1;
-        let i = request.integration;
-        let mut points = Vec::new();
-        let mut day = request.window.from;
-        while day <= request.window.to {
-            let value = rust_decimal::Decimal::from(chrono::Datelike::day(&day));
-            points.push(KpiPoint::new(
-                i.workspace.clone(),
-                i.id,
-                COUNT,
-                day,
-                value,
-                None,
-            )?);
-            day += chrono::Duration::days(1);
-        }
-        Ok(SyncResult {
-            points,
-            provider_calls: 1,
-            ..SyncResult::default()
-        })
-    }
-
-    async fn disconnect(&self, credentials: &ConnectionCredentials) -> Result<()> {
-        self.revoked.lock().unwrap().push(key(credentials)?);
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn a_provider_defined_in_the_tests_goes_through_the_whole_life_cycle() {

@@ -185,7 +185,11 @@ pub fn spawn_engine(server: &DevServer) -> Vec<tokio::task::JoinHandle<()>> {
     let dlq = Arc::new(kpi_lambda::dlq_handler(state));
     let scheduler = kpi_lambda::scheduler(state);
     let mut tasks = vec![tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SCHEDULER_INTERVAL);
+        // The first run one interval after start, like every later one.
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + SCHEDULER_INTERVAL,
+            SCHEDULER_INTERVAL,
+        );
         loop {
             tick.tick().await;
             let run = scheduler

@@ -274,18 +274,28 @@ impl Config {
         }
     }
 
-    /// The work queue URL of every provider in `registry` (`KPI_QUEUE=sqs`).
+    /// The work queue URLs (`KPI_QUEUE=sqs`) of the providers in `registry`
+    /// whose variable is set. A provider without one has no worker in this
+    /// deployment: it is not scheduled, and a manual sync of it says so. No
+    /// queue at all is a configuration error naming the first variable.
     pub fn queue_urls(
         &self,
         registry: &Registry,
     ) -> Result<HashMap<Provider, String>, ConfigError> {
-        registry
-            .entries()
-            .map(|e| {
-                let name = e.descriptor.queue_url_variable;
-                Ok((e.descriptor.id, self.vars.required_url(name)?.to_string()))
-            })
-            .collect()
+        let mut urls = HashMap::new();
+        for e in registry.entries() {
+            let name = e.descriptor.queue_url_variable;
+            if self.vars.get(name).is_some() {
+                urls.insert(e.descriptor.id, self.vars.required_url(name)?.to_string());
+            }
+        }
+        match registry.entries().next() {
+            Some(first) if urls.is_empty() => Err(ConfigError::new(
+                first.descriptor.queue_url_variable,
+                "KPI_QUEUE=sqs needs the queue URL of at least one provider's worker",
+            )),
+            _ => Ok(urls),
+        }
     }
 }
 

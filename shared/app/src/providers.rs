@@ -138,12 +138,20 @@ mod tests {
             &[
                 ("KPI_QUEUE_URL_GA4", "https://sqs.example/1/ga4"),
                 ("KPI_QUEUE_URL_META_ADS", "https://sqs.example/1/meta"),
-                ("KPI_QUEUE_URL_RESEND", "https://sqs.example/1/resend"),
             ],
             Environment::Development,
         );
         let urls = c.queue_urls(&r).unwrap();
         assert_eq!(urls[&Provider::META_ADS], "https://sqs.example/1/meta");
+        assert!(
+            !urls.contains_key(&Provider::RESEND),
+            "no worker for Resend here"
+        );
+        let c = config(
+            &[("KPI_QUEUE_URL_GA4", "not a url")],
+            Environment::Development,
+        );
+        assert_eq!(c.queue_urls(&r).unwrap_err().variable, "KPI_QUEUE_URL_GA4");
     }
 
     #[test]

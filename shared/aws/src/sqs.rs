@@ -99,6 +99,10 @@ fn whole_seconds(d: Duration) -> i32 {
 
 #[async_trait]
 impl Queue for SqsQueue {
+    fn serves(&self, queue: QueueName) -> bool {
+        self.work.contains_key(&queue.provider())
+    }
+
     async fn send_batch(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<()> {
         if messages.is_empty() {
             return Ok(());

@@ -153,6 +153,10 @@ pub struct Integration {
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<ErrorRecord>,
     pub credentials: Option<SealedCredentials>,
+    /// The sync job queued or running for it: one at a time. A job that has
+    /// ended (or vanished) no longer counts, whatever this still says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_job: Option<crate::ids::JobId>,
     /// Optimistic concurrency: a write succeeds only against the version it read.
     pub version: u64,
     pub created_at: DateTime<Utc>,
@@ -184,6 +188,7 @@ impl Integration {
             last_success_at: None,
             last_error: None,
             credentials: None,
+            active_job: None,
             version: 0,
             created_at: now,
             updated_at: now,

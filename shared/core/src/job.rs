@@ -108,6 +108,9 @@ pub struct SyncJob {
     /// Share of the provider quota left after the last call, when it reports one.
     pub quota_remaining: Option<rust_decimal::Decimal>,
     pub last_error: Option<ErrorRecord>,
+    /// How often its message was sent to the queue (the first send included).
+    #[serde(default)]
+    pub sends: u32,
     pub version: u64,
     pub updated_at: DateTime<Utc>,
 }
@@ -138,6 +141,7 @@ impl SyncJob {
             provider_calls: 0,
             quota_remaining: None,
             last_error: None,
+            sends: 1,
             version: 0,
             updated_at: now,
         }

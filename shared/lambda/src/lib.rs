@@ -207,7 +207,13 @@ where
 /// The sync worker of `provider`: a configuration error naming what is
 /// missing when the deployment has not configured that provider.
 pub fn worker(state: &AppState, provider: Provider) -> Result<Worker> {
-    state.registry.adapter(provider)?;
+    let descriptor = &state.registry.adapter(provider)?.descriptor().clone();
+    if !state.queue.serves(QueueName::Work(provider)) {
+        return Err(Error::config(format!(
+            "{}: the {} worker has no queue to consume",
+            descriptor.queue_url_variable, descriptor.display_name
+        )));
+    }
     Ok(worker_for_any(state))
 }
 
@@ -241,16 +247,22 @@ pub async fn delay_message(
     }
 }
 
-/// A worker's handling of one SQS event.
+/// A worker's handling of one SQS event, within `deadline` (the invocation's,
+/// when Lambda gives one).
 pub async fn worker_batch(
     worker: &Worker,
     queue: &dyn Queue,
     provider: Provider,
     event: SqsEvent,
+    deadline: Option<std::time::SystemTime>,
 ) -> SqsBatchResponse {
+    let budget = deadline.map(|d| {
+        d.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+    });
     handle_sqs_batch(
         event,
-        |m| async move { worker.handle(&m).await },
+        |m| async move { worker.handle_within(&m, budget).await },
         |receipt, delay| async move { delay_message(queue, provider, &receipt, delay).await },
     )
     .await
@@ -262,7 +274,10 @@ pub async fn run_worker(provider: Provider) -> std::result::Result<(), lambda_ru
     let worker = worker(&state, provider).map_err(|e| e.log_chain())?;
     let (worker, queue) = (&worker, &*state.queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(worker_batch(worker, queue, provider, event.payload).await)
+        let deadline = Some(event.context.deadline());
+        Ok::<_, lambda_runtime::Error>(
+            worker_batch(worker, queue, provider, event.payload, deadline).await,
+        )
     }))
     .await
 }
@@ -272,6 +287,8 @@ pub fn scheduler(state: &AppState) -> Scheduler {
         store: state.store.clone(),
         queue: state.queue.clone(),
         clock: state.clock.clone(),
+        // Notices of given-up jobs go to the log until the Resend notifier arrives.
+        notifier: Arc::new(LogNotifier),
         settings: Default::default(),
     }
 }

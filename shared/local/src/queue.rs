@@ -123,6 +123,11 @@ impl LocalQueue {
 
 #[async_trait]
 impl Queue for LocalQueue {
+    /// Every provider's queues exist in process, each polled by the dev server.
+    fn serves(&self, _: QueueName) -> bool {
+        true
+    }
+
     async fn send_batch(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<()> {
         if messages.len() > MAX_SEND_BATCH {
             return Err(Error::validation(

@@ -46,14 +46,18 @@ async fn requeue(
     let now = clock.now();
     let scope =
         WorkspaceScope::for_system(job.workspace.clone(), "operator retry of a recorded job");
+    let job_id = job.id;
     mark_integration(store, clock, &scope, job.integration, |i| {
         if i.status() == IntegrationStatus::Error {
             i.transition(IntegrationStatus::Connected, now)?;
         }
+        // The scheduler makes no second job while this one runs.
+        i.active_job = Some(job_id);
         Ok(())
     })
     .await?;
     job.transition(JobStatus::Queued, now)?;
+    job.sends = 1;
     let job = store.update_job(&scope, &job).await?;
     crate::enqueue(queue, std::slice::from_ref(&job), None).await?;
     Ok(job)

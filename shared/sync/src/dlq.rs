@@ -40,9 +40,13 @@ pub async fn finish_dead(
         .unwrap_or(IntegrationStatus::Error);
     let record = ErrorRecord::from_error(error, now);
     let clock = FixedClock(now);
+    let job_id = job.id;
     let mark = |i: &mut Integration| {
         i.last_error = Some(record.clone());
         i.last_sync_at = Some(now);
+        if i.active_job == Some(job_id) {
+            i.active_job = None;
+        }
         if i.status() != target
             && i.status().can_become(target)
             && i.status() != IntegrationStatus::Paused

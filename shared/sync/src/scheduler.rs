@@ -4,8 +4,13 @@
 //! one atomic store step (compare-and-swap on the integration's version), so a
 //! tick that fires twice, or two schedulers running at once, create one job per
 //! integration and tick. Messages go out in batches of ten. A job whose message
-//! could not be sent stays `queued` and is sent again by a later run, so nothing
-//! is lost between the store and the queue.
+//! could not be sent stays `queued` and is sent again by a later run — at most
+//! [`SchedulerSettings::max_sends`] times, then it ends dead with its error —
+//! so nothing is lost between the store and the queue and nothing piles up.
+//!
+//! An integration with a job still queued or running gets no second one; a
+//! provider whose work queue this deployment does not serve (no worker) is
+//! not scheduled at all.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,8 +20,13 @@ use kpi_core::job::JobTrigger;
 use kpi_core::page::PageRequest;
 use kpi_core::ports::queue::MAX_SEND_BATCH;
 use kpi_core::ports::store::JobFilter;
-use kpi_core::ports::{Clock, Queue, Store};
-use kpi_core::{AdminScope, JobId, JobStatus, Provider, Result, SyncJob, WorkspaceScope};
+use kpi_core::ports::{Clock, Queue, QueueName, Store};
+use kpi_core::{
+    AdminScope, Error, Integration, JobId, JobStatus, Provider, Result, SyncJob, WorkspaceScope,
+};
+
+use crate::dlq::finish_dead;
+use crate::notifier::Notifier;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SchedulerSettings {
@@ -26,6 +36,8 @@ pub struct SchedulerSettings {
     pub max_per_run: usize,
     /// A queued job older than this whose message may have been lost is sent again.
     pub resend_after: Duration,
+    /// Sends of one job's message before it is given up as undeliverable.
+    pub max_sends: u32,
 }
 
 impl Default for SchedulerSettings {
@@ -34,6 +46,7 @@ impl Default for SchedulerSettings {
             page_size: 100,
             max_per_run: 5_000,
             resend_after: Duration::minutes(15),
+            max_sends: 4,
         }
     }
 }
@@ -47,6 +60,12 @@ pub struct SchedulerReport {
     pub messages_sent: usize,
     pub batch_calls: usize,
     pub resent: usize,
+    /// Queued jobs given up after `max_sends` sends: ended dead.
+    pub given_up: usize,
+    /// Due integrations that still had a job queued or running.
+    pub still_active: usize,
+    /// Due integrations of providers without a worker in this deployment.
+    pub not_served: usize,
     /// The per-run cap was reached: more due integrations remain.
     pub capped: bool,
 }
@@ -55,6 +74,8 @@ pub struct Scheduler {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
+    /// Told when a job is given up (its integration's failure notice).
+    pub notifier: Arc<dyn Notifier>,
     pub settings: SchedulerSettings,
 }
 
@@ -85,6 +106,24 @@ impl Scheduler {
                 if !integration.is_due(now) {
                     continue; // moved since the index was read
                 }
+                let served = self.queue.serves(QueueName::Work(integration.provider));
+                let busy = served && self.has_active_job(&scope, &integration).await?;
+                if !served || busy {
+                    // No job now; look again at the next regular time.
+                    if served {
+                        report.still_active += 1;
+                    } else {
+                        report.not_served += 1;
+                    }
+                    integration.next_sync_at = Some(integration.following_sync(now));
+                    integration.updated_at = now;
+                    match self.store.update_integration(&scope, &integration).await {
+                        Ok(_) => {}
+                        Err(e) if e.is_conflict() => report.already_claimed += 1,
+                        Err(e) => return Err(e),
+                    }
+                    continue;
+                }
                 let job = SyncJob::new(
                     JobId::new_time_ordered(),
                     integration.workspace.clone(),
@@ -95,6 +134,7 @@ impl Scheduler {
                     now,
                 );
                 integration.next_sync_at = Some(integration.following_sync(now));
+                integration.active_job = Some(job.id);
                 integration.updated_at = now;
                 match self
                     .store
@@ -114,7 +154,7 @@ impl Scheduler {
                 None => break,
             }
         }
-        report.resent = self.collect_unsent(now, &mut outbox).await?;
+        self.collect_unsent(now, &mut outbox, &mut report).await?;
         for (provider, jobs) in outbox {
             self.send(provider, &jobs, &mut report).await;
         }
@@ -122,12 +162,31 @@ impl Scheduler {
         Ok(report)
     }
 
-    /// Queued jobs that have waited too long, likely because their send failed.
+    /// Whether the integration's job is still queued or running.
+    async fn has_active_job(
+        &self,
+        scope: &WorkspaceScope,
+        integration: &Integration,
+    ) -> Result<bool> {
+        let Some(id) = integration.active_job else {
+            return Ok(false);
+        };
+        match self.store.get_job(scope, id).await {
+            Ok(job) => Ok(!job.status().is_final()),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queued jobs that have waited too long, likely because their send failed:
+    /// sent again, or — after `max_sends` sends (no worker takes them) — ended
+    /// dead with the reason.
     async fn collect_unsent(
         &self,
         now: chrono::DateTime<chrono::Utc>,
         outbox: &mut HashMap<Provider, Vec<SyncJob>>,
-    ) -> Result<usize> {
+        report: &mut SchedulerReport,
+    ) -> Result<()> {
         let admin = AdminScope::for_system("scheduler resends queued jobs");
         let filter = JobFilter {
             status: JobStatus::Queued,
@@ -136,20 +195,59 @@ impl Scheduler {
             since: None,
             until: Some(now - self.settings.resend_after),
         };
-        let mut count = 0;
-        let mut page = PageRequest::first(100);
+        // Each job once per run: a resent job may match the filter again at once.
+        let mut seen = std::collections::HashSet::new();
         loop {
+            // Always the first page: every job looked at leaves it (sent again
+            // with a new time, or ended).
             let stale = self
                 .store
-                .list_jobs_by_status(&admin, &filter, &page)
+                .list_jobs_by_status(&admin, &filter, &PageRequest::first(100))
                 .await?;
-            for job in stale.items {
-                count += 1;
-                outbox.entry(job.provider).or_default().push(job);
+            let fresh: Vec<SyncJob> = stale
+                .items
+                .into_iter()
+                .filter(|j| !seen.contains(&j.id))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(());
             }
-            match stale.next {
-                Some(c) if count < self.settings.max_per_run => page = PageRequest::after(100, c),
-                _ => return Ok(count),
+            for mut job in fresh {
+                seen.insert(job.id);
+                let scope = WorkspaceScope::for_system(
+                    job.workspace.clone(),
+                    "queued job found by the scheduler",
+                );
+                if job.sends >= self.settings.max_sends
+                    || !self.queue.serves(QueueName::Work(job.provider))
+                {
+                    let why = Error::config(format!(
+                        "no worker took this sync job: its message was sent {} times to the {} queue; \
+                         an operator must check that the {} worker is deployed",
+                        job.sends, job.provider, job.provider
+                    ));
+                    match finish_dead(&*self.store, &*self.notifier, &scope, job, &why, now, None)
+                        .await
+                    {
+                        Ok(_) => report.given_up += 1,
+                        Err(e) if e.is_conflict() => {}
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    job.sends += 1;
+                    job.updated_at = now;
+                    match self.store.update_job(&scope, &job).await {
+                        Ok(job) => {
+                            report.resent += 1;
+                            outbox.entry(job.provider).or_default().push(job);
+                        }
+                        Err(e) if e.is_conflict() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if seen.len() >= self.settings.max_per_run {
+                    return Ok(());
+                }
             }
         }
     }

@@ -26,6 +26,9 @@ use crate::metrics;
 use crate::notifier::Notifier;
 use crate::retry::RetryPolicy;
 
+/// Time kept back from an invocation's budget to record a sync's outcome.
+pub const RECORD_RESERVE: Duration = Duration::from_secs(20);
+
 /// What to do with a message after handling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
@@ -50,6 +53,10 @@ pub struct WorkerSettings {
     pub sync_timeout: Duration,
     /// KPI points per store write.
     pub upsert_batch: usize,
+    /// A job left `running` this long past its attempt's timeout is taken
+    /// over by the next delivery (its worker died); before that, a second
+    /// delivery waits.
+    pub takeover_grace: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -62,6 +69,7 @@ impl Default for WorkerSettings {
             lease_ttl: chrono::Duration::seconds(30),
             sync_timeout: Duration::from_secs(600),
             upsert_batch: 500,
+            takeover_grace: Duration::from_secs(60),
         }
     }
 }
@@ -82,7 +90,20 @@ pub struct Worker {
 impl Worker {
     /// Handles one message; never panics, whatever the adapter does.
     pub async fn handle(&self, message: &ReceivedMessage) -> Disposition {
+        self.handle_within(message, None).await
+    }
+
+    /// Handles one message in at most `budget` (a Lambda invocation's remaining
+    /// time): provider calls stop [`RECORD_RESERVE`] before it, so the outcome
+    /// is recorded and the message retried instead of the function being killed
+    /// with the job left `running`.
+    pub async fn handle_within(
+        &self,
+        message: &ReceivedMessage,
+        budget: Option<Duration>,
+    ) -> Disposition {
         let started = Instant::now();
+        let deadline = budget.map(|b| started + b.saturating_sub(RECORD_RESERVE));
         // One span per attempt: every line of it, down to the provider calls,
         // carries the job's ids (filled in once the message is read).
         let span = tracing::info_span!(
@@ -94,7 +115,7 @@ impl Worker {
             provider = tracing::field::Empty,
             request_id = tracing::field::Empty,
         );
-        match AssertUnwindSafe(self.attempt(message, started).instrument(span))
+        match AssertUnwindSafe(self.attempt(message, started, deadline).instrument(span))
             .catch_unwind()
             .await
         {
@@ -106,12 +127,40 @@ impl Worker {
             }
             Err(_) => {
                 tracing::error!(message = %message.message_id, "sync attempt panicked");
+                // Recorded, so the retry need not wait for a takeover.
+                if let Err(e) = self.record_crash(message).await {
+                    tracing::warn!(error = %e.log_chain(), "the crashed attempt could not be recorded");
+                }
                 Disposition::RetryAfter(self.settings.retry.delay(message.receive_count, None))
             }
         }
     }
 
-    async fn attempt(&self, message: &ReceivedMessage, started: Instant) -> Result<Disposition> {
+    /// Marks the job of a crashed attempt as waiting for its retry.
+    async fn record_crash(&self, message: &ReceivedMessage) -> Result<()> {
+        let Ok(msg) = serde_json::from_str::<SyncMessage>(&message.body) else {
+            return Ok(());
+        };
+        let scope = WorkspaceScope::for_system(msg.workspace, "sync message sent by the system");
+        let mut job = self.store.get_job(&scope, msg.job).await?;
+        if job.status() == JobStatus::Running {
+            let now = self.clock.now();
+            job.last_error = Some(ErrorRecord::from_error(
+                &Error::internal("the sync attempt crashed; it is tried again"),
+                now,
+            ));
+            job.transition(JobStatus::Retrying, now)?;
+            self.store.update_job(&scope, &job).await?;
+        }
+        Ok(())
+    }
+
+    async fn attempt(
+        &self,
+        message: &ReceivedMessage,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<Disposition> {
         let Ok(msg) = serde_json::from_str::<SyncMessage>(&message.body) else {
             // Not ours or corrupt: no job to update; retrying cannot help.
             tracing::error!(message = %message.message_id, "unreadable sync message dropped");
@@ -157,6 +206,24 @@ impl Worker {
             return Ok(Disposition::Done);
         }
         let now = self.clock.now();
+        if job.status() == JobStatus::Running {
+            // Another copy of this message is being worked on (at-least-once
+            // delivery): leave it alone until that attempt would have timed
+            // out; a worker that died mid-job is replaced after that.
+            let busy_until = job.updated_at
+                + chrono::Duration::from_std(
+                    self.settings.sync_timeout + self.settings.takeover_grace,
+                )
+                .unwrap_or_default();
+            if busy_until > now {
+                let wait = (busy_until - now).to_std().unwrap_or_default();
+                tracing::info!(
+                    wait_ms = wait.as_millis() as u64,
+                    "the job is running elsewhere; looking again later"
+                );
+                return Ok(Disposition::RetryAfter(wait));
+            }
+        }
         job.transition(JobStatus::Running, now)?;
         let mut job = match self.store.update_job(&scope, &job).await {
             Ok(j) => j,
@@ -170,7 +237,7 @@ impl Worker {
         // What this attempt last read or wrote of the integration: its later
         // writes apply only while the user has not changed it meanwhile.
         let mut current = integration.clone();
-        let outcome = self.run(&scope, &mut current, &job).await;
+        let outcome = self.run(&scope, &mut current, &job, deadline).await;
         let now = self.clock.now();
         let disposition = match outcome {
             Ok(result) => {
@@ -187,6 +254,14 @@ impl Worker {
                         i.last_sync_at = Some(now);
                         i.last_success_at = Some(now);
                         i.last_error = None;
+                        if i.active_job == Some(job.id) {
+                            i.active_job = None;
+                        }
+                        // Whatever started it, a fresh sync moves the next
+                        // scheduled one.
+                        if i.status().is_syncable() {
+                            i.next_sync_at = Some(i.following_sync(now));
+                        }
                         Ok(())
                     })
                     .await
@@ -242,6 +317,7 @@ impl Worker {
         scope: &WorkspaceScope,
         current: &mut Integration,
         job: &SyncJob,
+        deadline: Option<Instant>,
     ) -> std::result::Result<SyncResult, (Error, u32)> {
         let integration = current.clone();
         let adapter = self
@@ -266,21 +342,34 @@ impl Worker {
                 credentials: &credentials,
                 window: chunk,
             };
-            let result =
-                match tokio::time::timeout(self.settings.sync_timeout, adapter.sync(request)).await
-                {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => return Err((e, total.provider_calls)),
-                    Err(_) => {
-                        return Err((
-                            Error::transient(format!(
-                                "{} did not finish in time",
-                                integration.provider
-                            )),
-                            total.provider_calls,
-                        ));
-                    }
-                };
+            let timeout = match deadline {
+                Some(d) => self
+                    .settings
+                    .sync_timeout
+                    .min(d.saturating_duration_since(Instant::now())),
+                None => self.settings.sync_timeout,
+            };
+            if timeout.is_zero() {
+                return Err((
+                    Error::transient(
+                        "the worker ran out of time in this invocation; the next delivery goes on",
+                    ),
+                    total.provider_calls,
+                ));
+            }
+            let result = match tokio::time::timeout(timeout, adapter.sync(request)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err((e, total.provider_calls)),
+                Err(_) => {
+                    return Err((
+                        Error::transient(format!(
+                            "{} did not finish in time",
+                            integration.provider
+                        )),
+                        total.provider_calls,
+                    ));
+                }
+            };
             total.provider_calls += result.provider_calls;
             if let Some(refreshed) = result.refreshed_credentials.clone() {
                 // The adapter refreshed mid-sync (a 401 answered by a refresh):

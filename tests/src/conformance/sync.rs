@@ -75,6 +75,7 @@ impl Engine {
             },
             backfill_days: 10,
             sync_timeout: Duration::from_millis(800),
+            takeover_grace: Duration::from_millis(200),
             ..WorkerSettings::default()
         }
     }
@@ -107,6 +108,7 @@ impl Engine {
             store: self.store.clone(),
             queue: self.queue.clone(),
             clock: self.clock.clone(),
+            notifier: self.notifier.clone(),
             settings: SchedulerSettings::default(),
         }
     }
@@ -803,6 +805,200 @@ pub async fn a_users_reconnect_or_disconnect_during_a_sync_stands(e: &Engine) {
     }
 }
 
+/// A queue of the engine that serves only `providers` (a deployment with
+/// workers for those alone).
+struct ServingOnly {
+    inner: Arc<dyn Queue>,
+    providers: Vec<Provider>,
+}
+
+#[async_trait::async_trait]
+impl Queue for ServingOnly {
+    async fn send_batch(
+        &self,
+        queue: QueueName,
+        messages: Vec<OutgoingMessage>,
+    ) -> kpi_core::Result<()> {
+        self.inner.send_batch(queue, messages).await
+    }
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: u32,
+        wait: Duration,
+    ) -> kpi_core::Result<Vec<kpi_core::ports::queue::ReceivedMessage>> {
+        self.inner.receive(queue, max, wait).await
+    }
+    async fn delete(
+        &self,
+        queue: QueueName,
+        receipt: &kpi_core::ports::queue::ReceiptHandle,
+    ) -> kpi_core::Result<()> {
+        self.inner.delete(queue, receipt).await
+    }
+    async fn change_visibility(
+        &self,
+        queue: QueueName,
+        receipt: &kpi_core::ports::queue::ReceiptHandle,
+        timeout: Duration,
+    ) -> kpi_core::Result<()> {
+        self.inner.change_visibility(queue, receipt, timeout).await
+    }
+    async fn stats(
+        &self,
+        queue: QueueName,
+    ) -> kpi_core::Result<kpi_core::ports::queue::QueueStats> {
+        self.inner.stats(queue).await
+    }
+    fn serves(&self, queue: QueueName) -> bool {
+        self.providers.contains(&queue.provider())
+    }
+}
+
+async fn make_due(e: &Engine, ws: &str, i: &Integration) {
+    let scope = Engine::scope(ws);
+    let mut current = e.store.get_integration(&scope, i.id).await.unwrap();
+    current.next_sync_at = Some(Utc::now() - chrono::Duration::seconds(1));
+    e.store.update_integration(&scope, &current).await.unwrap();
+}
+
+/// A due integration whose job is still queued gets no second job; once the
+/// job has succeeded, the next scheduled sync is a full interval later.
+pub async fn a_due_integration_with_a_job_in_flight_gets_no_second_one(e: &Engine) {
+    let ws = "ws-inflight";
+    let i = e.integration(ws, chrono::Duration::hours(1)).await;
+    let scheduler = e.scheduler();
+    assert_eq!(scheduler.run_once().await.unwrap().jobs_created, 1);
+    make_due(e, ws, &i).await;
+    let report = scheduler.run_once().await.unwrap();
+    assert_eq!(
+        (report.jobs_created, report.still_active),
+        (0, 1),
+        "{report:?}"
+    );
+    let scope = Engine::scope(ws);
+    let jobs = e
+        .store
+        .list_jobs(&scope, i.id, &kpi_core::page::PageRequest::first(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(jobs.len(), 1);
+    e.drain(&jobs, Duration::from_secs(20)).await;
+    assert_eq!(e.status(&jobs[0]).await.status(), JobStatus::Succeeded);
+    let after = e.store.get_integration(&scope, i.id).await.unwrap();
+    assert_eq!(after.active_job, None);
+    let interval = chrono::Duration::minutes(i64::from(after.sync_interval_minutes));
+    assert!(
+        after.next_sync_at.unwrap() > Utc::now() + interval - chrono::Duration::minutes(1),
+        "a successful sync moves the next scheduled one"
+    );
+    // Due again and nothing in flight: a new job.
+    make_due(e, ws, &i).await;
+    assert_eq!(scheduler.run_once().await.unwrap().jobs_created, 1);
+}
+
+/// Twenty scheduler runs with a due integration of a provider that has no
+/// worker in the deployment: no job, and its queue stays empty.
+pub async fn nothing_piles_up_for_a_provider_without_a_worker(e: &Engine) {
+    let ws = "ws-noworker";
+    let i = e.integration(ws, chrono::Duration::hours(1)).await;
+    let scheduler = Scheduler {
+        queue: Arc::new(ServingOnly {
+            inner: e.queue.clone(),
+            providers: vec![],
+        }),
+        ..e.scheduler()
+    };
+    let mut not_served = 0;
+    for _ in 0..20 {
+        make_due(e, ws, &i).await;
+        let report = scheduler.run_once().await.unwrap();
+        assert_eq!(report.jobs_created, 0, "{report:?}");
+        not_served += report.not_served;
+    }
+    assert_eq!(not_served, 20);
+    let depth = e.queue.stats(WORK).await.unwrap();
+    assert_eq!(
+        depth.visible + depth.in_flight + depth.delayed,
+        0,
+        "{depth:?}"
+    );
+    assert_eq!(e.count_jobs(ws, JobStatus::Queued).await, 0);
+}
+
+/// A queued job whose message nobody takes is sent a bounded number of times,
+/// then ends dead with a reason an operator can act on, and a notice.
+pub async fn an_undeliverable_job_ends_dead_after_a_few_sends(e: &Engine) {
+    let ws = "ws-undelivered";
+    let i = e.integration(ws, chrono::Duration::hours(1)).await;
+    // Not due: only the queued job is the scheduler's business here.
+    let scope = Engine::scope(ws);
+    let mut later = e.store.get_integration(&scope, i.id).await.unwrap();
+    later.next_sync_at = Some(Utc::now() + chrono::Duration::days(1));
+    e.store.update_integration(&scope, &later).await.unwrap();
+    let job = e.job(&i).await;
+    let scheduler = Scheduler {
+        settings: SchedulerSettings {
+            resend_after: chrono::Duration::zero(),
+            max_sends: 3,
+            ..SchedulerSettings::default()
+        },
+        ..e.scheduler()
+    };
+    let mut resent = 0;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let report = scheduler.run_once().await.unwrap();
+        resent += report.resent;
+        if report.given_up > 0 {
+            break;
+        }
+    }
+    assert_eq!(resent, 2, "sent three times in all");
+    let dead = e.status(&job).await;
+    assert_eq!(dead.status(), JobStatus::Dead);
+    assert!(
+        dead.last_error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("no worker took"),
+        "{:?}",
+        dead.last_error
+    );
+    assert_eq!(e.notifier.count(), 1);
+}
+
+/// A sync that would outlive its Lambda invocation stops in time to record
+/// its outcome: the job waits for its retry instead of staying `running`.
+pub async fn a_sync_that_would_outlive_its_invocation_is_recorded_and_retried(e: &Engine) {
+    let i = e
+        .integration("ws-deadline", chrono::Duration::hours(1))
+        .await;
+    e.adapter
+        .script(i.id, [Outcome::Slow(Duration::from_secs(5))]);
+    let job = e.job(&i).await;
+    let message = kpi_core::ports::queue::ReceivedMessage {
+        message_id: job.id.to_string(),
+        body: serde_json::to_string(&SyncMessage::for_job(&job)).unwrap(),
+        receipt: kpi_core::ports::queue::ReceiptHandle(job.id.to_string()),
+        receive_count: 1,
+    };
+    let budget = kpi_sync::worker::RECORD_RESERVE + Duration::from_millis(300);
+    let disposition = e
+        .worker("deadline-worker")
+        .handle_within(&message, Some(budget))
+        .await;
+    assert!(
+        matches!(disposition, kpi_sync::Disposition::RetryAfter(_)),
+        "{disposition:?}"
+    );
+    let after = e.status(&job).await;
+    assert_eq!(after.status(), JobStatus::Retrying);
+    assert_eq!(after.last_error.as_ref().unwrap().code, "transient");
+}
+
 #[macro_export]
 macro_rules! sync_conformance {
     ($make:path; $($case:ident),* $(,)?) => {
@@ -833,6 +1029,10 @@ macro_rules! all_sync_cases {
             an_operator_retries_a_dead_job,
             credentials_an_adapter_renewed_are_kept,
             a_users_reconnect_or_disconnect_during_a_sync_stands,
+            a_due_integration_with_a_job_in_flight_gets_no_second_one,
+            nothing_piles_up_for_a_provider_without_a_worker,
+            an_undeliverable_job_ends_dead_after_a_few_sends,
+            a_sync_that_would_outlive_its_invocation_is_recorded_and_retried,
             fault_run_of_1000_jobs,
         );
     };

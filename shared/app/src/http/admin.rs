@@ -107,6 +107,9 @@ pub async fn queues(
     p.admin_scope()?;
     let mut out = Vec::new();
     for provider in state.registry.providers() {
+        if !state.queue.serves(QueueName::Work(provider)) {
+            continue; // no worker, no queue in this deployment
+        }
         let work = state.queue.stats(QueueName::Work(provider)).await?;
         let dead = state.queue.stats(QueueName::DeadLetter(provider)).await?;
         out.push(QueueView {
@@ -139,6 +142,7 @@ pub async fn retry(
         Json(SyncAccepted {
             job_id: job.id.to_string(),
             status: job.status(),
+            existing: false,
         }),
     ))
 }
@@ -165,7 +169,9 @@ pub async fn redrive(
     let provider = state
         .registry
         .parse("provider", &provider)
-        .map_err(|_| Error::not_found("unknown provider"))?;
+        .ok()
+        .filter(|p| state.queue.serves(QueueName::Work(*p)))
+        .ok_or_else(|| Error::not_found("no queue for that provider here"))?;
     let RedriveReport {
         messages_moved,
         jobs_requeued,

@@ -279,7 +279,7 @@ pub async fn sync(
         parsed
     };
     let request_id = super::request_id::current();
-    let job = service::request_sync(
+    let (job, existing) = service::request_sync(
         &state,
         &scope,
         id,
@@ -293,6 +293,7 @@ pub async fn sync(
         Json(SyncAccepted {
             job_id: job.id.to_string(),
             status: job.status(),
+            existing,
         }),
     )
         .into_response();

@@ -117,6 +117,10 @@ pub struct SyncAccepted {
     #[schema(value_type = String, format = Uuid)]
     pub job_id: String,
     pub status: JobStatus,
+    /// `true`: a job of this integration was already queued or running, and
+    /// this is that job (no second one is made).
+    #[serde(default)]
+    pub existing: bool,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -55,6 +55,9 @@ pub struct ProviderDescriptor {
     pub lookback_days: u32,
     /// Longest window one `sync` call covers; longer backfills are chunked.
     pub max_window_days: u32,
+    /// How far back the provider keeps data, in months: older days are
+    /// refused before a job is made.
+    pub history_months: u32,
     /// The configuration name of its work queue's URL (`KPI_QUEUE_URL_GA4`).
     pub queue_url_variable: &'static str,
 }

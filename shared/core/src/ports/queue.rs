@@ -97,4 +97,8 @@ pub trait Queue: Send + Sync {
     ) -> Result<()>;
 
     async fn stats(&self, queue: QueueName) -> Result<QueueStats>;
+
+    /// Whether this deployment has `queue` (and so a worker consuming it). No
+    /// job is created for a provider whose work queue is not served.
+    fn serves(&self, queue: QueueName) -> bool;
 }

@@ -81,6 +81,8 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     lookback_days: 3,
     // 10,000 rows per page: a year of days is still one call.
     max_window_days: 366,
+    // GA4 keeps 14 months of event data at most.
+    history_months: 14,
     queue_url_variable: "KPI_QUEUE_URL_GA4",
 };
 

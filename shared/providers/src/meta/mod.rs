@@ -74,6 +74,8 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     // Meta restates up to 28 days back (attribution windows).
     lookback_days: 28,
     max_window_days: 90,
+    // The Insights API answers for the last 37 months.
+    history_months: 37,
     queue_url_variable: "KPI_QUEUE_URL_META_ADS",
 };
 

@@ -65,6 +65,8 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     metrics: &METRICS,
     lookback_days: 3,
     max_window_days: 90,
+    // Delivery numbers are kept for a year here.
+    history_months: 12,
     queue_url_variable: "KPI_QUEUE_URL_RESEND",
 };
 
