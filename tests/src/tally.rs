@@ -85,6 +85,7 @@ impl ProviderAdapter for Tally {
             credentials: ConnectionCredentials::ApiKey { key },
             settings: Settings::new(),
             needs_configuration: false,
+            account: None,
         })
     }
 

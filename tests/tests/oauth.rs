@@ -407,24 +407,42 @@ async fn disconnect_revokes_and_erases_even_when_the_provider_is_down() {
         let (_, pairs, _) = finish(&browser, &app.base, &back.callback).await;
         ids.push(param(&pairs, "integration").unwrap().to_owned());
     }
-    let resp = c
+    // Both integrations hold grants of the same Google user: revoking for the
+    // first would cut off the second too, so its credentials are only erased.
+    let resp: Value = c
         .delete(app.url(&format!("/v1/workspaces/demo/integrations/{}", ids[0])))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(resp.status(), 204);
-    assert_eq!(app.sandbox().counters().google_revocations, 1);
+    assert_eq!(
+        resp["provider_access"], "kept_for_other_integrations",
+        "{resp}"
+    );
+    assert_eq!(app.sandbox().counters().google_revocations, 0);
 
     app.sandbox().set_faults(Faults {
         google_revoke: Some(503),
         ..Faults::default()
     });
-    let resp = c
+    let resp: Value = c
         .delete(app.url(&format!("/v1/workspaces/demo/integrations/{}", ids[1])))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        resp["provider_access"], "not_revoked",
+        "Google is down: {resp}"
+    );
+    assert!(
+        resp["detail"].as_str().unwrap().contains("erased"),
+        "{resp}"
+    );
     for id in &ids {
         let got: Value = kpi_tests::get_json(
             &c,
@@ -437,6 +455,62 @@ async fn disconnect_revokes_and_erases_even_when_the_provider_is_down() {
             "erased whatever the provider said"
         );
     }
+}
+
+/// A member of workspace A disconnecting does not break workspace B's
+/// integration connected with the same Google account; the last one revokes.
+#[tokio::test]
+async fn disconnect_revokes_only_when_no_other_integration_shares_the_account() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for ws in ["ws-a", "ws-b"] {
+        let browser = app.browser();
+        dev_login(&browser, &app.base, ws).await;
+        let back = consent(
+            &browser,
+            &app.base,
+            "ga4",
+            &format!("workspace={ws}"),
+            "allow",
+            true,
+        )
+        .await;
+        let (_, pairs, _) = finish(&browser, &app.base, &back.callback).await;
+        ids.push((ws, param(&pairs, "integration").unwrap().to_owned()));
+    }
+    let delete = |ws: &str, id: &str| {
+        let c = app.client_for(&[ws]);
+        let url = app.url(&format!("/v1/workspaces/{ws}/integrations/{id}"));
+        async move {
+            c.delete(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = delete(ids[0].0, &ids[0].1).await;
+    assert_eq!(
+        first["provider_access"], "kept_for_other_integrations",
+        "{first}"
+    );
+    assert_eq!(app.sandbox().counters().google_revocations, 0);
+    // Workspace B's integration still works.
+    let b = app.client_for(&["ws-b"]);
+    let health: Value = kpi_tests::get_json(
+        &b,
+        app.url(&format!(
+            "/v1/workspaces/ws-b/integrations/{}/health",
+            ids[1].1
+        )),
+    )
+    .await;
+    assert_eq!(health["state"], "healthy");
+    let last = delete(ids[1].0, &ids[1].1).await;
+    assert_eq!(last["provider_access"], "revoked", "{last}");
+    assert_eq!(app.sandbox().counters().google_revocations, 1);
 }
 
 #[tokio::test]

@@ -267,38 +267,106 @@ pub async fn update(
     .await
 }
 
-/// Revokes at the provider where it can, then erases the credentials and
-/// keeps the integration as `disconnected`. Idempotent.
-pub async fn disconnect(state: &AppState, scope: &WorkspaceScope, id: IntegrationId) -> Result<()> {
+/// What a disconnect did at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderAccess {
+    /// Access was revoked at the provider.
+    Revoked,
+    /// Another live integration uses the same provider account: revoking
+    /// would cut it off too, so only this integration's credentials were erased.
+    KeptForOtherIntegrations,
+    /// The provider could not revoke now; the credentials were erased anyway.
+    NotRevoked,
+    /// Nothing to revoke (an API key, or already disconnected).
+    NothingToRevoke,
+}
+
+impl ProviderAccess {
+    pub fn explain(self, provider: &str) -> String {
+        match self {
+            Self::Revoked => format!("access was revoked at {provider}"),
+            Self::KeptForOtherIntegrations => format!(
+                "the same {provider} account connects another integration, so its access at {provider} stays; \
+                 only this integration's credentials were erased"
+            ),
+            Self::NotRevoked => format!(
+                "{provider} could not revoke access now; the credentials were erased all the same \
+                 (remove the app in the account's settings at {provider} to revoke it there)"
+            ),
+            Self::NothingToRevoke => "there was nothing to revoke at the provider".to_owned(),
+        }
+    }
+}
+
+/// The key under which integrations sharing one provider account are found.
+fn account_key(provider: Provider, account: &str) -> String {
+    sha256_b64(&format!("{provider}:{account}"))
+}
+
+/// Revokes at the provider — unless another live integration uses the same
+/// provider account, whose grant a revocation would end too — then erases the
+/// credentials and keeps the integration as `disconnected`. Idempotent.
+pub async fn disconnect(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    id: IntegrationId,
+) -> Result<ProviderAccess> {
     let integration = match state.store.get_integration(scope, id).await {
         Ok(i) => i,
-        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) if e.is_not_found() => return Ok(ProviderAccess::NothingToRevoke),
         Err(e) => return Err(e),
     };
+    let mut access = ProviderAccess::NothingToRevoke;
     if integration.credentials.is_some() {
-        let revoked = async {
-            let credentials = open_credentials(state, &integration).await?;
-            adapter(state, integration.provider)?
-                .disconnect(&credentials)
-                .await
-        }
-        .await;
-        if let Err(e) = revoked {
-            // Revocation is best effort; ours are erased whatever it answers.
-            tracing::warn!(
-                integration = %integration.id,
-                provider = %integration.provider,
-                error = %e.log_chain(),
-                "revocation at the provider failed; erasing the credentials anyway"
-            );
-        }
+        let shared = match &integration.account {
+            Some(key) => state
+                .store
+                .account_integrations(key, 10)
+                .await?
+                .into_iter()
+                .any(|other| other != integration.id),
+            None => false,
+        };
+        access = if shared {
+            ProviderAccess::KeptForOtherIntegrations
+        } else {
+            let revoked = async {
+                let credentials = open_credentials(state, &integration).await?;
+                adapter(state, integration.provider)?
+                    .disconnect(&credentials)
+                    .await
+            }
+            .await;
+            match revoked {
+                Ok(())
+                    if state.registry.descriptor(integration.provider)?.auth == AuthMode::OAuth =>
+                {
+                    ProviderAccess::Revoked
+                }
+                Ok(()) => ProviderAccess::NothingToRevoke,
+                Err(e) => {
+                    // Revocation is best effort; ours are erased whatever it answers.
+                    tracing::warn!(
+                        integration = %integration.id,
+                        provider = %integration.provider,
+                        error = %e.log_chain(),
+                        "revocation at the provider failed; erasing the credentials anyway"
+                    );
+                    ProviderAccess::NotRevoked
+                }
+            }
+        };
     }
     let now = state.clock.now();
     modify_integration(state, scope, id, |i| {
         i.transition(IntegrationStatus::Disconnected, now)
     })
     .await?;
-    Ok(())
+    if let Some(key) = &integration.account {
+        state.store.unlink_account(key, integration.id).await?;
+    }
+    Ok(access)
 }
 
 /// An integration that has credentials (options and health need them).
@@ -582,6 +650,10 @@ pub async fn finish_oauth(
         })
         .await?;
     let descriptor = adapter.descriptor();
+    let account = outcome
+        .account
+        .as_deref()
+        .map(|a| account_key(record.provider, a));
     // The state record was written by `start_oauth` after authorising this user
     // for this workspace, and has just been consumed by its bound browser.
     let scope = WorkspaceScope::for_system(
@@ -595,11 +667,15 @@ pub async fn finish_oauth(
                 .vault
                 .seal(&CredentialContext::of(&existing), &outcome.credentials)
                 .await?;
+            if let Some(key) = &account {
+                state.store.link_account(key, id).await?;
+            }
             modify_integration(state, &scope, id, |i| {
                 if i.provider != record.provider {
                     return Err(Error::conflict("the integration changed provider"));
                 }
                 i.credentials = Some(sealed.clone());
+                i.account = account.clone();
                 i.settings.extend(outcome.settings.clone());
                 i.last_error = None;
                 let target = if descriptor.settings_complete(&i.settings) {
@@ -613,6 +689,10 @@ pub async fn finish_oauth(
                 Ok(())
             })
             .await?;
+            // Reconnected with another account: the old one no longer counts it.
+            if let Some(old) = existing.account.filter(|old| Some(old) != account.as_ref()) {
+                state.store.unlink_account(&old, id).await?;
+            }
             Ok(id)
         }
         None => {
@@ -624,12 +704,18 @@ pub async fn finish_oauth(
                 now,
             );
             integration.settings.extend(outcome.settings);
+            integration.account = account.clone();
             integration.credentials = Some(
                 state
                     .vault
                     .seal(&CredentialContext::of(&integration), &outcome.credentials)
                     .await?,
             );
+            // Linked first: a link without its integration only keeps a
+            // revocation from happening, never the other way round.
+            if let Some(key) = &account {
+                state.store.link_account(key, integration.id).await?;
+            }
             let status = if outcome.needs_configuration
                 || !descriptor.settings_complete(&integration.settings)
             {

@@ -157,6 +157,11 @@ pub struct Integration {
     /// ended (or vanished) no longer counts, whatever this still says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_job: Option<crate::ids::JobId>,
+    /// Opaque key of the provider account whose grant it holds (a hash of the
+    /// provider and the account id): integrations with the same key share one
+    /// grant at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Optimistic concurrency: a write succeeds only against the version it read.
     pub version: u64,
     pub created_at: DateTime<Utc>,
@@ -189,6 +194,7 @@ impl Integration {
             last_error: None,
             credentials: None,
             active_job: None,
+            account: None,
             version: 0,
             created_at: now,
             updated_at: now,

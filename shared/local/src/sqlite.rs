@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kpi_core::page::{Cursor, Page, PageRequest};
 use kpi_core::ports::store::{
-    DedupeStore, DueIntegration, EmailRecord, EmailStore, IntegrationStore, JobFilter, JobStore,
-    KpiQuery, KpiStore, LeaseStore, OAuthState, OAuthStateStore, normalize_address,
+    AccountStore, DedupeStore, DueIntegration, EmailRecord, EmailStore, IntegrationStore,
+    JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState, OAuthStateStore,
+    normalize_address,
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
@@ -86,6 +87,12 @@ CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     expires_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS account_links (
+    account TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    PRIMARY KEY (account, integration)
 );
 "#;
 
@@ -913,6 +920,55 @@ impl LeaseStore for SqliteStore {
             )
             .map_err(db_error)?;
             Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn link_account(&self, account: &str, integration: IntegrationId) -> Result<()> {
+        let account = account.to_owned();
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO account_links (account, integration) VALUES (?1, ?2)",
+                params![account, integration.to_string()],
+            )
+            .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unlink_account(&self, account: &str, integration: IntegrationId) -> Result<()> {
+        let account = account.to_owned();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM account_links WHERE account = ?1 AND integration = ?2",
+                params![account, integration.to_string()],
+            )
+            .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn account_integrations(&self, account: &str, limit: u32) -> Result<Vec<IntegrationId>> {
+        let account = account.to_owned();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT integration FROM account_links WHERE account = ?1 ORDER BY integration LIMIT ?2",
+                )
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map(params![account, limit], |r| r.get::<_, String>(0))
+                .map_err(db_error)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(IntegrationId::parse(&row.map_err(db_error)?)?);
+            }
+            Ok(out)
         })
         .await
     }

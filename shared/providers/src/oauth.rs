@@ -11,8 +11,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use kpi_core::credentials::OAuthTokens;
 use kpi_core::{Error, Result};
-use oauth2::basic::{BasicErrorResponse, BasicErrorResponseType, BasicTokenResponse};
-use oauth2::{RequestTokenError, TokenResponse as _};
+use oauth2::RequestTokenError;
+use oauth2::basic::{BasicErrorResponse, BasicErrorResponseType};
 use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -97,7 +97,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
 }
 
 /// Tokens with absolute expiry from the crate's typed token response.
-pub fn tokens_from(response: &BasicTokenResponse, now: DateTime<Utc>) -> OAuthTokens {
+pub fn tokens_from(response: &impl oauth2::TokenResponse, now: DateTime<Utc>) -> OAuthTokens {
     OAuthTokens {
         access_token: SecretString::from(response.access_token().secret().to_owned()),
         refresh_token: response

@@ -125,11 +125,16 @@ async fn google_code_flow_with_pkce_refresh_and_revoke() {
     let code = param(&consent(url, "allow", true).await, "code")
         .unwrap()
         .to_owned();
-    let tokens = g
+    let (tokens, user) = g
         .exchange_code(&code, &verifier, REDIRECT, Utc::now())
         .await
         .unwrap();
     assert!(tokens.has_scope(ANALYTICS_READONLY));
+    assert_eq!(
+        user.as_deref(),
+        Some(kpi_sandbox::SANDBOX_GOOGLE_USER),
+        "the ID token names the Google user"
+    );
     let refresh = tokens.refresh_token.clone().unwrap();
     // Reusing a code fails.
     assert!(
@@ -239,6 +244,7 @@ async fn meta_connect(
     .await
     .map(|o| {
         assert!(o.needs_configuration, "the ad account is chosen next");
+        assert_eq!(o.account.as_deref(), Some(kpi_sandbox::SANDBOX_META_USER));
         o.credentials
     })
 }
@@ -358,7 +364,7 @@ mod ga4_sync {
         let g = google(base, sandbox);
         let (url, verifier) = authorize(&g, "s");
         let q = consent(url, "allow", true).await;
-        let tokens = g
+        let (tokens, _) = g
             .exchange_code(param(&q, "code").unwrap(), &verifier, REDIRECT, Utc::now())
             .await
             .unwrap();

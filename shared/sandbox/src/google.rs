@@ -183,6 +183,30 @@ fn s256(verifier: &str) -> String {
     ))
 }
 
+/// The simulated Google user every sandbox consent belongs to.
+pub const SANDBOX_USER_SUB: &str = "109876543210987654321";
+
+/// An OpenID Connect ID token as the token endpoint returns it (the client
+/// reads it straight from the endpoint, so the signature is a stand-in).
+fn id_token(client_id: &str) -> String {
+    use base64::Engine as _;
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    format!(
+        "{}.{}.c2FuZGJveA",
+        b64(&json!({"alg": "RS256", "kid": "sandbox", "typ": "JWT"})),
+        b64(
+            &json!({"iss": "https://accounts.google.com", "aud": client_id,
+            "sub": SANDBOX_USER_SUB, "iat": now, "exp": now + 3600})
+        ),
+    )
+}
+
 pub async fn token(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
@@ -249,6 +273,9 @@ pub async fn token(
                 "scope": code.scopes.join(" "),
                 "token_type": "Bearer",
             });
+            if code.scopes.iter().any(|s| s == "openid") {
+                body["id_token"] = id_token(&code.client_id).into();
+            }
             if code.offline {
                 let refresh = random("1//sbx-");
                 s.google_refresh.insert(

@@ -22,6 +22,8 @@ use axum::Router;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+pub use google::SANDBOX_USER_SUB as SANDBOX_GOOGLE_USER;
+pub use meta::SANDBOX_USER_ID as SANDBOX_META_USER;
 pub use state::Counters;
 
 /// The app credentials the sandbox accepts (the dev server uses these when no
@@ -154,6 +156,7 @@ impl Sandbox {
                 "/meta/graph/{version}/oauth/access_token",
                 get(meta::access_token).post(meta::access_token_form),
             )
+            .route("/meta/graph/{version}/me", get(meta::me))
             .route(
                 "/meta/graph/{version}/me/permissions",
                 get(meta::permissions).delete(meta::revoke),

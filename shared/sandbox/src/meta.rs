@@ -272,6 +272,22 @@ pub async fn permissions(
     (StatusCode::OK, axum::Json(json!({ "data": data }))).into_response()
 }
 
+/// The simulated Facebook user every sandbox consent belongs to.
+pub const SANDBOX_USER_ID: &str = "10000000000000001";
+
+/// `GET /me?fields=id`: the app-scoped id of the token's user.
+pub async fn me(
+    State(sandbox): State<Sandbox>,
+    Path(_version): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(response) = authorize_call(&sandbox, &headers, &q) {
+        return *response;
+    }
+    (StatusCode::OK, axum::Json(json!({ "id": SANDBOX_USER_ID }))).into_response()
+}
+
 pub async fn revoke(
     State(sandbox): State<Sandbox>,
     Path(_version): Path<String>,

@@ -186,6 +186,7 @@ impl ProviderAdapter for MockAdapter {
             credentials,
             settings: Settings::new(),
             needs_configuration: false,
+            account: None,
         })
     }
 

@@ -782,6 +782,38 @@ macro_rules! all_store_cases {
             dedupe_has_one_first_under_concurrency,
             leases_are_exclusive_until_they_expire,
             email_records_and_suppressions,
+            account_links_count_the_integrations_of_one_provider_account,
         );
     };
+}
+
+pub async fn account_links_count_the_integrations_of_one_provider_account<S: Store>(store: &S) {
+    let (a, b) = (IntegrationId::new_random(), IntegrationId::new_random());
+    let key = format!("acct-{}", uuid::Uuid::new_v4());
+    assert!(
+        store
+            .account_integrations(&key, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.link_account(&key, a).await.unwrap();
+    store.link_account(&key, b).await.unwrap();
+    store.link_account(&key, a).await.unwrap();
+    let mut linked = store.account_integrations(&key, 10).await.unwrap();
+    linked.sort();
+    let mut expected = vec![a, b];
+    expected.sort();
+    assert_eq!(linked, expected, "idempotent links");
+    assert_eq!(store.account_integrations(&key, 1).await.unwrap().len(), 1);
+    store.unlink_account(&key, a).await.unwrap();
+    store.unlink_account(&key, a).await.unwrap();
+    assert_eq!(store.account_integrations(&key, 10).await.unwrap(), vec![b]);
+    assert!(
+        store
+            .account_integrations("another-account", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -164,17 +164,40 @@ pub async fn patch(
     Ok(Json(IntegrationView::from(&updated)))
 }
 
+/// The answer to a disconnect.
+#[derive(serde::Serialize, ToSchema)]
+pub struct Disconnected {
+    pub status: kpi_core::IntegrationStatus,
+    /// What happened at the provider.
+    pub provider_access: service::ProviderAccess,
+    /// The same, in words for the person who asked.
+    pub detail: String,
+}
+
 #[utoipa::path(delete, path = "/v1/workspaces/{ws}/integrations/{id}", operation_id = "disconnectIntegration", tag = "integrations",
     params(("ws" = String, Path), ("id" = String, Path)),
-    responses((status = 204, description = "disconnected (also when it already was)"), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse)))]
+    responses((status = 200, body = Disconnected, description = "disconnected (also when it already was, or never existed)"), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse)))]
 pub async fn delete(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path((ws, id)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<Disconnected>> {
     let scope = workspace_scope(&p, &ws)?;
-    service::disconnect(&state, &scope, integration_id(&id)?).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let id = integration_id(&id)?;
+    let access = service::disconnect(&state, &scope, id).await?;
+    let provider = match state.store.get_integration(&scope, id).await {
+        Ok(i) => state
+            .registry
+            .descriptor(i.provider)
+            .map(|d| d.display_name)
+            .unwrap_or("the provider"),
+        Err(_) => "the provider",
+    };
+    Ok(Json(Disconnected {
+        status: kpi_core::IntegrationStatus::Disconnected,
+        provider_access: access,
+        detail: access.explain(provider),
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/integrations/{id}/options", operation_id = "getIntegrationOptions", tag = "integrations",

@@ -16,8 +16,9 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 use kpi_core::page::{Page, PageRequest};
 use kpi_core::ports::store::{
-    DedupeStore, DueIntegration, EmailRecord, EmailStore, IntegrationStore, JobFilter, JobStore,
-    KpiQuery, KpiStore, LeaseStore, OAuthState, OAuthStateStore, normalize_address,
+    AccountStore, DedupeStore, DueIntegration, EmailRecord, EmailStore, IntegrationStore,
+    JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState, OAuthStateStore,
+    normalize_address,
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
@@ -763,5 +764,55 @@ impl LeaseStore for DynamoStore {
             Err(e) if code(&e) == Some(CONDITION_FAILED) => Ok(()),
             Err(e) => Err(aws_error("DynamoDB DeleteItem", e)),
         }
+    }
+}
+
+/// Account links: `ACCOUNT#{account}` / `INT#{integration}`, one item each.
+#[async_trait]
+impl AccountStore for DynamoStore {
+    async fn link_account(&self, account: &str, integration: IntegrationId) -> Result<()> {
+        let mut item = Item::new();
+        item.insert(PK.into(), s(format!("ACCOUNT#{account}")));
+        item.insert(SK.into(), s(integration_sk(&integration.to_string())));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| aws_error("DynamoDB PutItem", e))?;
+        Ok(())
+    }
+
+    async fn unlink_account(&self, account: &str, integration: IntegrationId) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(format!("ACCOUNT#{account}")))
+            .key(SK, s(integration_sk(&integration.to_string())))
+            .send()
+            .await
+            .map_err(|e| aws_error("DynamoDB DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn account_integrations(&self, account: &str, limit: u32) -> Result<Vec<IntegrationId>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(format!("ACCOUNT#{account}")))
+            .limit(limit.clamp(1, 100) as i32)
+            .send()
+            .await
+            .map_err(|e| aws_error("DynamoDB Query", e))?;
+        out.items()
+            .iter()
+            .filter_map(|item| get_s(item, SK))
+            .filter_map(|sk| sk.strip_prefix("INT#"))
+            .map(IntegrationId::parse)
+            .collect()
     }
 }

@@ -119,6 +119,10 @@ pub struct ConnectOutcome {
     pub settings: Settings,
     /// Whether the user still has to choose something (property, ad account).
     pub needs_configuration: bool,
+    /// The provider's id of the account that granted access (Google user,
+    /// Facebook user), when revoking would end that account's access for
+    /// every integration it connected.
+    pub account: Option<String>,
 }
 
 /// The choices for a setting, fetched live from the provider.

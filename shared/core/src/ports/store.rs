@@ -235,9 +235,30 @@ pub trait LeaseStore: Send + Sync {
     async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
 }
 
+/// Which integrations use one provider account, across workspaces: revoking
+/// at the provider ends that account's access for all of them. `account` is
+/// an opaque key (a hash of the provider and its account id), so no tenant
+/// data crosses workspaces here — only integration ids come back.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Records that `integration` uses `account` (idempotent).
+    async fn link_account(&self, account: &str, integration: IntegrationId) -> Result<()>;
+    /// Forgets it (idempotent).
+    async fn unlink_account(&self, account: &str, integration: IntegrationId) -> Result<()>;
+    /// Up to `limit` integrations that use `account`.
+    async fn account_integrations(&self, account: &str, limit: u32) -> Result<Vec<IntegrationId>>;
+}
+
 /// Everything a full deployment needs from its store.
 pub trait Store:
-    IntegrationStore + JobStore + KpiStore + OAuthStateStore + DedupeStore + EmailStore + LeaseStore
+    IntegrationStore
+    + JobStore
+    + KpiStore
+    + OAuthStateStore
+    + DedupeStore
+    + EmailStore
+    + LeaseStore
+    + AccountStore
 {
 }
 
@@ -249,6 +270,7 @@ impl<T> Store for T where
         + DedupeStore
         + EmailStore
         + LeaseStore
+        + AccountStore
 {
 }
 

@@ -8,21 +8,79 @@ use chrono::{DateTime, Utc};
 use kpi_core::credentials::OAuthTokens;
 use kpi_core::ports::provider::Authorization;
 use kpi_core::{Error, Result};
-use oauth2::basic::BasicClient;
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenUrl,
+    EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    Scope, StandardRevocableToken, StandardTokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::http::{read, send_error};
 use crate::oauth::{OAuthHttp, token_request_error, tokens_from};
 
 pub const ANALYTICS_READONLY: &str = "https://www.googleapis.com/auth/analytics.readonly";
+/// Asked for so the token response names the Google user (`sub` of the ID
+/// token): revoking ends that user's grant for every integration it connected.
+pub const OPENID: &str = "openid";
 const NAME: &str = "Google";
 
-type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+/// Google's token response: the standard fields and, with `openid`, an ID token.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct IdTokenField {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+impl ExtraTokenFields for IdTokenField {}
+
+type TokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
+
+/// The client before its endpoints are set.
+type NewClient = oauth2::Client<
+    BasicErrorResponse,
+    TokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+>;
+
+type Client = oauth2::Client<
+    BasicErrorResponse,
+    TokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// The `sub` of an ID token received straight from Google's token endpoint
+/// over TLS (OpenID Connect Core 3.1.3.7: the TLS server check stands in for
+/// the signature check there).
+fn id_token_subject(id_token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = id_token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    #[derive(Deserialize)]
+    struct Claims {
+        sub: String,
+    }
+    serde_json::from_slice::<Claims>(&bytes)
+        .ok()
+        .map(|c| c.sub)
+        .filter(|s| !s.is_empty() && s.len() <= 255)
+}
 
 #[derive(Clone)]
 pub struct GoogleOAuth {
@@ -45,7 +103,7 @@ impl GoogleOAuth {
         token_url: Url,
         revoke_url: Url,
     ) -> Self {
-        let client = BasicClient::new(ClientId::new(client_id))
+        let client = NewClient::new(ClientId::new(client_id))
             .set_client_secret(ClientSecret::new(client_secret.expose_secret().to_owned()))
             .set_auth_uri(AuthUrl::from_url(auth_url))
             .set_token_uri(TokenUrl::from_url(token_url))
@@ -70,6 +128,7 @@ impl GoogleOAuth {
             .client
             .authorize_url(move || CsrfToken::new(state))
             .set_redirect_uri(Cow::Owned(redirect(redirect_uri)?))
+            .add_scope(Scope::new(OPENID.to_owned()))
             .add_scope(Scope::new(ANALYTICS_READONLY.to_owned()))
             .add_extra_param("access_type", "offline")
             .add_extra_param("prompt", "consent")
@@ -83,14 +142,15 @@ impl GoogleOAuth {
     }
 
     /// Exchanges an authorization code; the granted scopes must include read
-    /// access to Analytics (users can untick it on the consent screen).
+    /// access to Analytics (users can untick it on the consent screen). Also
+    /// returns the Google user's id when Google sent an ID token.
     pub async fn exchange_code(
         &self,
         code: &str,
         code_verifier: &str,
         redirect_uri: &str,
         now: DateTime<Utc>,
-    ) -> Result<OAuthTokens> {
+    ) -> Result<(OAuthTokens, Option<String>)> {
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -100,6 +160,11 @@ impl GoogleOAuth {
             .await
             .map_err(|e| token_request_error(NAME, "code exchange", e))?;
         let tokens = tokens_from(&response, now);
+        let user = response
+            .extra_fields()
+            .id_token
+            .as_deref()
+            .and_then(id_token_subject);
         if !tokens.has_scope(ANALYTICS_READONLY) {
             return Err(Error::validation(
                 "scope",
@@ -112,7 +177,7 @@ impl GoogleOAuth {
                 "Google returned no refresh token, so syncing could not continue after an hour. Connect again.",
             ));
         }
-        Ok(tokens)
+        Ok((tokens, user))
     }
 
     /// A new access token. Google usually keeps the refresh token; when it sends

@@ -68,7 +68,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     id: Provider::GA4,
     display_name: "Google Analytics 4",
     auth: AuthMode::OAuth,
-    scopes: &[google::ANALYTICS_READONLY],
+    scopes: &[google::OPENID, google::ANALYTICS_READONLY],
     settings: &[SettingSpec {
         key: "property",
         label: "GA4 property",
@@ -422,7 +422,7 @@ impl ProviderAdapter for Ga4Adapter {
         };
         let verifier =
             pkce_verifier.ok_or_else(|| Error::internal("the OAuth state has no PKCE verifier"))?;
-        let tokens = self
+        let (tokens, user) = self
             .google
             .exchange_code(code, verifier, redirect_uri, now)
             .await?;
@@ -431,6 +431,7 @@ impl ProviderAdapter for Ga4Adapter {
             settings: Settings::new(),
             // The property is chosen next, from the options.
             needs_configuration: true,
+            account: user,
         })
     }
 

@@ -167,6 +167,21 @@ impl MetaClient {
         Ok(tokens)
     }
 
+    /// The app-scoped id of the token's user (`GET /me?fields=id`).
+    pub async fn user_id(&self, token: &SecretString) -> Result<String> {
+        let mut url = self.graph(&["me"])?;
+        url.query_pairs_mut().append_pair("fields", "id");
+        let reply = self.get(url, Some(token)).await?;
+        if !reply.is_success() {
+            return Err(api_error(&reply));
+        }
+        #[derive(Deserialize)]
+        struct Me {
+            id: String,
+        }
+        Ok(reply.json::<Me>(NAME)?.id)
+    }
+
     pub async fn granted_permissions(&self, token: &SecretString) -> Result<Vec<String>> {
         let reply = self
             .get(self.graph(&["me", "permissions"])?, Some(token))

@@ -276,10 +276,13 @@ impl ProviderAdapter for MetaAdapter {
             .map_err(|e| token_request_error("Meta", "code exchange", e))?;
         let short = SecretString::from(short.access_token().secret().to_owned());
         let tokens = self.graph.long_lived(&short, now).await?;
+        // Revoking removes the app from this Facebook user altogether.
+        let account = self.graph.user_id(&tokens.access_token).await?;
         Ok(ConnectOutcome {
             credentials: ConnectionCredentials::OAuth(tokens),
             settings: Settings::new(),
             needs_configuration: true,
+            account: Some(account),
         })
     }
 

@@ -206,6 +206,7 @@ impl ProviderAdapter for ResendAdapter {
             credentials: ConnectionCredentials::ApiKey { key },
             settings,
             needs_configuration: false,
+            account: None,
         })
     }
 
