@@ -31,10 +31,16 @@ pub const OPENID: &str = "openid";
 const NAME: &str = "Google";
 
 /// Google's token response: the standard fields and, with `openid`, an ID token.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Default, Deserialize, Serialize)]
 pub struct IdTokenField {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
+}
+
+impl std::fmt::Debug for IdTokenField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdTokenField([REDACTED])")
+    }
 }
 
 impl ExtraTokenFields for IdTokenField {}
