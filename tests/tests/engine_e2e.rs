@@ -285,3 +285,115 @@ async fn a_revoked_google_grant_moves_ga4_to_needs_reauth_without_a_retry_storm(
             .contains("Reconnect")
     );
 }
+
+#[tokio::test]
+async fn meta_connect_pick_an_ad_account_sync_and_read_roas_and_spend() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser();
+    kpi_tests::flows::dev_login(&browser, &app.base, "demo").await;
+    let back = kpi_tests::flows::consent(
+        &browser,
+        &app.base,
+        "meta_ads",
+        "workspace=demo",
+        "allow",
+        true,
+    )
+    .await;
+    let (_, pairs, _) = kpi_tests::flows::finish(&browser, &app.base, &back.callback).await;
+    let id = kpi_tests::flows::param(&pairs, "integration")
+        .unwrap()
+        .to_owned();
+    let c = app.client_for(&["demo"]);
+    let patched: Value = c
+        .patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
+        .json(&json!({"settings": {"ad_account": "act_1000000001"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["status"], "connected", "{patched}");
+
+    let (from, to) = ("2026-04-01", "2026-04-30");
+    let resp = c
+        .post(app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync")))
+        .json(&json!({"from": from, "to": to}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    assert_eq!(
+        jobs[0]["status"], "succeeded",
+        "{:?}",
+        jobs[0]["last_error"]
+    );
+    assert_eq!(
+        jobs[0]["provider_calls"], 1,
+        "one insights call for the month"
+    );
+
+    let series = |metric: &str| {
+        let c = c.clone();
+        let url = app.url(&format!(
+            "/v1/workspaces/demo/kpis?metric={metric}&from={from}&to={to}"
+        ));
+        async move { kpi_tests::get_json(&c, url).await }
+    };
+    let spend = series("meta.spend").await;
+    let roas = series("meta.roas").await;
+    let spend_points = spend["points"].as_array().unwrap();
+    assert_eq!(
+        spend_points.len(),
+        30,
+        "every day, days without delivery at zero"
+    );
+    let day = |p: &Value| {
+        chrono::NaiveDate::parse_from_str(p["date"].as_str().unwrap(), "%Y-%m-%d").unwrap()
+    };
+    for p in spend_points {
+        let served = kpi_sandbox::meta_insights::day("1000000001", day(p));
+        let expected = served.as_ref().map_or("0", |d| d.spend.as_str());
+        assert_eq!(
+            p["value"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap(),
+            expected.parse::<rust_decimal::Decimal>().unwrap(),
+            "spend to the cent on {}",
+            day(p)
+        );
+        assert_eq!(p["currency"], "EUR");
+    }
+    let roas_points = roas["points"].as_array().unwrap();
+    let delivered = spend_points
+        .iter()
+        .filter(|p| kpi_sandbox::meta_insights::day("1000000001", day(p)).is_some())
+        .count();
+    assert_eq!(
+        roas_points.len(),
+        delivered,
+        "no ROAS on days without spend"
+    );
+    for p in roas_points {
+        let served = kpi_sandbox::meta_insights::day("1000000001", day(p)).unwrap();
+        let expected = served
+            .purchase_value
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+            / served.spend.parse::<rust_decimal::Decimal>().unwrap();
+        assert_eq!(
+            p["value"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap(),
+            expected,
+            "{}",
+            day(p)
+        );
+    }
+}

@@ -31,6 +31,7 @@ async fn every_sample_event_is_served_by_its_function() {
         "sync-scheduler-tick.json",
         "sync-dlq-batch.json",
         "sync-ga4-batch.json",
+        "sync-meta-batch.json",
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
     let mut seen = 0;
@@ -84,19 +85,22 @@ async fn the_dlq_sample_batch_is_consumed_by_the_dlq_handler() {
 }
 
 #[tokio::test]
-async fn the_ga4_sample_batch_is_handled_by_the_ga4_worker() {
+async fn the_worker_sample_batches_are_handled_by_their_workers() {
     let app = TestApp::spawn().await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
-    let event: aws_lambda_events::sqs::SqsEvent =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("sync-ga4-batch.json")).unwrap())
-            .unwrap();
     let state = &app.server.state;
-    let provider = kpi_core::Provider::GA4;
-    let worker = kpi_lambda::worker(state, provider).unwrap();
-    let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
-    let response =
-        kpi_lambda::worker_batch(&worker, &*state.queue, provider, event, Some(deadline)).await;
-    assert!(response.batch_item_failures.is_empty());
+    for (file, provider) in [
+        ("sync-ga4-batch.json", kpi_core::Provider::GA4),
+        ("sync-meta-batch.json", kpi_core::Provider::META_ADS),
+    ] {
+        let event: aws_lambda_events::sqs::SqsEvent =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        let worker = kpi_lambda::worker(state, provider).unwrap();
+        let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
+        let response =
+            kpi_lambda::worker_batch(&worker, &*state.queue, provider, event, Some(deadline)).await;
+        assert!(response.batch_item_failures.is_empty(), "{file}");
+    }
     let unknown = kpi_lambda::worker(state, "hubspot".parse().unwrap())
         .err()
         .unwrap();

@@ -1,8 +1,7 @@
-//! Meta Ads and Resend connect, list options, check health and disconnect
-//! through their real adapters, but their sync arrives with their own issues;
-//! until then the dev server syncs them (sandbox only) with scripted adapters,
-//! so the whole engine can be tried on every provider. Nothing here is linked
-//! into a Lambda.
+//! Resend connects, lists options, checks health and disconnects through its
+//! real adapter, but its sync arrives with its own issue; until then the dev
+//! server syncs it (sandbox only) with a scripted adapter, so the whole engine
+//! can be tried on every provider. Nothing here is linked into a Lambda.
 
 use std::sync::Arc;
 
@@ -17,7 +16,7 @@ use kpi_core::{Integration, Provider, Registry, Result};
 use kpi_sync::mock::MockAdapter;
 
 /// Providers whose real sync is still to come.
-const SYNC_PENDING: [Provider; 2] = [Provider::META_ADS, Provider::RESEND];
+const SYNC_PENDING: [Provider; 1] = [Provider::RESEND];
 
 /// The registry with the sandboxed providers of [`SYNC_PENDING`] syncing by script.
 pub fn sync_by_script_until_real(registry: Registry) -> Result<Registry> {

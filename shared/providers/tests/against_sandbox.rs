@@ -668,3 +668,160 @@ mod ga4_sync {
             .unwrap();
     }
 }
+
+mod meta_sync {
+    use super::*;
+    use chrono::NaiveDate;
+    use kpi_core::kpi::DateRange;
+    use kpi_core::ports::provider::SyncRequest;
+    use kpi_core::{Integration, IntegrationId, Metric, Provider, WorkspaceId};
+    use kpi_sandbox::meta_insights;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+
+    async fn connected(
+        sandbox: &Sandbox,
+        base: &str,
+    ) -> (
+        std::sync::Arc<dyn ProviderAdapter>,
+        kpi_core::credentials::ConnectionCredentials,
+    ) {
+        let m = meta(base, sandbox);
+        let redirect = "http://127.0.0.1:9/v1/oauth/meta_ads/callback";
+        let url = Url::parse(
+            &m.authorize(&AuthorizationRequest {
+                state: "st",
+                redirect_uri: redirect,
+            })
+            .unwrap()
+            .url,
+        )
+        .unwrap();
+        let q = consent(url, "allow", true).await;
+        let creds = meta_connect(&*m, param(&q, "code").unwrap(), redirect)
+            .await
+            .unwrap();
+        (m, creds)
+    }
+
+    fn integration(account: &str) -> Integration {
+        let mut i = Integration::new(
+            IntegrationId::new_random(),
+            WorkspaceId::parse("ws").unwrap(),
+            Provider::META_ADS,
+            "Meta Ads",
+            Utc::now(),
+        );
+        i.settings.insert("ad_account".into(), account.into());
+        i
+    }
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_90_day_window_is_one_call_and_matches_the_served_days() {
+        let (sandbox, base) = sandbox().await;
+        let (m, creds) = connected(&sandbox, &base).await;
+        let i = integration("act_1000000001");
+        let window = DateRange::new(d(2026, 1, 1), d(2026, 3, 31)).unwrap();
+        let before = sandbox.counters().meta_graph_calls;
+        let result = m
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            result.provider_calls, 1,
+            "100 rows a page: one call for 90 days"
+        );
+        assert_eq!(sandbox.counters().meta_graph_calls - before, 1);
+        let value = |name: &str, day: NaiveDate| {
+            result
+                .points
+                .iter()
+                .find(|p| p.metric == Metric::new(name) && p.date == day)
+                .map(|p| p.value)
+        };
+        let mut dark = 0;
+        let mut overlapping = 0;
+        let mut no_clicks = 0;
+        for day in window.from.iter_days().take_while(|x| *x <= window.to) {
+            match meta_insights::day("1000000001", day) {
+                None => {
+                    dark += 1;
+                    assert_eq!(value("meta.spend", day), Some(Decimal::ZERO), "{day}");
+                    assert_eq!(value("meta.purchases", day), Some(Decimal::ZERO));
+                    assert_eq!(value("meta.roas", day), None, "no ratio without delivery");
+                    assert_eq!(value("meta.ctr", day), None);
+                }
+                Some(served) => {
+                    let spend = Decimal::from_str(&served.spend).unwrap();
+                    assert_eq!(value("meta.spend", day), Some(spend), "{day}");
+                    assert_eq!(
+                        value("meta.purchases", day),
+                        Some(Decimal::from(served.purchases)),
+                        "one purchase type counted on {day}"
+                    );
+                    let pv = Decimal::from_str(&served.purchase_value).unwrap();
+                    assert_eq!(value("meta.purchase_value", day), Some(pv));
+                    assert_eq!(value("meta.roas", day), Some(pv / spend));
+                    if served.purchase_types.len() > 1 {
+                        overlapping += 1;
+                    }
+                    if served.clicks == 0 {
+                        no_clicks += 1;
+                        assert_eq!(value("meta.cpc", day), None, "cpc omitted without clicks");
+                    }
+                }
+            }
+        }
+        assert!(
+            dark > 0 && overlapping > 0 && no_clicks > 0,
+            "{dark} {overlapping} {no_clicks}"
+        );
+        let eur = result
+            .points
+            .iter()
+            .find(|p| p.metric == Metric::new("meta.spend"))
+            .unwrap();
+        assert_eq!(eur.currency.as_ref().unwrap().as_str(), "EUR");
+    }
+
+    #[tokio::test]
+    async fn long_windows_page_by_cursor_and_a_dead_token_needs_reauth() {
+        let (sandbox, base) = sandbox().await;
+        let (m, creds) = connected(&sandbox, &base).await;
+        let i = integration("act_1000000002");
+        let window = DateRange::new(d(2025, 6, 1), d(2026, 1, 31)).unwrap();
+        let result = m
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap();
+        assert!(result.provider_calls >= 2, "{}", result.provider_calls);
+        let spend_days = result
+            .points
+            .iter()
+            .filter(|p| p.metric == Metric::new("meta.spend"))
+            .count() as i64;
+        assert_eq!(spend_days, window.days(), "every day, delivered or not");
+        m.disconnect(&creds).await.unwrap();
+        let err = m
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is_reauth(), "error 190 → reconnect: {err:?}");
+    }
+}

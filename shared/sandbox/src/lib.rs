@@ -12,6 +12,7 @@ mod ga4;
 pub mod ga4_data;
 mod google;
 mod meta;
+pub mod meta_insights;
 mod resend;
 mod state;
 
@@ -160,6 +161,10 @@ impl Sandbox {
             .route(
                 "/meta/graph/{version}/me/permissions",
                 get(meta::permissions).delete(meta::revoke),
+            )
+            .route(
+                "/meta/graph/{version}/{object}/insights",
+                get(meta_insights::insights),
             )
             .route(
                 "/meta/graph/{version}/me/adaccounts",

@@ -219,7 +219,7 @@ fn user_token(headers: &HeaderMap, q: &HashMap<String, String>) -> Option<String
 }
 
 /// Scopes of a live long- or short-lived token, or the Graph error to answer.
-fn authorize_call(
+pub(crate) fn authorize_call(
     sandbox: &Sandbox,
     headers: &HeaderMap,
     q: &HashMap<String, String>,

@@ -4,6 +4,7 @@
 //! revocation through the Graph API.
 
 pub mod graph;
+pub mod insights;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -180,6 +181,9 @@ impl AdAccountId {
 #[serde(try_from = "String")]
 pub struct AttributionWindow(String);
 
+/// Used when the integration chooses none.
+pub const DEFAULT_ATTRIBUTION_WINDOWS: [&str; 2] = ["7d_click", "1d_view"];
+
 /// The windows Meta still serves (7-day and 28-day view were retired on 2026-01-12).
 pub const ATTRIBUTION_WINDOWS: [&str; 5] =
     ["1d_click", "7d_click", "28d_click", "1d_view", "1d_ev"];
@@ -328,12 +332,37 @@ impl ProviderAdapter for MetaAdapter {
         }
     }
 
-    async fn sync(&self, _: SyncRequest<'_>) -> Result<SyncResult> {
-        // Insights syncing is the Meta Ads sync issue's; until it lands no
-        // deployment runs a Meta worker.
-        Err(Error::config(
-            "syncing Meta Ads insights is not available in this version",
-        ))
+    async fn sync(&self, request: SyncRequest<'_>) -> Result<SyncResult> {
+        let settings: MetaSettings =
+            settings::parse(&request.integration.settings).map_err(|e| {
+                Error::config(format!(
+                    "the Meta Ads settings are not valid: {}",
+                    e.message()
+                ))
+            })?;
+        let account = settings
+            .ad_account
+            .ok_or_else(|| Error::config("no ad account chosen for this integration"))?;
+        let windows: Vec<&str> = match &settings.attribution_windows {
+            Some(w) if !w.is_empty() => w.iter().map(AttributionWindow::as_str).collect(),
+            _ => DEFAULT_ATTRIBUTION_WINDOWS.to_vec(),
+        };
+        let (rows, calls) = self
+            .graph
+            .insights(
+                access_token(request.credentials)?,
+                account.as_str(),
+                request.window.from,
+                request.window.to,
+                &windows,
+            )
+            .await?;
+        Ok(SyncResult {
+            points: insights::points(request.integration, &request.window, &rows)?,
+            provider_calls: calls,
+            quota_remaining: None,
+            refreshed_credentials: None,
+        })
     }
 
     async fn disconnect(&self, credentials: &ConnectionCredentials) -> Result<()> {

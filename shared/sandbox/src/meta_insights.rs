@@ -1,0 +1,200 @@
+//! Meta Ads Insights (`GET /act_{id}/insights`): deterministic daily numbers
+//! per ad account with Meta's habits — no row for a day without delivery,
+//! `cpc` and `actions` omitted when there is nothing to report, the same
+//! purchases under several action types, cursor paging with the access token
+//! in `next`, 25 rows a page by default.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{Datelike, NaiveDate};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Sandbox;
+use crate::meta::{authorize_call, graph_error};
+
+/// Ad account id → (currency, daily spend in minor units at the start of 2026).
+pub const ACCOUNTS: &[(&str, &str, i64)] =
+    &[("1000000001", "EUR", 12_345), ("1000000002", "USD", 4_560)];
+
+/// One day of an account as the sandbox serves it (strings, as Meta sends them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Day {
+    pub spend: String,
+    pub impressions: u64,
+    pub clicks: u64,
+    pub reach: u64,
+    /// The purchases (one number, whatever types carry it).
+    pub purchases: u64,
+    pub purchase_value: String,
+    /// The action types the purchases are reported under that day.
+    pub purchase_types: Vec<&'static str>,
+}
+
+/// Days without delivery (paused campaigns).
+pub fn is_dark_day(date: NaiveDate) -> bool {
+    date.ordinal().is_multiple_of(11)
+}
+
+fn cents(minor: i64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
+/// The sandbox's numbers for `account` (`1000000001` or `act_1000000001`) on
+/// `date`; `None` for a day without delivery or an unknown account.
+pub fn day(account: &str, date: NaiveDate) -> Option<Day> {
+    let id = account.strip_prefix("act_").unwrap_or(account);
+    let &(_, _, base) = ACCOUNTS.iter().find(|a| a.0 == id)?;
+    if is_dark_day(date) {
+        return None;
+    }
+    let n = i64::from(date.ordinal());
+    let weekday = i64::from(date.weekday().num_days_from_monday());
+    let spend = base + (n * 37 + weekday * 113) % 2_000;
+    let impressions = (spend * 7 / 10) as u64 + 50;
+    // Some days get no clicks at all: `cpc` and `actions` are then left out.
+    let clicks = if n % 13 == 0 {
+        0
+    } else {
+        impressions / 40 + (n % 7) as u64
+    };
+    let reach = impressions * 4 / 5;
+    let purchases = if clicks == 0 {
+        0
+    } else {
+        clicks / 25 + (n % 3) as u64
+    };
+    let purchase_value = cents(purchases as i64 * (2_999 + (n % 5) * 1_000));
+    let purchase_types = match (purchases, n % 3) {
+        (0, _) => vec![],
+        (_, 0) => vec![
+            "omni_purchase",
+            "purchase",
+            "offsite_conversion.fb_pixel_purchase",
+        ],
+        (_, 1) => vec!["purchase", "offsite_conversion.fb_pixel_purchase"],
+        _ => vec!["offsite_conversion.fb_pixel_purchase"],
+    };
+    Some(Day {
+        spend: cents(spend),
+        impressions,
+        clicks,
+        reach,
+        purchases,
+        purchase_value,
+        purchase_types,
+    })
+}
+
+fn row(account: &str, currency: &str, date: NaiveDate, d: &Day) -> Value {
+    let spend: f64 = d.spend.parse().unwrap_or(0.0);
+    let mut row = json!({
+        "account_id": account,
+        "spend": d.spend,
+        "impressions": d.impressions.to_string(),
+        "clicks": d.clicks.to_string(),
+        "reach": d.reach.to_string(),
+        "cpm": format!("{:.6}", spend * 1000.0 / d.impressions as f64),
+        "ctr": format!("{:.6}", d.clicks as f64 * 100.0 / d.impressions as f64),
+        "account_currency": currency,
+        "date_start": date.to_string(),
+        "date_stop": date.to_string(),
+    });
+    if d.clicks > 0 {
+        row["cpc"] = json!(format!("{:.6}", spend / d.clicks as f64));
+        let mut actions = vec![json!({"action_type": "link_click", "value": d.clicks.to_string()})];
+        let mut values = Vec::new();
+        for t in &d.purchase_types {
+            actions.push(json!({"action_type": t, "value": d.purchases.to_string(), "7d_click": d.purchases.to_string(), "1d_view": "0"}));
+            values.push(json!({"action_type": t, "value": d.purchase_value}));
+        }
+        row["actions"] = json!(actions);
+        if !values.is_empty() {
+            row["action_values"] = json!(values);
+        }
+    }
+    row
+}
+
+#[derive(Deserialize)]
+struct TimeRange {
+    since: NaiveDate,
+    until: NaiveDate,
+}
+
+pub async fn insights(
+    State(sandbox): State<Sandbox>,
+    Path((version, object)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(response) = authorize_call(&sandbox, &headers, &q) {
+        return *response;
+    }
+    let id = object.strip_prefix("act_").unwrap_or("");
+    let Some(&(_, currency, _)) = ACCOUNTS.iter().find(|a| a.0 == id) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            Some(33),
+            "Unsupported get request. Object does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
+        );
+    };
+    let Some(range) = q
+        .get("time_range")
+        .and_then(|r| serde_json::from_str::<TimeRange>(r).ok())
+        .filter(|r| r.since <= r.until)
+    else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "(#100) time_range is invalid",
+        );
+    };
+    if q.get("time_increment").map(String::as_str) != Some("1") {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "(#100) the sandbox serves daily rows only (time_increment=1)",
+        );
+    }
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(25)
+        .clamp(1, 500);
+    let start: usize = q
+        .get("after")
+        .and_then(|a| a.strip_prefix("row-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let rows: Vec<Value> = range
+        .since
+        .iter_days()
+        .take_while(|d| *d <= range.until)
+        .filter_map(|date| day(id, date).map(|d| row(id, currency, date, &d)))
+        .collect();
+    let page: Vec<Value> = rows.iter().skip(start).take(limit).cloned().collect();
+    let end = start + page.len();
+    let mut paging =
+        json!({"cursors": {"before": format!("row-{start}"), "after": format!("row-{end}")}});
+    if end < rows.len() {
+        let token = q
+            .get("access_token")
+            .cloned()
+            .unwrap_or_else(|| "TOKEN".into());
+        paging["next"] = json!(format!(
+            "https://graph.facebook.com/{version}/{object}/insights?access_token={token}&limit={limit}&after=row-{end}"
+        ));
+    }
+    (
+        StatusCode::OK,
+        axum::Json(json!({"data": page, "paging": paging})),
+    )
+        .into_response()
+}
