@@ -100,6 +100,7 @@ impl ProviderAdapter for Tally {
             options: ["board-1", "board-2"]
                 .into_iter()
                 .map(|b| OptionItem {
+                    selectable: true,
                     id: b.into(),
                     name: b.to_uppercase(),
                     group: None,

@@ -305,6 +305,13 @@ async fn meta_connect_pick_an_ad_account_sync_and_read_roas_and_spend() {
         .unwrap()
         .to_owned();
     let c = app.client_for(&["demo"]);
+    let closed = c
+        .patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
+        .json(&json!({"settings": {"ad_account": "act_1000000003"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), 422, "a closed ad account cannot be picked");
     let patched: Value = c
         .patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
         .json(&json!({"settings": {"ad_account": "act_1000000001"}}))

@@ -199,11 +199,23 @@ async fn check_choices(
     let credentials = open_credentials(state, current).await?;
     let options = adapter.options(current, &credentials).await?;
     for (key, value) in chosen {
-        if !options.options.iter().any(|o| o.id == value) {
-            return Err(Error::validation(
-                format!("settings.{key}"),
-                "the connected account has no access to this choice; pick one from the options",
-            ));
+        match options.options.iter().find(|o| o.id == value) {
+            None => {
+                return Err(Error::validation(
+                    format!("settings.{key}"),
+                    "the connected account has no access to this choice; pick one from the options",
+                ));
+            }
+            Some(option) if !option.selectable => {
+                return Err(Error::validation(
+                    format!("settings.{key}"),
+                    format!(
+                        "{} cannot be chosen in its current state; pick an active one",
+                        option.name
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
     }
     Ok(())

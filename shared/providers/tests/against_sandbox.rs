@@ -299,6 +299,12 @@ async fn meta_login_long_lived_token_ad_accounts_and_revoke() {
     assert_eq!(options.setting, "ad_account");
     assert_eq!(options.options.len(), 3);
     assert_eq!(options.options[0].id, "act_1000000001");
+    assert!(options.options[0].selectable);
+    assert!(
+        !options.options[2].selectable,
+        "a closed account is listed, not selectable"
+    );
+    assert_eq!(options.options[0].details["timezone_name"], "Europe/Berlin");
     m.health(&integration, &credentials).await.unwrap();
 
     let err = meta_connect(&*m, &code, redirect).await.unwrap_err();

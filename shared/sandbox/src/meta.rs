@@ -309,10 +309,16 @@ pub async fn revoke(
     (StatusCode::OK, axum::Json(json!({"success": true}))).into_response()
 }
 
-const AD_ACCOUNTS: &[(&str, &str, &str, i64)] = &[
-    ("1000000001", "Sandbox Shop Ads", "EUR", 1),
-    ("1000000002", "Sandbox Brand Ads", "USD", 1),
-    ("1000000003", "Sandbox Old Ads", "GBP", 101),
+const AD_ACCOUNTS: &[(&str, &str, &str, i64, &str)] = &[
+    ("1000000001", "Sandbox Shop Ads", "EUR", 1, "Europe/Berlin"),
+    (
+        "1000000002",
+        "Sandbox Brand Ads",
+        "USD",
+        1,
+        "America/Los_Angeles",
+    ),
+    ("1000000003", "Sandbox Old Ads", "GBP", 101, "Europe/London"),
 ];
 
 pub async fn ad_accounts(
@@ -338,8 +344,9 @@ pub async fn ad_accounts(
         .iter()
         .skip(start)
         .take(limit)
-        .map(|(id, name, currency, status)| {
-            json!({"id": format!("act_{id}"), "account_id": id, "name": name, "currency": currency, "account_status": status})
+        .map(|(id, name, currency, status, tz)| {
+            json!({"id": format!("act_{id}"), "account_id": id, "name": name, "currency": currency,
+                "account_status": status, "timezone_name": tz})
         })
         .collect();
     let end = start + data.len();

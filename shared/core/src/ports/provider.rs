@@ -142,6 +142,9 @@ pub struct OptionItem {
     pub name: String,
     /// A heading to group by (the GA4 account, the Meta business).
     pub group: Option<String>,
+    /// Whether it may be chosen (a disabled or closed ad account is listed,
+    /// with its status in `details`, but cannot be).
+    pub selectable: bool,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: Map<String, Value>,
 }

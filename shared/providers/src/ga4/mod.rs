@@ -383,6 +383,7 @@ fn options_of(properties: Vec<PropertyOption>) -> ProviderOptions {
         options: properties
             .into_iter()
             .map(|o| OptionItem {
+                selectable: true,
                 id: o.property,
                 name: o.display_name,
                 group: Some(o.account_name),

@@ -83,6 +83,9 @@ pub struct AdAccount {
     pub currency: Option<String>,
     #[serde(default)]
     pub account_status: Option<i64>,
+    /// The account's reporting time zone (its insights' days are in it).
+    #[serde(default)]
+    pub timezone_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -207,7 +210,10 @@ impl MetaClient {
         loop {
             let mut url = self.graph(&["me", "adaccounts"])?;
             url.query_pairs_mut()
-                .append_pair("fields", "id,account_id,name,currency,account_status")
+                .append_pair(
+                    "fields",
+                    "id,account_id,name,currency,account_status,timezone_name",
+                )
                 .append_pair("limit", "100");
             if let Some(a) = &after {
                 url.query_pairs_mut().append_pair("after", a);

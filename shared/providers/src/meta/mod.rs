@@ -301,10 +301,14 @@ impl ProviderAdapter for MetaAdapter {
             options: accounts
                 .into_iter()
                 .map(|a| OptionItem {
+                    // Only an active account (status 1) delivers ads to sync.
+                    selectable: a.account_status == Some(1),
                     id: a.id,
                     name: a.name,
                     group: None,
-                    details: serde_json::json!({"currency": a.currency, "account_status": a.account_status})
+                    details:
+                        serde_json::json!({"currency": a.currency, "timezone_name": a.timezone_name,
+                        "account_status": a.account_status})
                         .as_object()
                         .cloned()
                         .unwrap_or_default(),

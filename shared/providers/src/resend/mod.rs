@@ -221,6 +221,7 @@ impl ProviderAdapter for ResendAdapter {
                 options: domains
                     .into_iter()
                     .map(|d| OptionItem {
+                        selectable: true,
                         id: d.name.clone(),
                         name: d.name,
                         group: None,
