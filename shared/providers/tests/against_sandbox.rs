@@ -675,6 +675,43 @@ mod ga4_sync {
     }
 }
 
+async fn meta_sync_connected(
+    sandbox: &Sandbox,
+    base: &str,
+) -> (
+    std::sync::Arc<dyn ProviderAdapter>,
+    kpi_core::credentials::ConnectionCredentials,
+) {
+    let m = meta(base, sandbox);
+    let redirect = "http://127.0.0.1:9/v1/oauth/meta_ads/callback";
+    let url = Url::parse(
+        &m.authorize(&AuthorizationRequest {
+            state: "st",
+            redirect_uri: redirect,
+        })
+        .unwrap()
+        .url,
+    )
+    .unwrap();
+    let q = consent(url, "allow", true).await;
+    let creds = meta_connect(&*m, param(&q, "code").unwrap(), redirect)
+        .await
+        .unwrap();
+    (m, creds)
+}
+
+fn meta_integration(account: &str) -> kpi_core::Integration {
+    let mut i = kpi_core::Integration::new(
+        kpi_core::IntegrationId::new_random(),
+        kpi_core::WorkspaceId::parse("ws").unwrap(),
+        kpi_core::Provider::META_ADS,
+        "Meta Ads",
+        Utc::now(),
+    );
+    i.settings.insert("ad_account".into(), account.into());
+    i
+}
+
 mod meta_sync {
     use super::*;
     use chrono::NaiveDate;
@@ -829,5 +866,73 @@ mod meta_sync {
             .await
             .unwrap_err();
         assert!(err.is_reauth(), "error 190 → reconnect: {err:?}");
+    }
+}
+
+mod meta_throttling {
+    use super::*;
+    use kpi_core::kpi::DateRange;
+    use kpi_core::ports::provider::SyncRequest;
+
+    #[tokio::test]
+    async fn a_throttled_account_waits_as_meta_says_and_high_usage_stops_early() {
+        let (sandbox, base) = sandbox().await;
+        let (m, creds) = super::meta_sync_connected(&sandbox, &base).await;
+        let i = super::meta_integration("act_1000000001");
+        let d = |y, mo, day| chrono::NaiveDate::from_ymd_opt(y, mo, day).unwrap();
+        let window = DateRange::new(d(2025, 6, 1), d(2026, 1, 31)).unwrap();
+        // Error #80000 with 3 minutes to regain access: the engine is told to wait that long.
+        sandbox.set_faults(Faults {
+            meta_throttle_minutes: Some(3),
+            ..Faults::default()
+        });
+        let err = m
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap_err();
+        match err.kind() {
+            kpi_core::ErrorKind::RateLimited { retry_after } => {
+                assert_eq!(*retry_after, Some(Duration::from_secs(180)), "{err:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // 97% used after the first page: stop and wait rather than be throttled.
+        sandbox.set_faults(Faults {
+            meta_usage: Some(97),
+            ..Faults::default()
+        });
+        let before = sandbox.counters().meta_graph_calls;
+        let err = m
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.kind(), kpi_core::ErrorKind::RateLimited { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            sandbox.counters().meta_graph_calls - before,
+            1,
+            "stopped after one page"
+        );
+        // Usage back to normal: the sync goes through and records what is left.
+        sandbox.set_faults(Faults::default());
+        let ok = m
+            .sync(SyncRequest {
+                integration: &i,
+                credentials: &creds,
+                window,
+            })
+            .await
+            .unwrap();
+        assert_eq!(ok.quota_remaining, Some(rust_decimal::Decimal::new(88, 2)));
     }
 }

@@ -64,6 +64,14 @@ pub struct Faults {
     pub ga4_data: Option<String>,
     #[serde(default)]
     pub meta_graph: Option<u16>,
+    /// The share (percent) of Meta's ads_insights limit the insights endpoint
+    /// reports in `X-Business-Use-Case-Usage` (default 12).
+    #[serde(default)]
+    pub meta_usage: Option<u8>,
+    /// Insights answer error #80000 with this `estimated_time_to_regain_access`
+    /// (minutes) until the faults are reset.
+    #[serde(default)]
+    pub meta_throttle_minutes: Option<u32>,
     #[serde(default)]
     pub resend: Option<u16>,
 }

@@ -134,7 +134,29 @@ pub async fn insights(
     if let Err(response) = authorize_call(&sandbox, &headers, &q) {
         return *response;
     }
+    let faults = sandbox.faults();
+    let usage_pct = faults.meta_usage.unwrap_or(12);
+    let regain = faults.meta_throttle_minutes.unwrap_or(0);
     let id = object.strip_prefix("act_").unwrap_or("");
+    let usage = json!({ id: [{"type": "ads_insights", "call_count": if regain > 0 { 100 } else { usage_pct },
+        "total_cputime": 10, "total_time": 10, "estimated_time_to_regain_access": regain}] })
+    .to_string();
+    let with_usage = |mut response: Response| {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&usage) {
+            response
+                .headers_mut()
+                .insert("x-business-use-case-usage", v);
+        }
+        response
+    };
+    if regain > 0 {
+        return with_usage(graph_error(
+            StatusCode::BAD_REQUEST,
+            80000,
+            Some(2446079),
+            "(#80000) There have been too many calls from this ad-account. Wait a bit and try again.",
+        ));
+    }
     let Some(&(_, currency, _)) = ACCOUNTS.iter().find(|a| a.0 == id) else {
         return graph_error(
             StatusCode::BAD_REQUEST,
@@ -192,9 +214,11 @@ pub async fn insights(
             "https://graph.facebook.com/{version}/{object}/insights?access_token={token}&limit={limit}&after=row-{end}"
         ));
     }
-    (
-        StatusCode::OK,
-        axum::Json(json!({"data": page, "paging": paging})),
+    with_usage(
+        (
+            StatusCode::OK,
+            axum::Json(json!({"data": page, "paging": paging})),
+        )
+            .into_response(),
     )
-        .into_response()
 }

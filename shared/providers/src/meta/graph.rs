@@ -61,7 +61,10 @@ pub fn api_error(reply: &Reply) -> Error {
             Error::reauth("Meta no longer accepts this connection; reconnect the integration")
         }
         (4 | 17 | 32 | 613 | 80000..=80014, _) => {
-            Error::rate_limited(reply.retry_after, format!("Meta rate limit: {message}"))
+            // Meta's own estimate (the usage header's minutes) before ours.
+            let usage = super::usage::read(&reply.headers);
+            let wait = reply.retry_after.unwrap_or_default().max(usage.wait());
+            Error::rate_limited(Some(wait), format!("Meta rate limit: {message}"))
         }
         (1 | 2, _) => Error::transient(format!("Meta had a temporary problem: {message}")),
         (100, Some(1_504_018)) => Error::transient("Meta timed out; try a smaller window"),
@@ -306,7 +309,7 @@ impl MetaClient {
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
         attribution_windows: &[&str],
-    ) -> Result<(Vec<InsightRow>, u32)> {
+    ) -> Result<(Vec<InsightRow>, u32, super::usage::Usage)> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         let mut calls = 0;
@@ -333,6 +336,7 @@ impl MetaClient {
             if !reply.is_success() {
                 return Err(api_error(&reply));
             }
+            let usage = super::usage::read(&reply.headers);
             let page: Paged<InsightRow> = reply.json(NAME)?;
             out.extend(page.data);
             let next = page.paging.and_then(|p| {
@@ -341,8 +345,19 @@ impl MetaClient {
             });
             match next {
                 Some(a) if calls < 1_000 => after = Some(a),
-                _ => return Ok((out, calls)),
+                _ => return Ok((out, calls, usage)),
             }
+            if usage.highest_pct >= super::usage::STOP_PCT {
+                // Nearly throttled: leave the rest to a later attempt.
+                return Err(Error::rate_limited(
+                    Some(usage.wait()),
+                    format!(
+                        "Meta rate limits are {:.0}% used; waiting before going on",
+                        usage.highest_pct
+                    ),
+                ));
+            }
+            tokio::time::sleep(usage.pause()).await;
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod graph;
 pub mod insights;
+pub mod usage;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -351,7 +352,7 @@ impl ProviderAdapter for MetaAdapter {
             Some(w) if !w.is_empty() => w.iter().map(AttributionWindow::as_str).collect(),
             _ => DEFAULT_ATTRIBUTION_WINDOWS.to_vec(),
         };
-        let (rows, calls) = self
+        let (rows, calls, usage) = self
             .graph
             .insights(
                 access_token(request.credentials)?,
@@ -364,7 +365,10 @@ impl ProviderAdapter for MetaAdapter {
         Ok(SyncResult {
             points: insights::points(request.integration, &request.window, &rows)?,
             provider_calls: calls,
-            quota_remaining: None,
+            quota_remaining: rust_decimal::Decimal::from_f64_retain(
+                (100.0 - usage.highest_pct).clamp(0.0, 100.0) / 100.0,
+            )
+            .map(|d| d.round_dp(4)),
             refreshed_credentials: None,
         })
     }
