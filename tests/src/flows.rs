@@ -115,3 +115,39 @@ pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
+
+/// A GA4 OAuth state for `user-1` of workspace `demo`, written straight into
+/// the app's store (as `start` would, or an older version did), expiring
+/// `expires_in` from now. Returns the state value and the browser binding.
+pub async fn plant_oauth_state(
+    app: &crate::app::TestApp,
+    return_to: Option<&str>,
+    expires_in: chrono::Duration,
+) -> (String, String) {
+    use kpi_core::ports::store::OAuthState;
+    use kpi_core::{Provider, WorkspaceId, WorkspaceScope};
+    let demo = WorkspaceId::parse("demo").unwrap();
+    let scope = WorkspaceScope::for_system(demo.clone(), "test setup");
+    let state_value = format!("state-{}", uuid::Uuid::new_v4());
+    let binding = format!("binding-{}", uuid::Uuid::new_v4());
+    app.server
+        .state
+        .store
+        .put_oauth_state(
+            &scope,
+            &OAuthState {
+                key: kpi_providers::oauth::sha256_b64(&state_value),
+                workspace: demo,
+                user: "user-1".into(),
+                provider: Provider::GA4,
+                integration: None,
+                browser_binding: kpi_providers::oauth::sha256_b64(&binding),
+                pkce_verifier: Some("v".repeat(43)),
+                return_to: return_to.map(str::to_owned),
+                expires_at: chrono::Utc::now() + expires_in,
+            },
+        )
+        .await
+        .unwrap();
+    (state_value, binding)
+}

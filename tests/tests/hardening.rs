@@ -157,32 +157,10 @@ async fn over_https_cookies_carry_the_host_prefix_and_two_sessions_are_refused()
 
 #[tokio::test]
 async fn the_callback_refuses_a_browser_signed_in_as_another_user() {
-    use kpi_core::ports::store::OAuthState;
-    use kpi_core::{Provider, WorkspaceId, WorkspaceScope};
     let app = TestApp::spawn().await;
-    let scope = WorkspaceScope::for_system(WorkspaceId::parse("demo").unwrap(), "test setup");
     for (session_user, expected) in [("user-2", 400), ("user-1", 303)] {
-        let state_value = format!("state-{}", uuid::Uuid::new_v4());
-        let binding = format!("binding-{}", uuid::Uuid::new_v4());
-        app.server
-            .state
-            .store
-            .put_oauth_state(
-                &scope,
-                &OAuthState {
-                    key: kpi_providers::oauth::sha256_b64(&state_value),
-                    workspace: WorkspaceId::parse("demo").unwrap(),
-                    user: "user-1".into(),
-                    provider: Provider::GA4,
-                    integration: None,
-                    browser_binding: kpi_providers::oauth::sha256_b64(&binding),
-                    pkce_verifier: Some("v".repeat(43)),
-                    return_to: None,
-                    expires_at: chrono::Utc::now() + chrono::Duration::minutes(5),
-                },
-            )
-            .await
-            .unwrap();
+        let (state_value, binding) =
+            kpi_tests::flows::plant_oauth_state(&app, None, chrono::Duration::minutes(5)).await;
         let session = app.token(session_user, &["demo"], false);
         let resp = kpi_tests::client_builder()
             .redirect(reqwest::redirect::Policy::none())

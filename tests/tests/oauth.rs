@@ -1,8 +1,6 @@
 //! OAuth connect flows through the sandbox consent pages, and every way a
 //! callback can be abused.
 
-use kpi_core::ports::store::OAuthState;
-use kpi_core::{Provider, WorkspaceId, WorkspaceScope};
 use kpi_sandbox::Faults;
 use kpi_tests::app::TestApp;
 use kpi_tests::flows::{consent, dev_login, finish, param};
@@ -221,28 +219,8 @@ async fn replayed_forged_cookieless_and_mixed_up_states_are_refused() {
 #[tokio::test]
 async fn expired_states_are_refused() {
     let app = TestApp::spawn().await;
-    let scope = WorkspaceScope::for_system(WorkspaceId::parse("demo").unwrap(), "test setup");
-    let state_value = "expired-state-value-0123456789";
-    let binding = "binding-value-0123456789";
-    app.server
-        .state
-        .store
-        .put_oauth_state(
-            &scope,
-            &OAuthState {
-                key: kpi_providers::oauth::sha256_b64(state_value),
-                workspace: WorkspaceId::parse("demo").unwrap(),
-                user: "user-1".into(),
-                provider: Provider::GA4,
-                integration: None,
-                browser_binding: kpi_providers::oauth::sha256_b64(binding),
-                pkce_verifier: Some("v".repeat(43)),
-                return_to: None,
-                expires_at: chrono::Utc::now() - chrono::Duration::seconds(1),
-            },
-        )
-        .await
-        .unwrap();
+    let (state_value, binding) =
+        kpi_tests::flows::plant_oauth_state(&app, None, -chrono::Duration::seconds(1)).await;
     let resp = kpi_tests::client()
         .get(app.url(&format!(
             "/v1/oauth/ga4/callback?code=4/0x&state={state_value}"
@@ -279,28 +257,8 @@ async fn callback_with_stored_return(
     stored: &str,
     query: &str,
 ) -> reqwest::Response {
-    let scope = WorkspaceScope::for_system(WorkspaceId::parse("demo").unwrap(), "test setup");
-    let state_value = format!("state-{}", uuid::Uuid::new_v4());
-    let binding = format!("binding-{}", uuid::Uuid::new_v4());
-    app.server
-        .state
-        .store
-        .put_oauth_state(
-            &scope,
-            &OAuthState {
-                key: kpi_providers::oauth::sha256_b64(&state_value),
-                workspace: WorkspaceId::parse("demo").unwrap(),
-                user: "user-1".into(),
-                provider: Provider::GA4,
-                integration: None,
-                browser_binding: kpi_providers::oauth::sha256_b64(&binding),
-                pkce_verifier: Some("v".repeat(43)),
-                return_to: Some(stored.to_owned()),
-                expires_at: chrono::Utc::now() + chrono::Duration::minutes(5),
-            },
-        )
-        .await
-        .unwrap();
+    let (state_value, binding) =
+        kpi_tests::flows::plant_oauth_state(app, Some(stored), chrono::Duration::minutes(5)).await;
     kpi_tests::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

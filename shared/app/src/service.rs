@@ -319,14 +319,25 @@ fn account_key(provider: Provider, account: &str) -> String {
 /// Revokes at the provider — unless another live integration uses the same
 /// provider account, whose grant a revocation would end too — then erases the
 /// credentials and keeps the integration as `disconnected`. Idempotent.
+/// What a disconnect did, and at which provider (`None`: no such integration).
+pub struct Disconnection {
+    pub access: ProviderAccess,
+    pub provider: Option<Provider>,
+}
+
 pub async fn disconnect(
     state: &AppState,
     scope: &WorkspaceScope,
     id: IntegrationId,
-) -> Result<ProviderAccess> {
+) -> Result<Disconnection> {
     let integration = match state.store.get_integration(scope, id).await {
         Ok(i) => i,
-        Err(e) if e.is_not_found() => return Ok(ProviderAccess::NothingToRevoke),
+        Err(e) if e.is_not_found() => {
+            return Ok(Disconnection {
+                access: ProviderAccess::NothingToRevoke,
+                provider: None,
+            });
+        }
         Err(e) => return Err(e),
     };
     let mut access = ProviderAccess::NothingToRevoke;
@@ -378,7 +389,10 @@ pub async fn disconnect(
     if let Some(key) = &integration.account {
         state.store.unlink_account(key, integration.id).await?;
     }
-    Ok(access)
+    Ok(Disconnection {
+        access,
+        provider: Some(integration.provider),
+    })
 }
 
 /// An integration that has credentials (options and health need them).

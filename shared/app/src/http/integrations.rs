@@ -184,15 +184,12 @@ pub async fn delete(
 ) -> ApiResult<Json<Disconnected>> {
     let scope = workspace_scope(&p, &ws)?;
     let id = integration_id(&id)?;
-    let access = service::disconnect(&state, &scope, id).await?;
-    let provider = match state.store.get_integration(&scope, id).await {
-        Ok(i) => state
-            .registry
-            .descriptor(i.provider)
-            .map(|d| d.display_name)
-            .unwrap_or("the provider"),
-        Err(_) => "the provider",
-    };
+    let done = service::disconnect(&state, &scope, id).await?;
+    let provider = done
+        .provider
+        .and_then(|p| state.registry.descriptor(p).ok())
+        .map_or("the provider", |d| d.display_name);
+    let access = done.access;
     Ok(Json(Disconnected {
         status: kpi_core::IntegrationStatus::Disconnected,
         provider_access: access,
