@@ -195,19 +195,23 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + patience;
         let mut retries = Vec::new();
         loop {
-            let report = poll_once(&*self.queue, WORK, Duration::from_millis(200), |m| {
+            let work = poll_once(&*self.queue, WORK, Duration::from_millis(200), |m| {
                 let worker = &worker;
                 async move { worker.handle(&m).await }
             })
-            .await
-            .unwrap();
-            retries.extend(report.retries);
-            poll_once(&*self.queue, DLQ, Duration::ZERO, |m| {
+            .await;
+            let dead = poll_once(&*self.queue, DLQ, Duration::ZERO, |m| {
                 let dlq = &dlq;
                 async move { dlq.handle(&m).await }
             })
-            .await
-            .unwrap();
+            .await;
+            // A failed receive (the emulator answering 500 under load) is
+            // polled again, as the deployed pollers do.
+            for polled in [work.map(|r| retries.extend(r.retries)), dead.map(|_| ())] {
+                if let Err(e) = polled {
+                    eprintln!("poll failed, polling again: {}", e.log_chain());
+                }
+            }
             let mut open = 0;
             for j in jobs {
                 if !self.status(j).await.status().is_final() {
@@ -238,14 +242,25 @@ impl Engine {
             }))
             .await;
             polls += reports.len();
-            let received: usize = reports.into_iter().map(|r| r.unwrap().received).sum();
             let dead = poll_once(&*self.queue, DLQ, Duration::ZERO, |m| {
                 let dlq = &dlq;
                 async move { dlq.handle(&m).await }
             })
-            .await
-            .unwrap();
-            if received == 0 && dead.received == 0 {
+            .await;
+            // Like the deployed pollers, a failed receive (the emulator
+            // answering 500 under load) is polled again, never counted as drained.
+            let mut failed = false;
+            let mut received = 0;
+            for report in reports.into_iter().chain(std::iter::once(dead)) {
+                match report {
+                    Ok(r) => received += r.received,
+                    Err(e) => {
+                        eprintln!("poll failed, polling again: {}", e.log_chain());
+                        failed = true;
+                    }
+                }
+            }
+            if received == 0 && !failed {
                 let (w, d) = (
                     self.queue.stats(WORK).await.unwrap(),
                     self.queue.stats(DLQ).await.unwrap(),
