@@ -209,6 +209,18 @@ async fn google_denial_unticked_scope_and_provider_failures() {
 
 /// The Meta plug-in as the registry builds it, on the sandbox.
 fn meta(base: &str, sandbox: &Sandbox) -> std::sync::Arc<dyn ProviderAdapter> {
+    meta_with(
+        base,
+        sandbox,
+        kpi_providers::meta::report::ReportPolicy::default(),
+    )
+}
+
+fn meta_with(
+    base: &str,
+    sandbox: &Sandbox,
+    policy: kpi_providers::meta::report::ReportPolicy,
+) -> std::sync::Arc<dyn ProviderAdapter> {
     let site = SandboxSite {
         base: Url::parse(base).unwrap(),
         app_credentials: sandbox.app_credentials(),
@@ -221,7 +233,7 @@ fn meta(base: &str, sandbox: &Sandbox) -> std::sync::Arc<dyn ProviderAdapter> {
         sandbox_setting: None,
         production: false,
     };
-    match kpi_providers::meta::plugin(&ctx).unwrap() {
+    match kpi_providers::meta::plugin_with(&ctx, policy).unwrap() {
         Plugin::Ready { adapter, sandbox } => {
             assert!(sandbox);
             adapter
@@ -297,13 +309,35 @@ async fn meta_login_long_lived_token_ad_accounts_and_revoke() {
     );
     let options = m.options(&integration, &credentials).await.unwrap();
     assert_eq!(options.setting, "ad_account");
-    assert_eq!(options.options.len(), 3);
+    let calls = sandbox.counters().meta_graph_calls;
+    let options = m.options(&integration, &credentials).await.unwrap();
+    assert_eq!(
+        sandbox.counters().meta_graph_calls - calls,
+        3,
+        "two accounts a page: three pages followed"
+    );
+    assert_eq!(options.options.len(), 6);
     assert_eq!(options.options[0].id, "act_1000000001");
     assert!(options.options[0].selectable);
-    assert!(
-        !options.options[2].selectable,
-        "a closed account is listed, not selectable"
+    let status = |id: &str| {
+        let o = options.options.iter().find(|o| o.id == id).unwrap();
+        (o.selectable, o.details["account_status"].as_i64())
+    };
+    assert_eq!(
+        status("act_1000000003"),
+        (false, Some(101)),
+        "closed: listed, not selectable"
     );
+    assert_eq!(status("act_1000000005"), (false, Some(2)), "disabled");
+    assert_eq!(status("act_1000000006"), (false, Some(3)), "unsettled");
+    assert_eq!(status("act_1000000004"), (true, Some(1)));
+    let yen = options
+        .options
+        .iter()
+        .find(|o| o.id == "act_1000000004")
+        .unwrap();
+    assert_eq!(yen.details["currency"], "JPY");
+    assert_eq!(yen.details["timezone_name"], "Asia/Tokyo");
     assert_eq!(options.options[0].details["timezone_name"], "Europe/Berlin");
     m.health(&integration, &credentials).await.unwrap();
 
@@ -682,7 +716,18 @@ async fn meta_sync_connected(
     std::sync::Arc<dyn ProviderAdapter>,
     kpi_core::credentials::ConnectionCredentials,
 ) {
-    let m = meta(base, sandbox);
+    meta_connected_with(sandbox, base, Default::default()).await
+}
+
+async fn meta_connected_with(
+    sandbox: &Sandbox,
+    base: &str,
+    policy: kpi_providers::meta::report::ReportPolicy,
+) -> (
+    std::sync::Arc<dyn ProviderAdapter>,
+    kpi_core::credentials::ConnectionCredentials,
+) {
+    let m = meta_with(base, sandbox, policy);
     let redirect = "http://127.0.0.1:9/v1/oauth/meta_ads/callback";
     let url = Url::parse(
         &m.authorize(&AuthorizationRequest {
@@ -934,5 +979,168 @@ mod meta_throttling {
             .await
             .unwrap();
         assert_eq!(ok.quota_remaining, Some(rust_decimal::Decimal::new(88, 2)));
+    }
+}
+
+mod meta_reports {
+    use super::*;
+    use chrono::NaiveDate;
+    use kpi_core::kpi::DateRange;
+    use kpi_core::ports::provider::{SyncRequest, SyncResult};
+    use kpi_core::{Integration, Metric};
+    use kpi_providers::meta::report::ReportPolicy;
+    use kpi_sandbox::meta_insights;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    fn quick() -> ReportPolicy {
+        ReportPolicy {
+            first_poll: Duration::from_millis(20),
+            max_poll: Duration::from_millis(50),
+            stall_after: Duration::from_millis(300),
+            ..ReportPolicy::default()
+        }
+    }
+
+    async fn sync(
+        m: &dyn ProviderAdapter,
+        i: &Integration,
+        creds: &kpi_core::credentials::ConnectionCredentials,
+        window: DateRange,
+    ) -> kpi_core::Result<SyncResult> {
+        m.sync(SyncRequest {
+            integration: i,
+            credentials: creds,
+            window,
+        })
+        .await
+    }
+
+    /// Every day of the window has its spend, equal to what the sandbox served.
+    fn assert_spend_served(account: &str, result: &SyncResult, window: DateRange) {
+        let spend: Vec<_> = result
+            .points
+            .iter()
+            .filter(|p| p.metric == Metric::new("meta.spend"))
+            .collect();
+        assert_eq!(spend.len() as i64, window.days(), "each day once");
+        for p in spend {
+            let served = meta_insights::day(account, p.date)
+                .map_or(Decimal::ZERO, |day| Decimal::from_str(&day.spend).unwrap());
+            assert_eq!(p.value, served, "{}", p.date);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_reruns_the_window_as_an_async_report() {
+        let (sandbox, base) = sandbox().await;
+        let (m, creds) = meta_connected_with(&sandbox, &base, quick()).await;
+        let i = meta_integration("act_1000000001");
+        let window = DateRange::new(d(2026, 2, 1), d(2026, 3, 31)).unwrap();
+        sandbox.set_faults(Faults {
+            meta_timeout_above_days: Some(30),
+            ..Faults::default()
+        });
+        let result = sync(&*m, &i, &creds, window).await.unwrap();
+        assert_eq!(sandbox.counters().meta_report_runs, 1);
+        // The timed-out read, the run's creation, two polls, one page of results.
+        assert_eq!(result.provider_calls, 5);
+        assert_spend_served("1000000001", &result, window);
+    }
+
+    #[tokio::test]
+    async fn long_windows_are_report_runs_and_a_failed_run_is_retried_in_halves() {
+        let (sandbox, base) = sandbox().await;
+        let (m, creds) = meta_connected_with(&sandbox, &base, quick()).await;
+        let i = meta_integration("act_1000000002");
+        let window = DateRange::new(d(2025, 5, 1), d(2025, 11, 16)).unwrap();
+        assert_eq!(window.days(), 200);
+        let whole = sync(&*m, &i, &creds, window).await.unwrap();
+        assert_eq!(sandbox.counters().meta_report_runs, 1, "200 days: one run");
+        assert_spend_served("1000000002", &whole, window);
+
+        sandbox.set_faults(Faults {
+            meta_report_fail_above_days: Some(150),
+            ..Faults::default()
+        });
+        let split = sync(&*m, &i, &creds, window).await.unwrap();
+        assert_eq!(
+            sandbox.counters().meta_report_runs,
+            4,
+            "the failed run, then one per 100-day half"
+        );
+        assert_spend_served("1000000002", &split, window);
+        assert_eq!(split.points, whole.points, "the same numbers either way");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_run_is_given_up_and_its_halves_read_directly() {
+        let (sandbox, base) = sandbox().await;
+        let (m, creds) = meta_connected_with(&sandbox, &base, quick()).await;
+        let i = meta_integration("act_1000000001");
+        let window = DateRange::new(d(2025, 1, 1), d(2025, 6, 29)).unwrap();
+        sandbox.set_faults(Faults {
+            meta_report_stall: Some(true),
+            ..Faults::default()
+        });
+        let result = sync(&*m, &i, &creds, window).await.unwrap();
+        assert_eq!(
+            sandbox.counters().meta_report_runs,
+            1,
+            "180 days: one run, then two 90-day reads"
+        );
+        assert_spend_served("1000000001", &result, window);
+    }
+
+    #[tokio::test]
+    async fn pages_of_25_rows_are_followed_by_cursor() {
+        let (sandbox, base) = sandbox().await;
+        let policy = ReportPolicy {
+            page_size: 25,
+            ..quick()
+        };
+        let (m, creds) = meta_connected_with(&sandbox, &base, policy).await;
+        let i = meta_integration("act_1000000001");
+        let window = DateRange::new(d(2026, 1, 1), d(2026, 3, 31)).unwrap();
+        let delivered = window
+            .from
+            .iter_days()
+            .take_while(|x| *x <= window.to)
+            .filter(|x| meta_insights::day("1000000001", *x).is_some())
+            .count() as u32;
+        let result = sync(&*m, &i, &creds, window).await.unwrap();
+        assert_eq!(result.provider_calls, delivered.div_ceil(25));
+        assert!(result.provider_calls >= 3);
+        assert_spend_served("1000000001", &result, window);
+    }
+
+    #[tokio::test]
+    async fn yen_have_no_minor_unit() {
+        let (sandbox, base) = sandbox().await;
+        let (m, creds) = meta_sync_connected(&sandbox, &base).await;
+        let i = meta_integration("act_1000000004");
+        let window = DateRange::new(d(2026, 5, 1), d(2026, 5, 31)).unwrap();
+        let result = sync(&*m, &i, &creds, window).await.unwrap();
+        assert_spend_served("1000000004", &result, window);
+        let spend: Vec<_> = result
+            .points
+            .iter()
+            .filter(|p| p.metric == Metric::new("meta.spend"))
+            .collect();
+        assert!(spend.iter().any(|p| p.value > Decimal::from(10_000)));
+        for p in &spend {
+            assert_eq!(p.currency.as_ref().unwrap().as_str(), "JPY");
+            assert_eq!(p.value.scale(), 0, "whole yen: {}", p.value);
+        }
+        let value = result
+            .points
+            .iter()
+            .find(|p| p.metric == Metric::new("meta.purchase_value") && !p.value.is_zero())
+            .unwrap();
+        assert_eq!(value.value.fract(), Decimal::ZERO);
     }
 }

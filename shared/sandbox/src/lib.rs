@@ -72,6 +72,16 @@ pub struct Faults {
     /// (minutes) until the faults are reset.
     #[serde(default)]
     pub meta_throttle_minutes: Option<u32>,
+    /// Plain insights reads over more days than this answer Meta's request
+    /// timeout (code 100, subcode 1504018).
+    #[serde(default)]
+    pub meta_timeout_above_days: Option<u32>,
+    /// Async report runs over more days than this end in "Job Failed".
+    #[serde(default)]
+    pub meta_report_fail_above_days: Option<u32>,
+    /// Async report runs never get past 0%.
+    #[serde(default)]
+    pub meta_report_stall: Option<bool>,
     #[serde(default)]
     pub resend: Option<u16>,
 }
@@ -172,7 +182,15 @@ impl Sandbox {
             )
             .route(
                 "/meta/graph/{version}/{object}/insights",
-                get(meta_insights::insights),
+                get(meta_insights::insights).post(meta_insights::create_report_run),
+            )
+            .route(
+                "/meta/graph/{version}/{object}",
+                get(meta_insights::report_run_status),
+            )
+            .route(
+                "/meta/graph/{version}/{object}/subscribed_apps",
+                post(meta::subscribe_app),
             )
             .route(
                 "/meta/graph/{version}/me/adaccounts",

@@ -309,7 +309,9 @@ pub async fn revoke(
     (StatusCode::OK, axum::Json(json!({"success": true}))).into_response()
 }
 
-const AD_ACCOUNTS: &[(&str, &str, &str, i64, &str)] = &[
+/// The sandbox user's ad accounts: (id, name, currency, status, time zone).
+/// Status 1 is active, 2 disabled, 3 unsettled, 101 closed.
+pub const AD_ACCOUNTS: &[(&str, &str, &str, i64, &str)] = &[
     ("1000000001", "Sandbox Shop Ads", "EUR", 1, "Europe/Berlin"),
     (
         "1000000002",
@@ -319,7 +321,62 @@ const AD_ACCOUNTS: &[(&str, &str, &str, i64, &str)] = &[
         "America/Los_Angeles",
     ),
     ("1000000003", "Sandbox Old Ads", "GBP", 101, "Europe/London"),
+    ("1000000004", "Sandbox Tokyo Ads", "JPY", 1, "Asia/Tokyo"),
+    (
+        "1000000005",
+        "Sandbox Blocked Ads",
+        "EUR",
+        2,
+        "Europe/Paris",
+    ),
+    (
+        "1000000006",
+        "Sandbox Unpaid Ads",
+        "USD",
+        3,
+        "America/New_York",
+    ),
 ];
+
+/// The sandbox answers at most this many ad accounts a page, whatever the
+/// `limit`, so a picker has to follow the cursors.
+const AD_ACCOUNTS_PER_PAGE: usize = 2;
+
+/// `POST /act_{id}/subscribed_apps`: subscribes the app to the ad account's webhooks.
+pub async fn subscribe_app(
+    State(sandbox): State<Sandbox>,
+    Path((_version, object)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(response) = authorize_call(&sandbox, &headers, &q) {
+        return *response;
+    }
+    let id = object.strip_prefix("act_").unwrap_or("");
+    match AD_ACCOUNTS.iter().find(|a| a.0 == id) {
+        Some(&(_, _, _, 1, _)) => {
+            sandbox.with_state(|s| {
+                s.counters.meta_subscriptions += 1;
+                if !s.meta_subscribed.contains(&object) {
+                    s.meta_subscribed.push(object.clone());
+                }
+            });
+            (StatusCode::OK, axum::Json(json!({"success": true}))).into_response()
+        }
+        Some(_) => graph_error(
+            StatusCode::FORBIDDEN,
+            200,
+            None,
+            "(#200) The ad account is not active",
+        ),
+        None => graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            Some(33),
+            "Unsupported post request. Object does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
+        ),
+    }
+}
 
 pub async fn ad_accounts(
     State(sandbox): State<Sandbox>,
@@ -334,7 +391,7 @@ pub async fn ad_accounts(
         .get("limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(25)
-        .clamp(1, 100);
+        .clamp(1, AD_ACCOUNTS_PER_PAGE);
     let start: usize = q
         .get("after")
         .and_then(|a| a.strip_prefix("cursor-"))

@@ -16,9 +16,13 @@ use serde_json::{Value, json};
 use crate::Sandbox;
 use crate::meta::{authorize_call, graph_error};
 
-/// Ad account id → (currency, daily spend in minor units at the start of 2026).
-pub const ACCOUNTS: &[(&str, &str, i64)] =
-    &[("1000000001", "EUR", 12_345), ("1000000002", "USD", 4_560)];
+/// Ad account id → (currency, its minor-unit digits, daily spend in minor
+/// units at the start of 2026). Yen have no minor unit.
+pub const ACCOUNTS: &[(&str, &str, u32, i64)] = &[
+    ("1000000001", "EUR", 2, 12_345),
+    ("1000000002", "USD", 2, 4_560),
+    ("1000000004", "JPY", 0, 15_300),
+];
 
 /// One day of an account as the sandbox serves it (strings, as Meta sends them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,15 +43,25 @@ pub fn is_dark_day(date: NaiveDate) -> bool {
     date.ordinal().is_multiple_of(11)
 }
 
-fn cents(minor: i64) -> String {
-    format!("{}.{:02}", minor / 100, minor % 100)
+/// An amount in minor units written as Meta writes it in that currency.
+fn money(minor: i64, digits: u32) -> String {
+    if digits == 0 {
+        return minor.to_string();
+    }
+    let unit = 10_i64.pow(digits);
+    format!(
+        "{}.{:0width$}",
+        minor / unit,
+        minor % unit,
+        width = digits as usize
+    )
 }
 
 /// The sandbox's numbers for `account` (`1000000001` or `act_1000000001`) on
 /// `date`; `None` for a day without delivery or an unknown account.
 pub fn day(account: &str, date: NaiveDate) -> Option<Day> {
     let id = account.strip_prefix("act_").unwrap_or(account);
-    let &(_, _, base) = ACCOUNTS.iter().find(|a| a.0 == id)?;
+    let &(_, _, digits, base) = ACCOUNTS.iter().find(|a| a.0 == id)?;
     if is_dark_day(date) {
         return None;
     }
@@ -67,7 +81,7 @@ pub fn day(account: &str, date: NaiveDate) -> Option<Day> {
     } else {
         clicks / 25 + (n % 3) as u64
     };
-    let purchase_value = cents(purchases as i64 * (2_999 + (n % 5) * 1_000));
+    let purchase_value = money(purchases as i64 * (2_999 + (n % 5) * 1_000), digits);
     let purchase_types = match (purchases, n % 3) {
         (0, _) => vec![],
         (_, 0) => vec![
@@ -79,7 +93,7 @@ pub fn day(account: &str, date: NaiveDate) -> Option<Day> {
         _ => vec!["offsite_conversion.fb_pixel_purchase"],
     };
     Some(Day {
-        spend: cents(spend),
+        spend: money(spend, digits),
         impressions,
         clicks,
         reach,
@@ -119,12 +133,85 @@ fn row(account: &str, currency: &str, date: NaiveDate, d: &Day) -> Value {
     row
 }
 
-#[derive(Deserialize)]
-struct TimeRange {
-    since: NaiveDate,
-    until: NaiveDate,
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct TimeRange {
+    pub since: NaiveDate,
+    pub until: NaiveDate,
 }
 
+/// The `X-Business-Use-Case-Usage` header the faults ask for, and the
+/// throttle error when they ask for one.
+fn usage(sandbox: &Sandbox, account: &str) -> (String, Option<Response>) {
+    let faults = sandbox.faults();
+    let regain = faults.meta_throttle_minutes.unwrap_or(0);
+    let pct = if regain > 0 {
+        100
+    } else {
+        faults.meta_usage.unwrap_or(12)
+    };
+    let header = json!({ account: [{"type": "ads_insights", "call_count": pct,
+        "total_cputime": 10, "total_time": 10, "estimated_time_to_regain_access": regain}] })
+    .to_string();
+    let throttled = (regain > 0).then(|| {
+        graph_error(
+            StatusCode::BAD_REQUEST,
+            80000,
+            Some(2446079),
+            "(#80000) There have been too many calls from this ad-account. Wait a bit and try again.",
+        )
+    });
+    (header, throttled)
+}
+
+fn with_usage(header: &str, mut response: Response) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(header) {
+        response
+            .headers_mut()
+            .insert("x-business-use-case-usage", v);
+    }
+    response
+}
+
+fn unknown_object() -> Response {
+    graph_error(
+        StatusCode::BAD_REQUEST,
+        100,
+        Some(33),
+        "Unsupported get request. Object does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
+    )
+}
+
+/// The account and days an insights request (or report run) asks for.
+fn requested(object: &str, q: &HashMap<String, String>) -> Result<(String, TimeRange), Response> {
+    let id = object.strip_prefix("act_").unwrap_or("");
+    if !ACCOUNTS.iter().any(|a| a.0 == id) {
+        return Err(unknown_object());
+    }
+    let Some(range) = q
+        .get("time_range")
+        .and_then(|r| serde_json::from_str::<TimeRange>(r).ok())
+        .filter(|r| r.since <= r.until)
+    else {
+        return Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "(#100) time_range is invalid",
+        ));
+    };
+    if q.get("time_increment").map(String::as_str) != Some("1") {
+        return Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "(#100) the sandbox serves daily rows only (time_increment=1)",
+        ));
+    }
+    Ok((id.to_owned(), range))
+}
+
+/// `GET /act_{id}/insights` (a plain read) or `GET /{report_run_id}/insights`
+/// (the result of a completed run): daily rows, 25 a page unless `limit` says.
 pub async fn insights(
     State(sandbox): State<Sandbox>,
     Path((version, object)): Path<(String, String)>,
@@ -134,57 +221,47 @@ pub async fn insights(
     if let Err(response) = authorize_call(&sandbox, &headers, &q) {
         return *response;
     }
-    let faults = sandbox.faults();
-    let usage_pct = faults.meta_usage.unwrap_or(12);
-    let regain = faults.meta_throttle_minutes.unwrap_or(0);
-    let id = object.strip_prefix("act_").unwrap_or("");
-    let usage = json!({ id: [{"type": "ads_insights", "call_count": if regain > 0 { 100 } else { usage_pct },
-        "total_cputime": 10, "total_time": 10, "estimated_time_to_regain_access": regain}] })
-    .to_string();
-    let with_usage = |mut response: Response| {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&usage) {
-            response
-                .headers_mut()
-                .insert("x-business-use-case-usage", v);
+    let run = sandbox.with_state(|s| s.meta_runs.get(&object).cloned());
+    let (id, range) = match run {
+        Some(run) if run.percent < 100 || run.failed => {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                100,
+                None,
+                "(#100) The report run has not completed",
+            );
         }
-        response
+        Some(run) => (run.account, run.range),
+        None => match requested(&object, &q) {
+            Ok(found) => found,
+            Err(response) => return response,
+        },
     };
-    if regain > 0 {
-        return with_usage(graph_error(
-            StatusCode::BAD_REQUEST,
-            80000,
-            Some(2446079),
-            "(#80000) There have been too many calls from this ad-account. Wait a bit and try again.",
-        ));
+    let (usage_header, throttled) = usage(&sandbox, &id);
+    if let Some(response) = throttled {
+        return with_usage(&usage_header, response);
     }
-    let Some(&(_, currency, _)) = ACCOUNTS.iter().find(|a| a.0 == id) else {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            100,
-            Some(33),
-            "Unsupported get request. Object does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
-        );
-    };
-    let Some(range) = q
-        .get("time_range")
-        .and_then(|r| serde_json::from_str::<TimeRange>(r).ok())
-        .filter(|r| r.since <= r.until)
-    else {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            100,
-            None,
-            "(#100) time_range is invalid",
-        );
-    };
-    if q.get("time_increment").map(String::as_str) != Some("1") {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            100,
-            None,
-            "(#100) the sandbox serves daily rows only (time_increment=1)",
+    let days = (range.until - range.since).num_days() + 1;
+    let plain_read = !sandbox.with_state(|s| s.meta_runs.contains_key(&object));
+    if plain_read
+        && sandbox
+            .faults()
+            .meta_timeout_above_days
+            .is_some_and(|max| days > i64::from(max))
+    {
+        return with_usage(
+            &usage_header,
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                100,
+                Some(1504018),
+                "Your request timed out. Try a smaller date range, fetch less data, or use async jobs.",
+            ),
         );
     }
+    let Some(&(_, currency, _, _)) = ACCOUNTS.iter().find(|a| a.0 == id) else {
+        return unknown_object();
+    };
     let limit: usize = q
         .get("limit")
         .and_then(|l| l.parse().ok())
@@ -199,7 +276,7 @@ pub async fn insights(
         .since
         .iter_days()
         .take_while(|d| *d <= range.until)
-        .filter_map(|date| day(id, date).map(|d| row(id, currency, date, &d)))
+        .filter_map(|date| day(&id, date).map(|d| row(&id, currency, date, &d)))
         .collect();
     let page: Vec<Value> = rows.iter().skip(start).take(limit).cloned().collect();
     let end = start + page.len();
@@ -215,10 +292,109 @@ pub async fn insights(
         ));
     }
     with_usage(
+        &usage_header,
         (
             StatusCode::OK,
             axum::Json(json!({"data": page, "paging": paging})),
         )
             .into_response(),
     )
+}
+
+/// An async report run: its request, and how far it has got.
+#[derive(Debug, Clone)]
+pub struct ReportRun {
+    pub account: String,
+    pub range: TimeRange,
+    pub percent: u32,
+    pub failed: bool,
+}
+
+/// `POST /act_{id}/insights`: starts an async report run.
+pub async fn create_report_run(
+    State(sandbox): State<Sandbox>,
+    Path((_version, object)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(response) = authorize_call(&sandbox, &headers, &q) {
+        return *response;
+    }
+    let (id, range) = match requested(&object, &q) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (usage_header, throttled) = usage(&sandbox, &id);
+    if let Some(response) = throttled {
+        return with_usage(&usage_header, response);
+    }
+    let days = (range.until - range.since).num_days() + 1;
+    let failed = sandbox
+        .faults()
+        .meta_report_fail_above_days
+        .is_some_and(|max| days > i64::from(max));
+    let run_id = sandbox.with_state(|s| {
+        s.counters.meta_report_runs += 1;
+        let run_id = format!("60239{:08}", s.counters.meta_report_runs);
+        s.meta_runs.insert(
+            run_id.clone(),
+            ReportRun {
+                account: id,
+                range,
+                percent: 0,
+                failed,
+            },
+        );
+        run_id
+    });
+    with_usage(
+        &usage_header,
+        (
+            StatusCode::OK,
+            axum::Json(json!({ "report_run_id": run_id })),
+        )
+            .into_response(),
+    )
+}
+
+/// `GET /{report_run_id}`: each poll moves a run on by half.
+pub async fn report_run_status(
+    State(sandbox): State<Sandbox>,
+    Path((_version, object)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(response) = authorize_call(&sandbox, &headers, &q) {
+        return *response;
+    }
+    let stalled = sandbox.faults().meta_report_stall == Some(true);
+    let Some(run) = sandbox.with_state(|s| {
+        let run = s.meta_runs.get_mut(&object)?;
+        if !run.failed && !stalled {
+            run.percent = (run.percent + 50).min(100);
+        }
+        Some(run.clone())
+    }) else {
+        return unknown_object();
+    };
+    let status = match (run.failed, run.percent) {
+        (true, _) => "Job Failed",
+        (false, 100) => "Job Completed",
+        (false, 0) => "Job Not Started",
+        _ => "Job Running",
+    };
+    let mut body = json!({
+        "id": object,
+        "account_id": run.account,
+        "async_status": status,
+        "async_percent_completion": run.percent,
+        "date_start": run.range.since.to_string(),
+        "date_stop": run.range.until.to_string(),
+    });
+    if run.failed {
+        body["error_code"] = json!(-2);
+        body["error_subcode"] = json!(2490547);
+        body["error_message"] = json!("Report Failed");
+    }
+    (StatusCode::OK, axum::Json(body)).into_response()
 }

@@ -16,6 +16,8 @@ pub struct Counters {
     pub meta_long_lived_exchanges: u32,
     pub meta_revocations: u32,
     pub meta_graph_calls: u32,
+    pub meta_report_runs: u32,
+    pub meta_subscriptions: u32,
     pub resend_calls: u32,
 }
 
@@ -46,6 +48,10 @@ pub struct State {
     pub meta_codes: HashMap<String, AuthCode>,
     pub meta_short: HashMap<String, Token>,
     pub meta_long: HashMap<String, Token>,
+    /// Async insights report runs by id.
+    pub meta_runs: HashMap<String, crate::meta_insights::ReportRun>,
+    /// Ad accounts the app was subscribed to (`POST /act_{id}/subscribed_apps`).
+    pub meta_subscribed: Vec<String>,
     /// GA4 core tokens used per property.
     pub ga4_tokens: HashMap<String, i64>,
 }

@@ -25,6 +25,7 @@ pub struct MetaClient {
     pub graph_url: Url,
     /// `v25.0`
     pub version: String,
+    pub policy: super::report::ReportPolicy,
 }
 
 #[derive(Deserialize)]
@@ -92,11 +93,20 @@ pub struct AdAccount {
 }
 
 #[derive(Deserialize)]
-struct Paged<T> {
+pub(crate) struct Paged<T> {
     #[serde(default = "Vec::new")]
-    data: Vec<T>,
+    pub(crate) data: Vec<T>,
     #[serde(default)]
     paging: Option<Paging>,
+}
+
+impl<T> Paged<T> {
+    /// The cursor of the following page, when Meta says there is one.
+    pub(crate) fn next_cursor(self) -> Option<String> {
+        let paging = self.paging?;
+        paging.next.as_ref()?;
+        paging.cursors?.after
+    }
 }
 
 #[derive(Deserialize)]
@@ -226,13 +236,9 @@ impl MetaClient {
             if !reply.is_success() {
                 return Err(api_error(&reply));
             }
-            let page: Paged<AdAccount> = reply.json(NAME)?;
-            out.extend(page.data);
-            let next = page.paging.and_then(|p| {
-                p.next.as_ref()?;
-                p.cursors?.after
-            });
-            match next {
+            let mut page: Paged<AdAccount> = reply.json(NAME)?;
+            out.append(&mut page.data);
+            match page.next_cursor() {
                 Some(a) if calls < 100 => after = Some(a),
                 _ => return Ok((out, calls)),
             }
@@ -298,69 +304,6 @@ pub struct InsightRow {
 /// The insights fields a sync reads.
 pub const INSIGHT_FIELDS: &str =
     "spend,impressions,clicks,reach,ctr,cpc,cpm,actions,action_values,account_currency";
-
-impl MetaClient {
-    /// Daily account-level insights over `from..=to`, every page (by the
-    /// `after` cursor, never by the `next` URL, which carries the token).
-    pub async fn insights(
-        &self,
-        token: &SecretString,
-        account: &str,
-        from: chrono::NaiveDate,
-        to: chrono::NaiveDate,
-        attribution_windows: &[&str],
-    ) -> Result<(Vec<InsightRow>, u32, super::usage::Usage)> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        let mut calls = 0;
-        let time_range =
-            serde_json::json!({"since": from.to_string(), "until": to.to_string()}).to_string();
-        let windows = serde_json::to_string(attribution_windows).unwrap_or_default();
-        loop {
-            let mut url = self.graph(&[account, "insights"])?;
-            url.query_pairs_mut()
-                .append_pair("level", "account")
-                .append_pair("fields", INSIGHT_FIELDS)
-                .append_pair("time_increment", "1")
-                .append_pair("time_range", &time_range)
-                .append_pair("limit", "100");
-            if !attribution_windows.is_empty() {
-                url.query_pairs_mut()
-                    .append_pair("action_attribution_windows", &windows);
-            }
-            if let Some(a) = &after {
-                url.query_pairs_mut().append_pair("after", a);
-            }
-            calls += 1;
-            let reply = self.get(url, Some(token)).await?;
-            if !reply.is_success() {
-                return Err(api_error(&reply));
-            }
-            let usage = super::usage::read(&reply.headers);
-            let page: Paged<InsightRow> = reply.json(NAME)?;
-            out.extend(page.data);
-            let next = page.paging.and_then(|p| {
-                p.next.as_ref()?;
-                p.cursors?.after
-            });
-            match next {
-                Some(a) if calls < 1_000 => after = Some(a),
-                _ => return Ok((out, calls, usage)),
-            }
-            if usage.highest_pct >= super::usage::STOP_PCT {
-                // Nearly throttled: leave the rest to a later attempt.
-                return Err(Error::rate_limited(
-                    Some(usage.wait()),
-                    format!(
-                        "Meta rate limits are {:.0}% used; waiting before going on",
-                        usage.highest_pct
-                    ),
-                ));
-            }
-            tokio::time::sleep(usage.pause()).await;
-        }
-    }
-}
 
 /// Errors of the code exchange: a used or expired code is the user's to retry.
 pub fn exchange_error(reply: &Reply) -> Error {

@@ -5,6 +5,7 @@
 
 pub mod graph;
 pub mod insights;
+pub mod report;
 pub mod usage;
 
 use std::borrow::Cow;
@@ -75,7 +76,9 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     metrics: &METRICS,
     // Meta restates up to 28 days back (attribution windows).
     lookback_days: 28,
-    max_window_days: 90,
+    // Longer windows run as async report runs (see `report`); a year a job
+    // keeps one attempt well inside a worker's time.
+    max_window_days: 366,
     // The Insights API answers for the last 37 months.
     history_months: 37,
     queue_url_variable: "KPI_QUEUE_URL_META_ADS",
@@ -88,6 +91,14 @@ type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointN
 
 /// Builds the Meta plug-in from configuration: the Meta app, or the sandbox.
 pub fn plugin(ctx: &BuildContext<'_>) -> Result<Plugin, ConfigError> {
+    plugin_with(ctx, report::ReportPolicy::default())
+}
+
+/// [`plugin`] with another way of reading insights (page size, polling).
+pub fn plugin_with(
+    ctx: &BuildContext<'_>,
+    policy: report::ReportPolicy,
+) -> Result<Plugin, ConfigError> {
     let own = ctx.vars.get("META_APP_ID").is_some() && ctx.vars.get("META_APP_SECRET").is_some();
     let source = ctx.source(own);
     let version = source
@@ -130,6 +141,7 @@ pub fn plugin(ctx: &BuildContext<'_>) -> Result<Plugin, ConfigError> {
         app_secret: app_secret.clone(),
         graph_url,
         version,
+        policy,
     };
     let token_url = graph
         .endpoint(&["oauth", "access_token"])
@@ -352,19 +364,19 @@ impl ProviderAdapter for MetaAdapter {
             Some(w) if !w.is_empty() => w.iter().map(AttributionWindow::as_str).collect(),
             _ => DEFAULT_ATTRIBUTION_WINDOWS.to_vec(),
         };
-        let (rows, calls, usage) = self
+        let fetched = self
             .graph
             .insights(
                 access_token(request.credentials)?,
                 account.as_str(),
-                request.window.from,
-                request.window.to,
+                request.window,
                 &windows,
             )
             .await?;
+        let usage = fetched.usage;
         Ok(SyncResult {
-            points: insights::points(request.integration, &request.window, &rows)?,
-            provider_calls: calls,
+            points: insights::points(request.integration, &request.window, &fetched.rows)?,
+            provider_calls: fetched.calls,
             quota_remaining: rust_decimal::Decimal::from_f64_retain(
                 (100.0 - usage.highest_pct).clamp(0.0, 100.0) / 100.0,
             )
