@@ -38,6 +38,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     max_window_days: 10,
     history_months: 120,
     queue_url_variable: "KPI_QUEUE_URL_TALLY",
+    webhook_resource: None,
 };
 
 #[derive(Deserialize)]

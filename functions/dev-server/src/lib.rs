@@ -49,7 +49,14 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
     let aws = || sdk.as_ref().expect("AWS configuration loaded above");
 
     let http = kpi_app::providers::http_client()?;
-    let sandbox = (config.sandbox != Some(false)).then(|| Sandbox::new(SandboxConfig::default()));
+    let sandbox = (config.sandbox != Some(false)).then(|| {
+        let mut webhook = config.public_url.clone();
+        webhook.set_path("/v1/webhooks/meta");
+        Sandbox::new(SandboxConfig {
+            meta_webhook_url: Some(webhook.to_string()),
+            ..SandboxConfig::default()
+        })
+    });
     let site = sandbox.as_ref().map(|s| {
         let mut base = config.public_url.clone();
         base.set_path("/sandbox");

@@ -7,6 +7,7 @@ pub mod http;
 pub mod providers;
 pub mod service;
 pub mod state;
+pub mod webhooks;
 
 pub use config::{Config, ConfigError, Environment};
 pub use state::AppState;

@@ -244,7 +244,7 @@ pub async fn update(
         None => None,
     };
     let now = state.clock.now();
-    modify_integration(state, scope, id, |i| {
+    let updated = modify_integration(state, scope, id, |i| {
         if let Some(name) = &display_name {
             i.display_name = name.clone();
         }
@@ -276,7 +276,8 @@ pub async fn update(
         }
         Ok(())
     })
-    .await
+    .await?;
+    follow_webhook_resource(state, scope, &current, updated).await
 }
 
 /// What a disconnect did at the provider.
@@ -316,6 +317,103 @@ fn account_key(provider: Provider, account: &str) -> String {
     sha256_b64(&format!("{provider}:{account}"))
 }
 
+/// When credentials that cannot be refreshed stop working (Meta's
+/// long-lived token); `None` for refreshable ones and API keys.
+fn lasting_until(credentials: &ConnectionCredentials) -> Option<chrono::DateTime<chrono::Utc>> {
+    match credentials {
+        ConnectionCredentials::OAuth(t) if t.refresh_token.is_none() => t.expires_at,
+        _ => None,
+    }
+}
+
+/// The link key of a provider resource whose webhook events concern the
+/// integrations using it (a Meta ad account).
+pub(crate) fn resource_key(provider: Provider, resource: &str) -> String {
+    sha256_b64(&format!("{provider}:resource:{resource}"))
+}
+
+/// The integration's webhook resource (the value of the provider's
+/// `webhook_resource` setting), if it has one.
+fn webhook_resource<'a>(
+    descriptor: &ProviderDescriptor,
+    integration: &'a Integration,
+) -> Option<&'a str> {
+    integration
+        .settings
+        .get(descriptor.webhook_resource?)?
+        .as_str()
+}
+
+/// Links the integration to its webhook resource (unlinking the one it had)
+/// and asks the provider to send that resource's events. Best effort: the
+/// outcome is recorded on the integration for its status, never an error.
+async fn follow_webhook_resource(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    before: &Integration,
+    after: Integration,
+) -> Result<Integration> {
+    let descriptor = state.registry.descriptor(after.provider)?;
+    let (old, new) = (
+        webhook_resource(descriptor, before),
+        webhook_resource(descriptor, &after),
+    );
+    if old == new {
+        return Ok(after);
+    }
+    if let Some(old) = old {
+        state
+            .store
+            .unlink_account(&resource_key(after.provider, old), after.id)
+            .await?;
+    }
+    let Some(new) = new else {
+        return Ok(after);
+    };
+    state
+        .store
+        .link_account(
+            &resource_key(after.provider, new),
+            &after.workspace,
+            after.id,
+        )
+        .await?;
+    let outcome = async {
+        let credentials = open_credentials(state, &after).await?;
+        adapter(state, after.provider)?
+            .subscribe_webhooks(&after, &credentials)
+            .await
+    }
+    .await;
+    let now = state.clock.now();
+    let record = match outcome {
+        Ok(()) => kpi_core::integration::WebhookSubscription {
+            resource: new.to_owned(),
+            subscribed: true,
+            message: None,
+            at: now,
+        },
+        Err(e) => {
+            tracing::warn!(integration = %after.id, error = %e.log_chain(), "webhook subscription failed");
+            kpi_core::integration::WebhookSubscription {
+                resource: new.to_owned(),
+                subscribed: false,
+                message: Some(format!(
+                    "{} will not tell us about changes; scheduled syncs go on: {}",
+                    descriptor.display_name,
+                    e.message()
+                )),
+                at: now,
+            }
+        }
+    };
+    modify_integration(state, scope, after.id, |i| {
+        i.webhooks = Some(record.clone());
+        Ok(())
+    })
+    .await
+}
+
 /// Revokes at the provider — unless another live integration uses the same
 /// provider account, whose grant a revocation would end too — then erases the
 /// credentials and keeps the integration as `disconnected`. Idempotent.
@@ -348,7 +446,7 @@ pub async fn disconnect(
                 .account_integrations(key, 10)
                 .await?
                 .into_iter()
-                .any(|other| other != integration.id),
+                .any(|other| other.integration != integration.id),
             None => false,
         };
         access = if shared {
@@ -388,6 +486,18 @@ pub async fn disconnect(
     .await?;
     if let Some(key) = &integration.account {
         state.store.unlink_account(key, integration.id).await?;
+    }
+    if let Some(resource) = webhook_resource(
+        state.registry.descriptor(integration.provider)?,
+        &integration,
+    ) {
+        state
+            .store
+            .unlink_account(
+                &resource_key(integration.provider, resource),
+                integration.id,
+            )
+            .await?;
     }
     Ok(Disconnection {
         access,
@@ -436,7 +546,7 @@ pub async fn health(
 pub const MANUAL_SYNCS_PER_HOUR: u32 = 30;
 
 /// The job queued or running for the integration, if any.
-async fn active_job(
+pub(crate) async fn active_job(
     state: &AppState,
     scope: &WorkspaceScope,
     integration: &Integration,
@@ -552,35 +662,53 @@ pub async fn request_sync(
         } else {
             JobTrigger::Manual
         };
-        let job = SyncJob::new(
-            JobId::new_time_ordered(),
-            scope.workspace().clone(),
-            integration.id,
-            integration.provider,
-            trigger,
-            window,
-            now,
-        );
-        integration.active_job = Some(job.id);
-        integration.updated_at = now;
-        // One step: the job, and the integration naming it (compare-and-swap),
-        // so two requests at once make one job.
-        match state
-            .store
-            .create_job_with_integration(scope, &job, &integration)
-            .await
+        if let Some(job) =
+            queue_job(state, scope, &mut integration, trigger, window, request_id).await?
         {
-            Ok(_) => {
-                kpi_sync::enqueue(&*state.queue, std::slice::from_ref(&job), request_id).await?;
-                return Ok((job, false));
-            }
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e),
+            return Ok((job, false));
         }
     }
     Err(Error::conflict(
         "the integration is changing right now; try again",
     ))
+}
+
+/// Makes a job for `integration` and queues it. In one step the job is
+/// written with the integration naming it as its active job
+/// (compare-and-swap), so two callers at once make one job: the loser gets
+/// `None` and reads again.
+pub(crate) async fn queue_job(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    integration: &mut Integration,
+    trigger: JobTrigger,
+    window: Option<DateRange>,
+    request_id: Option<&str>,
+) -> Result<Option<SyncJob>> {
+    let now = state.clock.now();
+    let job = SyncJob::new(
+        JobId::new_time_ordered(),
+        scope.workspace().clone(),
+        integration.id,
+        integration.provider,
+        trigger,
+        window,
+        now,
+    );
+    integration.active_job = Some(job.id);
+    integration.updated_at = now;
+    match state
+        .store
+        .create_job_with_integration(scope, &job, integration)
+        .await
+    {
+        Ok(_) => {
+            kpi_sync::enqueue(&*state.queue, std::slice::from_ref(&job), request_id).await?;
+            Ok(Some(job))
+        }
+        Err(e) if e.is_conflict() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// An authorization begun: where to send the browser, and the value of the
@@ -694,13 +822,15 @@ pub async fn finish_oauth(
                 .seal(&CredentialContext::of(&existing), &outcome.credentials)
                 .await?;
             if let Some(key) = &account {
-                state.store.link_account(key, id).await?;
+                state.store.link_account(key, &record.workspace, id).await?;
             }
             modify_integration(state, &scope, id, |i| {
                 if i.provider != record.provider {
                     return Err(Error::conflict("the integration changed provider"));
                 }
                 i.credentials = Some(sealed.clone());
+                i.credentials_expire_at = lasting_until(&outcome.credentials);
+                i.reminded_for = None;
                 i.account = account.clone();
                 i.settings.extend(outcome.settings.clone());
                 i.last_error = None;
@@ -731,6 +861,7 @@ pub async fn finish_oauth(
             );
             integration.settings.extend(outcome.settings);
             integration.account = account.clone();
+            integration.credentials_expire_at = lasting_until(&outcome.credentials);
             integration.credentials = Some(
                 state
                     .vault
@@ -740,7 +871,10 @@ pub async fn finish_oauth(
             // Linked first: a link without its integration only keeps a
             // revocation from happening, never the other way round.
             if let Some(key) = &account {
-                state.store.link_account(key, integration.id).await?;
+                state
+                    .store
+                    .link_account(key, &integration.workspace, integration.id)
+                    .await?;
             }
             let status = if outcome.needs_configuration
                 || !descriptor.settings_complete(&integration.settings)

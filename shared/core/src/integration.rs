@@ -136,6 +136,23 @@ impl ErrorRecord {
     }
 }
 
+/// The outcome of asking the provider for an integration's webhook events.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSubscription {
+    /// The provider resource subscribed to (a Meta ad account).
+    pub resource: String,
+    pub subscribed: bool,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// How long before non-refreshable credentials expire an integration shows
+/// `expires_soon` and its workspace gets a reconnect reminder.
+pub const EXPIRY_WARNING_DAYS: i64 = 7;
+
 /// One connected provider account of one workspace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Integration {
@@ -162,6 +179,16 @@ pub struct Integration {
     /// grant at the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// Whether the provider sends us this integration's webhook events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<WebhookSubscription>,
+    /// When credentials that cannot be refreshed stop working (Meta's
+    /// long-lived token): a reconnect is needed by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_expire_at: Option<DateTime<Utc>>,
+    /// The expiry a reconnect reminder was sent for: one reminder per expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminded_for: Option<DateTime<Utc>>,
     /// Optimistic concurrency: a write succeeds only against the version it read.
     pub version: u64,
     pub created_at: DateTime<Utc>,
@@ -195,6 +222,9 @@ impl Integration {
             credentials: None,
             active_job: None,
             account: None,
+            webhooks: None,
+            credentials_expire_at: None,
+            reminded_for: None,
             version: 0,
             created_at: now,
             updated_at: now,
@@ -239,6 +269,15 @@ impl Integration {
         }
         self.sync_interval_minutes = minutes;
         Ok(())
+    }
+
+    /// Its credentials expire within [`EXPIRY_WARNING_DAYS`] and cannot be
+    /// refreshed: only a reconnect keeps it syncing.
+    pub fn expires_soon(&self, now: DateTime<Utc>) -> bool {
+        self.credentials.is_some()
+            && self
+                .credentials_expire_at
+                .is_some_and(|at| at - Duration::days(EXPIRY_WARNING_DAYS) <= now)
     }
 
     /// Whether the scheduler should pick this integration up at `now`.

@@ -13,13 +13,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kpi_core::page::{Cursor, Page, PageRequest};
 use kpi_core::ports::store::{
-    AccountStore, DedupeStore, DueIntegration, EmailRecord, EmailStore, IntegrationStore,
-    JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState, OAuthStateStore,
-    normalize_address,
+    AccountLink, AccountStore, DedupeStore, DueIntegration, EmailRecord, EmailStore,
+    IntegrationStore, JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState,
+    OAuthStateStore, normalize_address,
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
-    AdminScope, Error, Integration, IntegrationId, JobId, KpiPoint, Result, SyncJob, WorkspaceScope,
+    AdminScope, Error, Integration, IntegrationId, JobId, KpiPoint, Result, SyncJob, WorkspaceId,
+    WorkspaceScope,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -89,9 +90,10 @@ CREATE TABLE IF NOT EXISTS leases (
     expires_at TEXT NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS account_links (
+CREATE TABLE IF NOT EXISTS provider_links (
     account TEXT NOT NULL,
     integration TEXT NOT NULL,
+    workspace TEXT NOT NULL,
     PRIMARY KEY (account, integration)
 );
 "#;
@@ -817,6 +819,16 @@ impl DedupeStore for SqliteStore {
         })
         .await
     }
+
+    async fn forget(&self, key: &str) -> Result<()> {
+        let key = key.to_owned();
+        self.with(move |c| {
+            c.execute("DELETE FROM dedupe_keys WHERE key = ?1", params![key])
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -927,12 +939,18 @@ impl LeaseStore for SqliteStore {
 
 #[async_trait]
 impl AccountStore for SqliteStore {
-    async fn link_account(&self, account: &str, integration: IntegrationId) -> Result<()> {
+    async fn link_account(
+        &self,
+        account: &str,
+        workspace: &WorkspaceId,
+        integration: IntegrationId,
+    ) -> Result<()> {
         let account = account.to_owned();
+        let workspace = workspace.to_string();
         self.with(move |c| {
             c.execute(
-                "INSERT OR IGNORE INTO account_links (account, integration) VALUES (?1, ?2)",
-                params![account, integration.to_string()],
+                "INSERT OR IGNORE INTO provider_links (account, integration, workspace) VALUES (?1, ?2, ?3)",
+                params![account, integration.to_string(), workspace],
             )
             .map_err(db_error)?;
             Ok(())
@@ -944,7 +962,7 @@ impl AccountStore for SqliteStore {
         let account = account.to_owned();
         self.with(move |c| {
             c.execute(
-                "DELETE FROM account_links WHERE account = ?1 AND integration = ?2",
+                "DELETE FROM provider_links WHERE account = ?1 AND integration = ?2",
                 params![account, integration.to_string()],
             )
             .map_err(db_error)?;
@@ -953,20 +971,26 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn account_integrations(&self, account: &str, limit: u32) -> Result<Vec<IntegrationId>> {
+    async fn account_integrations(&self, account: &str, limit: u32) -> Result<Vec<AccountLink>> {
         let account = account.to_owned();
         self.with(move |c| {
             let mut stmt = c
                 .prepare(
-                    "SELECT integration FROM account_links WHERE account = ?1 ORDER BY integration LIMIT ?2",
+                    "SELECT workspace, integration FROM provider_links WHERE account = ?1 ORDER BY integration LIMIT ?2",
                 )
                 .map_err(db_error)?;
             let rows = stmt
-                .query_map(params![account, limit], |r| r.get::<_, String>(0))
+                .query_map(params![account, limit], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(db_error)?;
             let mut out = Vec::new();
             for row in rows {
-                out.push(IntegrationId::parse(&row.map_err(db_error)?)?);
+                let (workspace, integration) = row.map_err(db_error)?;
+                out.push(AccountLink {
+                    workspace: WorkspaceId::parse(&workspace)?,
+                    integration: IntegrationId::parse(&integration)?,
+                });
             }
             Ok(out)
         })

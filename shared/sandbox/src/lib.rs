@@ -13,6 +13,7 @@ pub mod ga4_data;
 mod google;
 mod meta;
 pub mod meta_insights;
+pub mod meta_webhook;
 mod resend;
 mod state;
 
@@ -35,6 +36,11 @@ pub struct SandboxConfig {
     pub google_client_secret: String,
     pub meta_app_id: String,
     pub meta_app_secret: String,
+    /// The token Meta's webhook endpoint check sends.
+    pub meta_verify_token: String,
+    /// Where the webhook control sends Meta deliveries (the dev server's
+    /// `/v1/webhooks/meta`); `None`: nowhere.
+    pub meta_webhook_url: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -44,6 +50,8 @@ impl Default for SandboxConfig {
             google_client_secret: "sandbox-google-secret".into(),
             meta_app_id: "100000000000001".into(),
             meta_app_secret: "sandbox-meta-secret".into(),
+            meta_verify_token: "sandbox-verify-token".into(),
+            meta_webhook_url: None,
         }
     }
 }
@@ -122,6 +130,7 @@ impl Sandbox {
             ("GOOGLE_CLIENT_SECRET", &c.google_client_secret),
             ("META_APP_ID", &c.meta_app_id),
             ("META_APP_SECRET", &c.meta_app_secret),
+            ("META_WEBHOOK_VERIFY_TOKEN", &c.meta_verify_token),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.clone()))
@@ -138,6 +147,11 @@ impl Sandbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Ad accounts the app was subscribed to through `subscribed_apps`.
+    pub fn meta_subscriptions(&self) -> Vec<String> {
+        self.with_state(|s| s.meta_subscribed.clone())
     }
 
     /// How often each simulated endpoint was called.
@@ -198,6 +212,7 @@ impl Sandbox {
             )
             .route("/resend/domains", get(resend::domains))
             .route("/_control/faults", post(set_faults_route))
+            .route("/_control/meta/webhook", post(meta_webhook::send))
             .with_state(self.clone())
     }
 

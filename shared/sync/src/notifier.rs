@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use kpi_core::{IntegrationId, JobId, Provider, Result, WorkspaceId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,9 +17,21 @@ pub struct FailureNotice {
     pub error_message: String,
 }
 
+/// Credentials that cannot be refreshed expire soon: the workspace should
+/// reconnect the integration before `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectReminder {
+    pub workspace: WorkspaceId,
+    pub integration: IntegrationId,
+    pub provider: Provider,
+    pub display_name: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn sync_failed(&self, notice: &FailureNotice) -> Result<()>;
+    async fn reconnect_reminder(&self, reminder: &ReconnectReminder) -> Result<()>;
 }
 
 /// Writes the notice to the log (dev server without a mail sender).
@@ -38,12 +51,25 @@ impl Notifier for LogNotifier {
         );
         Ok(())
     }
+
+    async fn reconnect_reminder(&self, r: &ReconnectReminder) -> Result<()> {
+        tracing::warn!(
+            workspace = %r.workspace,
+            integration = %r.integration,
+            provider = %r.provider,
+            expires_at = %r.expires_at,
+            "reconnect reminder: {} stops syncing when its connection expires",
+            r.display_name
+        );
+        Ok(())
+    }
 }
 
 /// Keeps every notice, for tests.
 #[derive(Default)]
 pub struct RecordingNotifier {
     pub sent: Mutex<Vec<FailureNotice>>,
+    pub reminders: Mutex<Vec<ReconnectReminder>>,
 }
 
 impl RecordingNotifier {
@@ -59,6 +85,14 @@ impl Notifier for RecordingNotifier {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(n.clone());
+        Ok(())
+    }
+
+    async fn reconnect_reminder(&self, r: &ReconnectReminder) -> Result<()> {
+        self.reminders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(r.clone());
         Ok(())
     }
 }

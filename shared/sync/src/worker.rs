@@ -249,7 +249,7 @@ impl Worker {
                 let job = self.store.update_job(&scope, &job).await?;
                 // The job is done whatever happens next: a failure to note the
                 // success on the integration must not run the job again.
-                if let Err(e) = self
+                match self
                     .mark_integration(&scope, &integration, |i| {
                         i.last_sync_at = Some(now);
                         i.last_success_at = Some(now);
@@ -266,7 +266,10 @@ impl Worker {
                     })
                     .await
                 {
-                    tracing::warn!(integration = %integration.id, error = %e.log_chain(), "could not record the last success");
+                    Ok(marked) => self.remind_before_expiry(&scope, &marked, now).await,
+                    Err(e) => {
+                        tracing::warn!(integration = %integration.id, error = %e.log_chain(), "could not record the last success");
+                    }
                 }
                 metrics::record_attempt(&job, started.elapsed(), now.timestamp_millis());
                 tracing::info!(
@@ -326,6 +329,19 @@ impl Worker {
             .cloned()
             .map_err(|e| (e, 0))?;
         let max_window_days = adapter.descriptor().max_window_days;
+        if let Some(at) = integration.credentials_expire_at
+            && at <= self.clock.now()
+        {
+            // Nothing to refresh with: only the user can reconnect.
+            return Err((
+                Error::reauth(format!(
+                    "the {} connection expired on {}; reconnect the integration",
+                    adapter.descriptor().display_name,
+                    at.date_naive()
+                )),
+                0,
+            ));
+        }
         let (integration, credentials) = self
             .fresh_credentials(scope, &integration, &*adapter)
             .await
@@ -585,6 +601,51 @@ impl Worker {
         job.transition(to, now)?;
         self.store.update_job(scope, &job).await?;
         Ok(())
+    }
+
+    /// Credentials that cannot be refreshed and expire within a week: one
+    /// reconnect reminder per expiry. The integration is marked first
+    /// (compare-and-swap), so of two workers only one reminds.
+    async fn remind_before_expiry(
+        &self,
+        scope: &WorkspaceScope,
+        integration: &Integration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let Some(expires_at) = integration.credentials_expire_at else {
+            return;
+        };
+        if !integration.expires_soon(now) || integration.reminded_for == Some(expires_at) {
+            return;
+        }
+        let marked = self
+            .mark_integration(scope, integration, |i| {
+                if i.reminded_for == Some(expires_at) || i.credentials_expire_at != Some(expires_at)
+                {
+                    return Err(Error::conflict("already reminded"));
+                }
+                i.reminded_for = Some(expires_at);
+                Ok(())
+            })
+            .await;
+        let Ok(marked) = marked else {
+            return;
+        };
+        let reminder = crate::notifier::ReconnectReminder {
+            workspace: marked.workspace.clone(),
+            integration: marked.id,
+            provider: marked.provider,
+            display_name: marked.display_name.clone(),
+            expires_at,
+        };
+        match self.notifier.reconnect_reminder(&reminder).await {
+            Ok(()) => {
+                tracing::info!(integration = %marked.id, %expires_at, "reconnect reminder sent")
+            }
+            Err(e) => {
+                tracing::warn!(integration = %marked.id, error = %e.log_chain(), "reconnect reminder not sent")
+            }
+        }
     }
 
     async fn mark_integration(

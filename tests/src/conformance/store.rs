@@ -11,7 +11,7 @@ use kpi_core::metric::MetricSpec;
 use crate::{GA4_SESSIONS, GA4_TOTAL_REVENUE};
 use kpi_core::page::{Page, PageRequest};
 use kpi_core::ports::Store;
-use kpi_core::ports::store::{JobFilter, KpiQuery, OAuthState};
+use kpi_core::ports::store::{AccountLink, JobFilter, KpiQuery, OAuthState};
 use kpi_core::{
     AdminScope, ErrorKind, Integration, IntegrationId, IntegrationStatus, JobId, JobStatus,
     KpiPoint, Provider, SyncJob, WorkspaceId, WorkspaceScope,
@@ -644,6 +644,16 @@ pub async fn expiry_is_honoured_before_deletion<S: Store>(store: &S) {
             .await
             .unwrap()
     );
+    // A first caller that could not act hands the key back.
+    store.forget("delivery-1").await.unwrap();
+    store.forget("delivery-1").await.unwrap();
+    assert!(
+        store
+            .first_seen("delivery-1", until, until + Duration::seconds(3))
+            .await
+            .unwrap(),
+        "forgotten: first again"
+    );
 }
 
 pub async fn dedupe_has_one_first_under_concurrency<S: Store>(store: &S) {
@@ -789,6 +799,10 @@ macro_rules! all_store_cases {
 
 pub async fn account_links_count_the_integrations_of_one_provider_account<S: Store>(store: &S) {
     let (a, b) = (IntegrationId::new_random(), IntegrationId::new_random());
+    let (ws_a, ws_b) = (
+        WorkspaceId::parse("ws-link-a").unwrap(),
+        WorkspaceId::parse("ws-link-b").unwrap(),
+    );
     let key = format!("acct-{}", uuid::Uuid::new_v4());
     assert!(
         store
@@ -797,18 +811,36 @@ pub async fn account_links_count_the_integrations_of_one_provider_account<S: Sto
             .unwrap()
             .is_empty()
     );
-    store.link_account(&key, a).await.unwrap();
-    store.link_account(&key, b).await.unwrap();
-    store.link_account(&key, a).await.unwrap();
+    store.link_account(&key, &ws_a, a).await.unwrap();
+    store.link_account(&key, &ws_b, b).await.unwrap();
+    store.link_account(&key, &ws_a, a).await.unwrap();
     let mut linked = store.account_integrations(&key, 10).await.unwrap();
     linked.sort();
-    let mut expected = vec![a, b];
+    let mut expected = vec![
+        AccountLink {
+            workspace: ws_a.clone(),
+            integration: a,
+        },
+        AccountLink {
+            workspace: ws_b.clone(),
+            integration: b,
+        },
+    ];
     expected.sort();
-    assert_eq!(linked, expected, "idempotent links");
+    assert_eq!(
+        linked, expected,
+        "idempotent links, each with its workspace"
+    );
     assert_eq!(store.account_integrations(&key, 1).await.unwrap().len(), 1);
     store.unlink_account(&key, a).await.unwrap();
     store.unlink_account(&key, a).await.unwrap();
-    assert_eq!(store.account_integrations(&key, 10).await.unwrap(), vec![b]);
+    assert_eq!(
+        store.account_integrations(&key, 10).await.unwrap(),
+        vec![AccountLink {
+            workspace: ws_b,
+            integration: b
+        }]
+    );
     assert!(
         store
             .account_integrations("another-account", 10)

@@ -1014,6 +1014,72 @@ pub async fn a_sync_that_would_outlive_its_invocation_is_recorded_and_retried(e:
     assert_eq!(after.last_error.as_ref().unwrap().code, "transient");
 }
 
+/// Credentials that cannot be refreshed (Meta's long-lived token): within a
+/// week of expiry each successful sync keeps the integration connected and
+/// one reconnect reminder goes out; once expired, the job needs a reconnect
+/// and the provider is not called.
+pub async fn expiring_credentials_remind_once_then_need_a_reconnect(e: &Engine) {
+    let ws = "ws-expiry";
+    let scope = Engine::scope(ws);
+    let i = e.integration(ws, chrono::Duration::hours(1)).await;
+    let expires_at = Utc::now() + chrono::Duration::days(3);
+    let mut stored = e.store.get_integration(&scope, i.id).await.unwrap();
+    stored.credentials_expire_at = Some(expires_at);
+    let stored = e.store.update_integration(&scope, &stored).await.unwrap();
+    assert!(stored.expires_soon(Utc::now()));
+    assert!(!stored.expires_soon(Utc::now() - chrono::Duration::days(5)));
+    let reminders = || {
+        e.notifier
+            .reminders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    };
+    for _ in 0..2 {
+        let job = e.job(&i).await;
+        e.send(std::slice::from_ref(&job)).await;
+        e.drain(std::slice::from_ref(&job), Duration::from_secs(20))
+            .await;
+        assert_eq!(e.status(&job).await.status(), JobStatus::Succeeded);
+    }
+    let sent = reminders();
+    assert_eq!(sent.len(), 1, "one reminder per expiry: {sent:?}");
+    assert_eq!(sent[0].integration, i.id);
+    assert_eq!(sent[0].expires_at, expires_at);
+    let current = e.store.get_integration(&scope, i.id).await.unwrap();
+    assert_eq!(current.reminded_for, Some(expires_at));
+    assert_eq!(current.status(), IntegrationStatus::Connected);
+
+    let mut expired = current;
+    expired.credentials_expire_at = Some(Utc::now() - chrono::Duration::minutes(1));
+    e.store.update_integration(&scope, &expired).await.unwrap();
+    let calls = e.adapter.sync_calls.load(Ordering::SeqCst);
+    let job = e.job(&i).await;
+    e.send(std::slice::from_ref(&job)).await;
+    e.drain(std::slice::from_ref(&job), Duration::from_secs(20))
+        .await;
+    let ended = e.status(&job).await;
+    assert_eq!(ended.status(), JobStatus::Dead);
+    assert!(
+        ended
+            .last_error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("expired"),
+        "{:?}",
+        ended.last_error
+    );
+    assert_eq!(
+        e.adapter.sync_calls.load(Ordering::SeqCst),
+        calls,
+        "no provider call"
+    );
+    let current = e.store.get_integration(&scope, i.id).await.unwrap();
+    assert_eq!(current.status(), IntegrationStatus::NeedsReauth);
+    assert_eq!(reminders().len(), 1);
+}
+
 #[macro_export]
 macro_rules! sync_conformance {
     ($make:path; $($case:ident),* $(,)?) => {
@@ -1035,6 +1101,7 @@ macro_rules! all_sync_cases {
             rate_limits_errors_and_timeouts_are_retried_with_growing_delays,
             a_permanent_error_kills_the_job_and_notifies_once_a_day,
             an_auth_failure_needs_reauth,
+            expiring_credentials_remind_once_then_need_a_reconnect,
             retries_run_out_into_the_dead_letter_queue,
             a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout,
             ten_workers_share_one_token_refresh,

@@ -60,7 +60,11 @@ pub async fn list(
         .list_integrations(&scope, &page.request())
         .await?;
     Ok(Json(IntegrationPage {
-        items: result.items.iter().map(IntegrationView::from).collect(),
+        items: result
+            .items
+            .iter()
+            .map(|i| IntegrationView::at(i, state.clock.now()))
+            .collect(),
         next_cursor: result.next.map(|c| c.as_token().to_owned()),
     }))
 }
@@ -99,7 +103,11 @@ pub async fn create(
         body.display_name.as_deref(),
     )
     .await?;
-    let mut response = (StatusCode::CREATED, Json(IntegrationView::from(&stored))).into_response();
+    let mut response = (
+        StatusCode::CREATED,
+        Json(IntegrationView::at(&stored, state.clock.now())),
+    )
+        .into_response();
     location(
         response.headers_mut(),
         format!(
@@ -124,7 +132,7 @@ pub async fn get(
         .store
         .get_integration(&scope, integration_id(&id)?)
         .await?;
-    Ok(Json(IntegrationView::from(&integration)))
+    Ok(Json(IntegrationView::at(&integration, state.clock.now())))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -161,7 +169,7 @@ pub async fn patch(
         paused: body.paused,
     };
     let updated = service::update(&state, &scope, integration_id(&id)?, patch).await?;
-    Ok(Json(IntegrationView::from(&updated)))
+    Ok(Json(IntegrationView::at(&updated, state.clock.now())))
 }
 
 /// The answer to a disconnect.
@@ -247,6 +255,9 @@ pub async fn status(
         last_sync_at: i.last_sync_at,
         next_sync_at: i.next_sync_at,
         last_success_at: i.last_success_at,
+        expires_soon: i.expires_soon(state.clock.now()),
+        credentials_expire_at: i.credentials_expire_at,
+        webhooks: i.webhooks,
         last_error: i.last_error,
     }))
 }

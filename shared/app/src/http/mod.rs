@@ -14,6 +14,7 @@ pub mod request_id;
 pub mod return_to;
 mod system;
 pub mod views;
+pub mod webhooks;
 
 use axum::Router;
 use axum::routing::get;
@@ -86,6 +87,14 @@ pub fn admin_router() -> Router<AppState> {
         )
 }
 
+/// Provider webhooks (signed by the provider, no session).
+pub fn webhook_router() -> Router<AppState> {
+    Router::new().route(
+        "/v1/webhooks/meta",
+        get(webhooks::meta_challenge).post(webhooks::meta_delivery),
+    )
+}
+
 /// Development sign-in (dev server only).
 pub fn dev_router() -> Router<AppState> {
     Router::new().route("/dev/login", get(dev::login))
@@ -98,6 +107,7 @@ pub fn all_routes() -> Router<AppState> {
         .merge(api_router())
         .merge(oauth_router())
         .merge(admin_router())
+        .merge(webhook_router())
 }
 
 /// The layers every deployment of a router shares: body limit, problem
@@ -115,6 +125,11 @@ pub fn with_defaults(router: Router<AppState>) -> Router<AppState> {
 /// operators' API.
 pub fn api_function() -> Router<AppState> {
     with_defaults(system_router().merge(api_router()).merge(admin_router()))
+}
+
+/// What the `meta-webhook` function serves.
+pub fn meta_webhook_function() -> Router<AppState> {
+    with_defaults(webhook_router())
 }
 
 /// What the `oauth` function serves.

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, integrations, kpis, oauth, problem, providers, system, views};
+use super::{admin, integrations, kpis, oauth, problem, providers, system, views, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,8 @@ use super::{admin, integrations, kpis, oauth, problem, providers, system, views}
         admin::queues,
         admin::retry,
         admin::redrive,
+        webhooks::meta_challenge,
+        webhooks::meta_delivery,
     ),
     components(
         schemas(problem::Problem, views::IntegrationView, views::IntegrationPage),

@@ -48,6 +48,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// 405, with the `Allow` header of the route.
     MethodNotAllowed(Option<HeaderValue>),
+    /// 403: a check that is not about the caller's identity failed (a
+    /// webhook endpoint check with the wrong verify token).
+    Forbidden(String),
 }
 
 impl ApiError {
@@ -70,6 +73,7 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Error::validation("body", "send the body as application/json"),
             ),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, Error::unauthenticated(m)),
             Self::MethodNotAllowed(_) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 Error::not_found("method not allowed here"),

@@ -1,7 +1,7 @@
 //! What the API shows of the domain: never credentials, never internals.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use kpi_core::integration::ErrorRecord;
+use kpi_core::integration::{ErrorRecord, WebhookSubscription};
 use kpi_core::job::JobTrigger;
 use kpi_core::kpi::DateRange;
 use kpi_core::metric::Unit;
@@ -26,12 +26,19 @@ pub struct IntegrationView {
     pub last_error: Option<ErrorRecord>,
     /// Whether credentials are stored (they are never shown).
     pub has_credentials: bool,
+    /// When credentials that cannot be refreshed (Meta's) stop working.
+    pub credentials_expire_at: Option<DateTime<Utc>>,
+    /// They stop working within 7 days: reconnect to keep syncing.
+    pub expires_soon: bool,
+    /// Whether the provider sends us this integration's webhook events.
+    pub webhooks: Option<WebhookSubscription>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<&Integration> for IntegrationView {
-    fn from(i: &Integration) -> Self {
+impl IntegrationView {
+    /// The integration as shown at `now`.
+    pub fn at(i: &Integration, now: DateTime<Utc>) -> Self {
         Self {
             id: i.id.to_string(),
             workspace: i.workspace.to_string(),
@@ -45,6 +52,9 @@ impl From<&Integration> for IntegrationView {
             last_success_at: i.last_success_at,
             last_error: i.last_error.clone(),
             has_credentials: i.credentials.is_some(),
+            credentials_expire_at: i.credentials_expire_at,
+            expires_soon: i.expires_soon(now),
+            webhooks: i.webhooks.clone(),
             created_at: i.created_at,
             updated_at: i.updated_at,
         }
@@ -65,6 +75,11 @@ pub struct StatusView {
     pub next_sync_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<ErrorRecord>,
+    pub credentials_expire_at: Option<DateTime<Utc>>,
+    /// Credentials stop working within 7 days: reconnect to keep syncing.
+    pub expires_soon: bool,
+    /// Whether the provider sends us this integration's webhook events.
+    pub webhooks: Option<WebhookSubscription>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -16,13 +16,14 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 use kpi_core::page::{Page, PageRequest};
 use kpi_core::ports::store::{
-    AccountStore, DedupeStore, DueIntegration, EmailRecord, EmailStore, IntegrationStore,
-    JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState, OAuthStateStore,
-    normalize_address,
+    AccountLink, AccountStore, DedupeStore, DueIntegration, EmailRecord, EmailStore,
+    IntegrationStore, JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState,
+    OAuthStateStore, normalize_address,
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
-    AdminScope, Error, Integration, IntegrationId, JobId, KpiPoint, Result, SyncJob, WorkspaceScope,
+    AdminScope, Error, Integration, IntegrationId, JobId, KpiPoint, Result, SyncJob, WorkspaceId,
+    WorkspaceScope,
 };
 
 use crate::error::{aws_error, code};
@@ -653,6 +654,18 @@ impl DedupeStore for DynamoStore {
         expiry(&mut item, expires_at);
         self.put_if_absent(item, Some(now)).await
     }
+
+    async fn forget(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(format!("DEDUPE#{key}")))
+            .key(SK, s("DEDUPE"))
+            .send()
+            .await
+            .map_err(|e| aws_error("DynamoDB DeleteItem", e))?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -770,10 +783,16 @@ impl LeaseStore for DynamoStore {
 /// Account links: `ACCOUNT#{account}` / `INT#{integration}`, one item each.
 #[async_trait]
 impl AccountStore for DynamoStore {
-    async fn link_account(&self, account: &str, integration: IntegrationId) -> Result<()> {
+    async fn link_account(
+        &self,
+        account: &str,
+        workspace: &WorkspaceId,
+        integration: IntegrationId,
+    ) -> Result<()> {
         let mut item = Item::new();
         item.insert(PK.into(), s(format!("ACCOUNT#{account}")));
         item.insert(SK.into(), s(integration_sk(&integration.to_string())));
+        item.insert("ws".into(), s(workspace.to_string()));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -796,7 +815,7 @@ impl AccountStore for DynamoStore {
         Ok(())
     }
 
-    async fn account_integrations(&self, account: &str, limit: u32) -> Result<Vec<IntegrationId>> {
+    async fn account_integrations(&self, account: &str, limit: u32) -> Result<Vec<AccountLink>> {
         let out = self
             .client
             .query()
@@ -810,9 +829,16 @@ impl AccountStore for DynamoStore {
             .map_err(|e| aws_error("DynamoDB Query", e))?;
         out.items()
             .iter()
-            .filter_map(|item| get_s(item, SK))
-            .filter_map(|sk| sk.strip_prefix("INT#"))
-            .map(IntegrationId::parse)
+            .filter_map(|item| {
+                let integration = get_s(item, SK)?.strip_prefix("INT#")?;
+                Some((get_s(item, "ws")?, integration))
+            })
+            .map(|(workspace, integration)| {
+                Ok(AccountLink {
+                    workspace: WorkspaceId::parse(workspace)?,
+                    integration: IntegrationId::parse(integration)?,
+                })
+            })
             .collect()
     }
 }

@@ -60,6 +60,9 @@ pub struct ProviderDescriptor {
     pub history_months: u32,
     /// The configuration name of its work queue's URL (`KPI_QUEUE_URL_GA4`).
     pub queue_url_variable: &'static str,
+    /// The setting naming the provider resource whose webhook events sync an
+    /// integration (Meta's `ad_account`); `None` when no event triggers a sync.
+    pub webhook_resource: Option<&'static str>,
 }
 
 impl ProviderDescriptor {
@@ -218,6 +221,33 @@ impl HealthStatus {
     }
 }
 
+/// A webhook delivery as received: the raw body (signatures cover these exact
+/// bytes) and the headers, names in lower case.
+pub struct WebhookDelivery<'a> {
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    pub now: DateTime<Utc>,
+}
+
+impl WebhookDelivery<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a verified delivery asks of us.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookEvents {
+    /// Identifies the delivery, to act on a redelivery once.
+    pub delivery: String,
+    /// Provider resources (values of the descriptor's `webhook_resource`
+    /// setting) whose integrations should sync their recent days.
+    pub resources: Vec<String>,
+}
+
 /// Everything one provider does. Implemented once per provider.
 #[async_trait]
 pub trait ProviderAdapter: Send + Sync {
@@ -273,4 +303,37 @@ pub trait ProviderAdapter: Send + Sync {
     /// Revokes the credentials at the provider where it can. Callers erase the
     /// stored credentials whatever this returns.
     async fn disconnect(&self, credentials: &ConnectionCredentials) -> Result<()>;
+
+    /// The answer to a webhook endpoint check (Meta's `hub.challenge`), or
+    /// why not (a wrong verify token is `Unauthenticated`).
+    fn webhook_challenge(&self, params: &[(String, String)]) -> Result<String> {
+        let _ = params;
+        Err(Error::not_found(format!(
+            "{} sends no webhooks",
+            self.descriptor().display_name
+        )))
+    }
+
+    /// Verifies a webhook delivery's signature (before anything of it is
+    /// read) and reads what it asks for. A bad or missing signature is
+    /// `Unauthenticated`; unknown objects and fields ask for nothing.
+    fn read_webhook(&self, delivery: &WebhookDelivery<'_>) -> Result<WebhookEvents> {
+        let _ = delivery;
+        Err(Error::not_found(format!(
+            "{} sends no webhooks",
+            self.descriptor().display_name
+        )))
+    }
+
+    /// Asks the provider to send the integration's resource's webhook events
+    /// to us (Meta: subscribe the app to the ad account). Best effort: the
+    /// caller records the outcome and carries on.
+    async fn subscribe_webhooks(
+        &self,
+        integration: &Integration,
+        credentials: &ConnectionCredentials,
+    ) -> Result<()> {
+        let _ = (integration, credentials);
+        Ok(())
+    }
 }

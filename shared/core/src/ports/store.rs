@@ -186,6 +186,10 @@ pub trait DedupeStore: Send + Sync {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+
+    /// Removes `key`, so the next `first_seen` of it is first again (the
+    /// first caller failed to act and hands the work back). Idempotent.
+    async fn forget(&self, key: &str) -> Result<()>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,18 +239,32 @@ pub trait LeaseStore: Send + Sync {
     async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
 }
 
-/// Which integrations use one provider account, across workspaces: revoking
-/// at the provider ends that account's access for all of them. `account` is
-/// an opaque key (a hash of the provider and its account id), so no tenant
-/// data crosses workspaces here — only integration ids come back.
+/// One integration using a provider account or resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AccountLink {
+    pub workspace: WorkspaceId,
+    pub integration: IntegrationId,
+}
+
+/// Which integrations use one provider account or resource, across
+/// workspaces: revoking at the provider ends that account's access for all of
+/// them, and a provider's webhook about a resource concerns all of them.
+/// `account` is an opaque key (a hash of the provider and its id); only the
+/// system (never a workspace's caller) reads links, to find whom an event or
+/// a revocation concerns.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    /// Records that `integration` uses `account` (idempotent).
-    async fn link_account(&self, account: &str, integration: IntegrationId) -> Result<()>;
+    /// Records that `integration` of `workspace` uses `account` (idempotent).
+    async fn link_account(
+        &self,
+        account: &str,
+        workspace: &WorkspaceId,
+        integration: IntegrationId,
+    ) -> Result<()>;
     /// Forgets it (idempotent).
     async fn unlink_account(&self, account: &str, integration: IntegrationId) -> Result<()>;
     /// Up to `limit` integrations that use `account`.
-    async fn account_integrations(&self, account: &str, limit: u32) -> Result<Vec<IntegrationId>>;
+    async fn account_integrations(&self, account: &str, limit: u32) -> Result<Vec<AccountLink>>;
 }
 
 /// Everything a full deployment needs from its store.

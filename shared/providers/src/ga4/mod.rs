@@ -84,6 +84,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     // GA4 keeps 14 months of event data at most.
     history_months: 14,
     queue_url_variable: "KPI_QUEUE_URL_GA4",
+    webhook_resource: None,
 };
 
 /// Concurrent GA4 Data API requests per property and process (Google allows 10

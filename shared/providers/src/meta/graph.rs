@@ -245,6 +245,23 @@ impl MetaClient {
         }
     }
 
+    /// Subscribes the app to the ad account's webhook events.
+    pub async fn subscribe_app(&self, token: &SecretString, account: &str) -> Result<()> {
+        let resp = self
+            .http
+            .post(self.graph(&[account, "subscribed_apps"])?)
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| send_error(NAME, e))?;
+        let reply = read(NAME, resp).await?;
+        if reply.is_success() {
+            Ok(())
+        } else {
+            Err(api_error(&reply))
+        }
+    }
+
     /// Revokes every permission the user gave the app.
     pub async fn revoke(&self, token: &SecretString) -> Result<()> {
         let resp = self

@@ -7,6 +7,7 @@ pub mod graph;
 pub mod insights;
 pub mod report;
 pub mod usage;
+pub mod webhook;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use kpi_core::metric::{MetricSpec, Unit};
 use kpi_core::ports::provider::{
     Authorization, AuthorizationRequest, ConnectOutcome, ConnectRequest, OptionItem,
     ProviderAdapter, ProviderDescriptor, ProviderOptions, SettingSpec, Settings, SyncRequest,
-    SyncResult,
+    SyncResult, WebhookDelivery, WebhookEvents,
 };
 use kpi_core::provider::AuthMode;
 use kpi_core::registry::Plugin;
@@ -82,6 +83,8 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     // The Insights API answers for the last 37 months.
     history_months: 37,
     queue_url_variable: "KPI_QUEUE_URL_META_ADS",
+    // Ad-account webhook events sync the integrations of that ad account.
+    webhook_resource: Some("ad_account"),
 };
 
 /// The Graph API version used when `META_GRAPH_VERSION` is not set.
@@ -153,6 +156,7 @@ pub fn plugin_with(
         .set_auth_type(AuthType::RequestBody);
     Ok(Plugin::Ready {
         adapter: Arc::new(MetaAdapter {
+            verify_token: source.vars.secret("META_WEBHOOK_VERIFY_TOKEN"),
             client,
             oauth_http: OAuthHttp {
                 http: ctx.http.clone(),
@@ -233,6 +237,8 @@ pub struct MetaSettings {
 }
 
 pub struct MetaAdapter {
+    /// Answers Meta's webhook endpoint check; without it the check fails.
+    verify_token: Option<SecretString>,
     client: Client,
     oauth_http: OAuthHttp,
     pub graph: MetaClient,
@@ -387,5 +393,27 @@ impl ProviderAdapter for MetaAdapter {
 
     async fn disconnect(&self, credentials: &ConnectionCredentials) -> Result<()> {
         self.graph.revoke(access_token(credentials)?).await
+    }
+
+    fn webhook_challenge(&self, params: &[(String, String)]) -> Result<String> {
+        webhook::challenge(self.verify_token.as_ref(), params)
+    }
+
+    fn read_webhook(&self, delivery: &WebhookDelivery<'_>) -> Result<WebhookEvents> {
+        webhook::read(&self.graph.app_secret, delivery)
+    }
+
+    async fn subscribe_webhooks(
+        &self,
+        integration: &Integration,
+        credentials: &ConnectionCredentials,
+    ) -> Result<()> {
+        let settings: MetaSettings = settings::parse(&integration.settings)?;
+        let Some(account) = settings.ad_account else {
+            return Ok(());
+        };
+        self.graph
+            .subscribe_app(access_token(credentials)?, account.as_str())
+            .await
     }
 }

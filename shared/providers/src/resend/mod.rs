@@ -68,6 +68,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     // Delivery numbers are kept for a year here.
     history_months: 12,
     queue_url_variable: "KPI_QUEUE_URL_RESEND",
+    webhook_resource: None,
 };
 
 /// Builds the Resend plug-in: Resend's API, or the sandbox's in development

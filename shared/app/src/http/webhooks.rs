@@ -1,0 +1,90 @@
+//! Provider webhook endpoints. No session or token: a delivery is trusted
+//! only through its signature, which the provider's adapter checks on the raw
+//! bytes before anything is parsed. The work itself goes to the queue, so an
+//! answer takes a few store writes.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kpi_core::Provider;
+use kpi_core::ports::provider::WebhookDelivery;
+use serde::Serialize;
+
+use super::problem::{ApiError, ProblemResponse};
+use super::request_id;
+use crate::state::AppState;
+use crate::webhooks;
+
+/// What a delivery led to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookReceipt {
+    pub received: bool,
+    /// The same delivery arrived before; nothing was done this time.
+    pub duplicate: bool,
+    /// Sync jobs queued for the integrations it concerns.
+    pub jobs: usize,
+}
+
+fn params(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Meta's subscription check: echoes `hub.challenge` when `hub.mode` is
+/// `subscribe` and `hub.verify_token` is the configured one.
+#[utoipa::path(get, path = "/v1/webhooks/meta", operation_id = "verifyMetaWebhook", tag = "webhooks", security(()),
+    params(("hub.mode" = Option<String>, Query, description = "subscribe"),
+        ("hub.verify_token" = Option<String>, Query, description = "META_WEBHOOK_VERIFY_TOKEN"),
+        ("hub.challenge" = Option<String>, Query, description = "echoed back")),
+    responses((status = 200, description = "the challenge, as text/plain", content_type = "text/plain", body = String),
+        (status = 403, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
+pub async fn meta_challenge(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    match webhooks::challenge(&state, Provider::META_ADS, &params(query.as_deref())) {
+        Ok(challenge) => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            challenge,
+        )
+            .into_response()),
+        Err(e) if e.code() == "unauthenticated" => Err(ApiError::Forbidden(e.message().to_owned())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A Meta webhook delivery (`object=ad_account`), signed with
+/// `X-Hub-Signature-256`. Each ad account it names gets one sync of its
+/// recent days per integration using it; redeliveries change nothing.
+#[utoipa::path(post, path = "/v1/webhooks/meta", operation_id = "receiveMetaWebhook", tag = "webhooks", security(()),
+    params(("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body with the app secret>")),
+    request_body(content = Object, content_type = "application/json", description = "Meta's delivery: {object, entry: [{id, time, changes: [{field, value}]}]}"),
+    responses((status = 200, body = WebhookReceipt), (status = 401, response = ProblemResponse),
+        (status = 413, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
+pub async fn meta_delivery(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WebhookReceipt>, ApiError> {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let delivery = WebhookDelivery {
+        headers: &headers,
+        body: &body,
+        now: state.clock.now(),
+    };
+    let request_id = request_id::current();
+    let receipt =
+        webhooks::receive(&state, Provider::META_ADS, &delivery, request_id.as_deref()).await?;
+    Ok(Json(WebhookReceipt {
+        received: true,
+        duplicate: receipt.duplicate,
+        jobs: receipt.jobs.len(),
+    }))
+}

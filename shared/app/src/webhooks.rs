@@ -1,0 +1,186 @@
+//! Provider webhooks, independent of HTTP: verify (the provider's adapter
+//! checks the signature before reading anything), remember each delivery so a
+//! redelivery does nothing, and turn the resources it names into at most one
+//! sync of the recent days per integration within a few minutes.
+
+use chrono::Duration;
+use kpi_core::job::JobTrigger;
+use kpi_core::kpi::DateRange;
+use kpi_core::ports::QueueName;
+use kpi_core::ports::provider::{WebhookDelivery, WebhookEvents};
+use kpi_core::{Error, Integration, IntegrationStatus, JobId, Provider, Result, WorkspaceScope};
+
+use crate::service::{active_job, queue_job, resource_key};
+use crate::state::AppState;
+
+/// How long a delivery is remembered: Meta retries for up to 36 hours.
+pub const DELIVERY_MEMORY_HOURS: i64 = 48;
+/// Events for one integration within this many minutes of the first make one sync.
+pub const COALESCE_MINUTES: i64 = 5;
+/// The days a webhook-triggered sync re-reads (today and the two before).
+pub const RECENT_DAYS: i64 = 3;
+/// Bounds on the fan-out of one delivery.
+const MAX_RESOURCES: usize = 50;
+const MAX_INTEGRATIONS_PER_RESOURCE: u32 = 100;
+
+/// What a delivery led to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The same delivery was handled before; nothing was done.
+    pub duplicate: bool,
+    /// Sync jobs queued (integrations already syncing or synced moments ago
+    /// by an earlier event get none).
+    pub jobs: Vec<JobId>,
+}
+
+/// The provider's webhook endpoint check.
+pub fn challenge(
+    state: &AppState,
+    provider: Provider,
+    params: &[(String, String)],
+) -> Result<String> {
+    state.registry.adapter(provider)?.webhook_challenge(params)
+}
+
+/// Handles one delivery. On a failure after the delivery was recorded, the
+/// record is dropped again so the provider's retry is acted on.
+pub async fn receive(
+    state: &AppState,
+    provider: Provider,
+    delivery: &WebhookDelivery<'_>,
+    request_id: Option<&str>,
+) -> Result<Receipt> {
+    let events = state.registry.adapter(provider)?.read_webhook(delivery)?;
+    let now = state.clock.now();
+    let key = format!("webhook:{provider}:{}", events.delivery);
+    if !state
+        .store
+        .first_seen(&key, now + Duration::hours(DELIVERY_MEMORY_HOURS), now)
+        .await?
+    {
+        tracing::info!(%provider, "webhook delivery seen before; ignored");
+        return Ok(Receipt {
+            duplicate: true,
+            jobs: Vec::new(),
+        });
+    }
+    match act(state, provider, &events, request_id).await {
+        Ok(jobs) => {
+            tracing::info!(%provider, resources = events.resources.len(), jobs = jobs.len(), "webhook delivery handled");
+            Ok(Receipt {
+                duplicate: false,
+                jobs,
+            })
+        }
+        Err(e) => {
+            if let Err(forget) = state.store.forget(&key).await {
+                tracing::warn!(error = %forget.log_chain(), "could not drop a failed delivery's record");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn act(
+    state: &AppState,
+    provider: Provider,
+    events: &WebhookEvents,
+    request_id: Option<&str>,
+) -> Result<Vec<JobId>> {
+    let descriptor = state.registry.descriptor(provider)?;
+    let Some(setting) = descriptor.webhook_resource else {
+        return Ok(Vec::new());
+    };
+    let mut jobs = Vec::new();
+    for resource in events.resources.iter().take(MAX_RESOURCES) {
+        let links = state
+            .store
+            .account_integrations(
+                &resource_key(provider, resource),
+                MAX_INTEGRATIONS_PER_RESOURCE,
+            )
+            .await?;
+        for link in links {
+            // The provider signed the delivery and the link names this
+            // integration's workspace: the system acts for it.
+            let scope = WorkspaceScope::for_system(
+                link.workspace.clone(),
+                "a signed provider webhook about a resource this integration uses",
+            );
+            let integration = match state.store.get_integration(&scope, link.integration).await {
+                Ok(i) => i,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            // A link outlived by a settings change concerns nobody.
+            let uses_it = integration.provider == provider
+                && integration.settings.get(setting).and_then(|v| v.as_str())
+                    == Some(resource.as_str());
+            if !uses_it || integration.status() != IntegrationStatus::Connected {
+                continue;
+            }
+            if let Some(job) = coalesced_sync(state, &scope, integration, request_id).await? {
+                jobs.push(job);
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// One sync of the recent days, unless a job is already queued or running (it
+/// reads the newest numbers anyway) or an event minutes ago made one.
+async fn coalesced_sync(
+    state: &AppState,
+    scope: &WorkspaceScope,
+    mut integration: Integration,
+    request_id: Option<&str>,
+) -> Result<Option<JobId>> {
+    if !state.queue.serves(QueueName::Work(integration.provider)) {
+        return Ok(None);
+    }
+    for _ in 0..3 {
+        if active_job(state, scope, &integration).await?.is_some() {
+            return Ok(None);
+        }
+        // The first event opens a window of a few minutes; later ones in it
+        // find the key and make nothing.
+        let now = state.clock.now();
+        let key = format!("webhook-sync:{}", integration.id);
+        if !state
+            .store
+            .first_seen(&key, now + Duration::minutes(COALESCE_MINUTES), now)
+            .await?
+        {
+            return Ok(None);
+        }
+        let today = now.date_naive();
+        let window = DateRange::new(today - Duration::days(RECENT_DAYS - 1), today)?;
+        match queue_job(
+            state,
+            scope,
+            &mut integration,
+            JobTrigger::Webhook,
+            Some(window),
+            request_id,
+        )
+        .await
+        {
+            Ok(Some(job)) => return Ok(Some(job.id)),
+            Ok(None) => {
+                // Another writer changed the integration: read it again.
+                state.store.forget(&key).await?;
+                integration = state.store.get_integration(scope, integration.id).await?;
+                if integration.status() != IntegrationStatus::Connected {
+                    return Ok(None);
+                }
+            }
+            Err(e) => {
+                state.store.forget(&key).await?;
+                return Err(e);
+            }
+        }
+    }
+    Err(Error::conflict(
+        "the integration kept changing; the provider will retry",
+    ))
+}
