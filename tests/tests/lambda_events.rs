@@ -11,6 +11,7 @@ fn router_for(function: &str, app: &TestApp) -> axum::Router {
     match function {
         "api" => kpi_lambda::http_app(http::api_function(), state),
         "oauth" => kpi_lambda::http_app(http::oauth_function(), state),
+        "meta-webhook" => kpi_lambda::http_app(http::meta_webhook_function(), state),
         other => panic!("no function {other}"),
     }
 }
@@ -26,6 +27,9 @@ async fn every_sample_event_is_served_by_its_function() {
         ("api-kpis.json", "api", 200),
         ("oauth-start.json", "oauth", 303),
         ("oauth-callback-replayed.json", "oauth", 400),
+        ("meta-webhook-check.json", "meta-webhook", 200),
+        ("meta-webhook-delivery.json", "meta-webhook", 200),
+        ("meta-webhook-forged.json", "meta-webhook", 401),
     ];
     let other_functions = [
         "sync-scheduler-tick.json",

@@ -238,6 +238,24 @@ async fn set_faults_route(
 }
 
 impl Sandbox {
+    /// A long-lived Meta user token with `ads_read`, as if the user had just
+    /// connected (benchmarks and tools that skip the login dialog).
+    pub fn meta_token(&self) -> String {
+        let token = state::random("EAAsbxLong");
+        self.with_state(|s| {
+            s.meta_long.insert(
+                token.clone(),
+                state::Token {
+                    grant: state::random("grant-"),
+                    scopes: vec!["ads_read".into(), "business_management".into()],
+                    expires: std::time::Instant::now() + std::time::Duration::from_secs(5_183_944),
+                    revoked: false,
+                },
+            )
+        });
+        token
+    }
+
     /// Revokes every Google grant (the user removed the app's access in their
     /// Google account): access and refresh tokens stop working.
     pub fn revoke_all_google_grants(&self) {

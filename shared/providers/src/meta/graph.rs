@@ -41,6 +41,8 @@ struct MetaError {
     code: i64,
     #[serde(default)]
     error_subcode: Option<i64>,
+    #[serde(default)]
+    is_transient: bool,
 }
 
 /// Maps a Graph API error (`{"error": {message, type, code, error_subcode}}`).
@@ -48,19 +50,28 @@ pub fn api_error(reply: &Reply) -> Error {
     let parsed = serde_json::from_slice::<MetaErrorBody>(&reply.body)
         .ok()
         .map(|b| b.error);
-    let (code, subcode, message) = parsed
+    let (code, subcode, message, transient) = parsed
         .map(|e| {
             (
                 e.code,
                 e.error_subcode,
                 e.message.chars().take(300).collect::<String>(),
+                e.is_transient,
             )
         })
-        .unwrap_or((0, None, String::new()));
+        .unwrap_or((0, None, String::new(), false));
     match (code, subcode) {
-        (190, _) | (102, _) => {
-            Error::reauth("Meta no longer accepts this connection; reconnect the integration")
-        }
+        (190, _) | (102, _) => Error::reauth(format!(
+            "Meta no longer accepts this connection ({}); reconnect the integration",
+            match subcode {
+                Some(463) => "the connection expired",
+                Some(460) => "the Facebook password was changed",
+                Some(458) => "the app was removed from the Facebook account",
+                Some(459) => "the Facebook account is checkpointed",
+                Some(464) => "the Facebook account is not confirmed",
+                _ => "the access was revoked or is no longer valid",
+            }
+        )),
         (4 | 17 | 32 | 613 | 80000..=80014, _) => {
             // Meta's own estimate (the usage header's minutes) before ours.
             let usage = super::usage::read(&reply.headers);
@@ -68,6 +79,7 @@ pub fn api_error(reply: &Reply) -> Error {
             Error::rate_limited(Some(wait), format!("Meta rate limit: {message}"))
         }
         (1 | 2, _) => Error::transient(format!("Meta had a temporary problem: {message}")),
+        _ if transient => Error::transient(format!("Meta had a temporary problem: {message}")),
         (100, Some(1_504_018)) => Error::transient("Meta timed out; try a smaller window"),
         (10 | 200..=299, _) => Error::config(format!("Meta denied permission: {message}")),
         _ if reply.status >= 500 => Error::transient(format!("Meta failed: {message}")),
@@ -331,5 +343,79 @@ pub fn exchange_error(reply: &Reply) -> Error {
             "Meta refused the authorization code (used or expired); try connecting again",
         ),
         _ => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kpi_core::ErrorKind;
+
+    fn reply(status: u16, body: &str, headers: &[(&'static str, &str)]) -> Reply {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, v.parse().unwrap());
+        }
+        Reply {
+            status,
+            retry_after: None,
+            headers: map,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn graph_errors_map_into_the_taxonomy() {
+        // Reference payloads: expired session, password changed, app removed.
+        for (subcode, says) in [(463, "expired"), (460, "password"), (458, "removed")] {
+            let body = format!(
+                r#"{{"error":{{"message":"Error validating access token","type":"OAuthException","code":190,"error_subcode":{subcode}}}}}"#
+            );
+            let e = api_error(&reply(400, &body, &[]));
+            assert!(e.is_reauth(), "{subcode}");
+            assert!(e.message().contains(says), "{}", e.message());
+            assert!(!e.message().contains("validating"), "our words, not Meta's");
+        }
+        let throttled = reply(
+            400,
+            r#"{"error":{"message":"(#80000) There have been too many calls from this ad-account.","type":"OAuthException","code":80000,"error_subcode":2446079}}"#,
+            &[(
+                "x-business-use-case-usage",
+                r#"{"123":[{"type":"ads_insights","call_count":100,"total_cputime":20,"total_time":20,"estimated_time_to_regain_access":7}]}"#,
+            )],
+        );
+        match api_error(&throttled).kind() {
+            ErrorKind::RateLimited { retry_after } => {
+                assert_eq!(*retry_after, Some(std::time::Duration::from_secs(420)))
+            }
+            other => panic!("{other:?}"),
+        }
+        let permission = api_error(&reply(
+            403,
+            r#"{"error":{"message":"(#200) Requires business_management permission to manage the object","code":200}}"#,
+            &[],
+        ));
+        assert_eq!(permission.code(), "configuration");
+        assert!(permission.message().contains("business_management"));
+        for body in [
+            r#"{"error":{"message":"(#2) Service temporarily unavailable","code":2,"is_transient":true}}"#,
+            r#"{"error":{"message":"Something odd","code":100,"is_transient":true}}"#,
+        ] {
+            assert_eq!(
+                api_error(&reply(400, body, &[])).code(),
+                "transient",
+                "{body}"
+            );
+        }
+        assert_eq!(
+            api_error(&reply(
+                500,
+                r#"{"error":{"message":"An unknown error occurred","code":1,"error_subcode":99}}"#,
+                &[]
+            ))
+            .code(),
+            "transient"
+        );
+        assert_eq!(api_error(&reply(502, "<html>", &[])).code(), "transient");
     }
 }
