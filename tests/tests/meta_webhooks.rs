@@ -304,3 +304,39 @@ async fn a_changed_ad_account_no_longer_hears_the_old_ones_events() {
     .await;
     assert_eq!(after["answers"][0]["body"]["jobs"], 0, "{after}");
 }
+
+#[tokio::test]
+async fn a_meta_connection_shows_its_expiry_and_expires_soon_in_its_last_week() {
+    let app = TestApp::spawn().await;
+    let demo = meta_integration(&app, "demo", "act_1000000001").await;
+    let id = demo["id"].as_str().unwrap();
+    let expires: chrono::DateTime<chrono::Utc> = demo["credentials_expire_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let days = (expires - chrono::Utc::now()).num_days();
+    assert!((58..=60).contains(&days), "a long-lived token: {days} days");
+    assert_eq!(demo["expires_soon"], false);
+
+    // Three days left (as if 57 days had passed).
+    let scope =
+        kpi_core::WorkspaceScope::for_system(kpi_core::WorkspaceId::parse("demo").unwrap(), "test");
+    let store = &app.server.state.store;
+    let mut i = store
+        .get_integration(&scope, kpi_core::IntegrationId::parse(id).unwrap())
+        .await
+        .unwrap();
+    i.credentials_expire_at = Some(chrono::Utc::now() + chrono::Duration::days(3));
+    store.update_integration(&scope, &i).await.unwrap();
+    let c = app.client_for(&["demo"]);
+    for path in ["", "/status"] {
+        let got = kpi_tests::get_json(
+            &c,
+            app.url(&format!("/v1/workspaces/demo/integrations/{id}{path}")),
+        )
+        .await;
+        assert_eq!(got["expires_soon"], true, "{path}: {got}");
+        assert_eq!(got["status"], "connected");
+    }
+}

@@ -1119,6 +1119,27 @@ mod meta_reports {
     }
 
     #[tokio::test]
+    async fn high_usage_slows_the_pages_down_but_finishes() {
+        let (sandbox, base) = sandbox().await;
+        let policy = ReportPolicy {
+            page_size: 25,
+            ..quick()
+        };
+        let (m, creds) = meta_connected_with(&sandbox, &base, policy).await;
+        let i = meta_integration("act_1000000001");
+        let window = DateRange::new(d(2026, 1, 1), d(2026, 1, 31)).unwrap();
+        // 80%: above the 75% line, below the 95% stop.
+        sandbox.set_faults(Faults {
+            meta_usage: Some(80),
+            ..Faults::default()
+        });
+        let result = sync(&*m, &i, &creds, window).await.unwrap();
+        assert_eq!(result.provider_calls, 2, "both pages read");
+        assert_eq!(result.quota_remaining, Some(Decimal::new(20, 2)));
+        assert_spend_served("1000000001", &result, window);
+    }
+
+    #[tokio::test]
     async fn yen_have_no_minor_unit() {
         let (sandbox, base) = sandbox().await;
         let (m, creds) = meta_sync_connected(&sandbox, &base).await;

@@ -182,30 +182,33 @@ fn unknown_object() -> Response {
 }
 
 /// The account and days an insights request (or report run) asks for.
-fn requested(object: &str, q: &HashMap<String, String>) -> Result<(String, TimeRange), Response> {
+fn requested(
+    object: &str,
+    q: &HashMap<String, String>,
+) -> Result<(String, TimeRange), Box<Response>> {
     let id = object.strip_prefix("act_").unwrap_or("");
     if !ACCOUNTS.iter().any(|a| a.0 == id) {
-        return Err(unknown_object());
+        return Err(Box::new(unknown_object()));
     }
     let Some(range) = q
         .get("time_range")
         .and_then(|r| serde_json::from_str::<TimeRange>(r).ok())
         .filter(|r| r.since <= r.until)
     else {
-        return Err(graph_error(
+        return Err(Box::new(graph_error(
             StatusCode::BAD_REQUEST,
             100,
             None,
             "(#100) time_range is invalid",
-        ));
+        )));
     };
     if q.get("time_increment").map(String::as_str) != Some("1") {
-        return Err(graph_error(
+        return Err(Box::new(graph_error(
             StatusCode::BAD_REQUEST,
             100,
             None,
             "(#100) the sandbox serves daily rows only (time_increment=1)",
-        ));
+        )));
     }
     Ok((id.to_owned(), range))
 }
@@ -234,7 +237,7 @@ pub async fn insights(
         Some(run) => (run.account, run.range),
         None => match requested(&object, &q) {
             Ok(found) => found,
-            Err(response) => return response,
+            Err(response) => return *response,
         },
     };
     let (usage_header, throttled) = usage(&sandbox, &id);
@@ -322,7 +325,7 @@ pub async fn create_report_run(
     }
     let (id, range) = match requested(&object, &q) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let (usage_header, throttled) = usage(&sandbox, &id);
     if let Some(response) = throttled {
