@@ -359,10 +359,10 @@ async fn meta_login_long_lived_token_ad_accounts_and_revoke() {
 #[tokio::test]
 async fn resend_key_check() {
     let (sandbox, base) = sandbox().await;
-    let r = ResendClient {
-        http: http::client(Duration::from_secs(10)).unwrap(),
-        base: Url::parse(&format!("{base}/resend")).unwrap(),
-    };
+    let r = ResendClient::new(
+        http::client(Duration::from_secs(10)).unwrap(),
+        Url::parse(&format!("{base}/resend")).unwrap(),
+    );
     let full = r
         .check_key(&SecretString::from("re_live_1234567890".to_owned()))
         .await
@@ -1163,5 +1163,169 @@ mod meta_reports {
             .find(|p| p.metric == Metric::new("meta.purchase_value") && !p.value.is_zero())
             .unwrap();
         assert_eq!(value.value.fract(), Decimal::ZERO);
+    }
+}
+
+mod resend_sending {
+    use super::*;
+    use kpi_providers::resend::send::EmailRequest;
+
+    fn client(base: &str) -> ResendClient {
+        ResendClient::new(
+            http::client(Duration::from_secs(10)).unwrap(),
+            Url::parse(&format!("{base}/resend")).unwrap(),
+        )
+    }
+
+    fn key() -> SecretString {
+        SecretString::from("re_live_1234567890".to_owned())
+    }
+
+    fn email(to: &str, subject: &str) -> EmailRequest {
+        EmailRequest {
+            from: "KPI Reports <reports@sandbox.example.com>".into(),
+            to: vec![to.into()],
+            subject: subject.into(),
+            html: "<p>Hello</p>".into(),
+            text: "Hello".into(),
+            reply_to: vec![],
+            tags: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_call_and_its_key_makes_a_retry_send_nothing_twice() {
+        let (sandbox, base) = sandbox().await;
+        let r = client(&base);
+        let batch: Vec<_> = (0..3)
+            .map(|i| email(&format!("user{i}@example.com"), "Weekly report"))
+            .collect();
+        let ids = r
+            .send_batch(&key(), &batch, "report/demo/2026-W48")
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(sandbox.resend_outbox().len(), 3);
+        assert_eq!(sandbox.counters().resend_calls, 1);
+        // The same batch again (a job that ran twice): the same ids, nothing sent.
+        let again = r
+            .send_batch(&key(), &batch, "report/demo/2026-W48")
+            .await
+            .unwrap();
+        assert_eq!(again, ids);
+        assert_eq!(sandbox.resend_outbox().len(), 3);
+        // The same key over another payload is refused.
+        let other = vec![email("else@example.com", "Other")];
+        let err = r
+            .send_batch(&key(), &other, "report/demo/2026-W48")
+            .await
+            .unwrap_err();
+        assert!(
+            err.message().contains("invalid_idempotent_request"),
+            "{err:?}"
+        );
+        let outbox = sandbox.resend_outbox();
+        assert_eq!(outbox.len(), 3);
+        assert_eq!(
+            outbox[0].idempotency_key.as_deref(),
+            Some("report/demo/2026-W48")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_is_retried_once_with_the_same_key_and_sends_one_email() {
+        let (sandbox, base) = sandbox().await;
+        let r = client(&base);
+        sandbox.set_faults(Faults {
+            resend_lose_answers: Some(1),
+            ..Faults::default()
+        });
+        let ids = r
+            .send_batch(
+                &key(),
+                &[email("owner@example.com", "Sync failed")],
+                "notice/x/1",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 1);
+        let outbox = sandbox.resend_outbox();
+        assert_eq!(outbox.len(), 1, "exactly one email");
+        assert_eq!(outbox[0].id, ids[0]);
+        assert_eq!(sandbox.counters().resend_calls, 2, "one retry");
+    }
+
+    #[tokio::test]
+    async fn rate_limits_are_followed_from_the_headers_and_429s_wait() {
+        let (sandbox, base) = sandbox().await;
+        sandbox.set_faults(Faults {
+            resend_rate_limit: Some(2),
+            ..Faults::default()
+        });
+        // One client follows ratelimit-remaining: no 429 at all.
+        let r = client(&base);
+        for i in 0..5 {
+            r.send_batch(&key(), &[email("a@example.com", "s")], &format!("k-{i}"))
+                .await
+                .unwrap();
+        }
+        assert_eq!(sandbox.counters().resend_calls, 5, "no call refused");
+        // Two clients of the same team race: one gets a 429 with retry-after and waits.
+        let (a, b) = (client(&base), client(&base));
+        let sends = (0..3).map(|i| {
+            let (a, b) = (&a, &b);
+            async move {
+                let c = if i % 2 == 0 { a } else { b };
+                c.send_batch(&key(), &[email("b@example.com", "s")], &format!("race-{i}"))
+                    .await
+            }
+        });
+        for result in futures::future::join_all(sends).await {
+            result.unwrap();
+        }
+        assert_eq!(sandbox.resend_outbox().len(), 8);
+    }
+
+    #[tokio::test]
+    async fn quotas_and_bad_keys_are_not_retried_and_outages_are() {
+        let (sandbox, base) = sandbox().await;
+        let r = client(&base);
+        sandbox.set_faults(Faults {
+            resend_quota: Some("daily".into()),
+            ..Faults::default()
+        });
+        let err = r
+            .send_batch(&key(), &[email("a@example.com", "s")], "q-1")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "configuration");
+        assert!(err.message().contains("tomorrow"), "{}", err.message());
+        assert_eq!(sandbox.counters().resend_calls, 1, "not retried");
+        sandbox.set_faults(Faults::default());
+        let err = r
+            .send_batch(
+                &SecretString::from("re_bad".to_owned()),
+                &[email("a@example.com", "s")],
+                "q-2",
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_reauth(), "{err:?}");
+        let calls = sandbox.counters().resend_calls;
+        sandbox.set_faults(Faults {
+            resend: Some(503),
+            ..Faults::default()
+        });
+        let err = r
+            .send_batch(&key(), &[email("a@example.com", "s")], "q-3")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "transient");
+        assert_eq!(
+            sandbox.counters().resend_calls - calls,
+            4,
+            "retried, then handed back"
+        );
+        assert!(sandbox.resend_outbox().is_empty());
     }
 }

@@ -15,6 +15,7 @@ mod meta;
 pub mod meta_insights;
 pub mod meta_webhook;
 mod resend;
+pub mod resend_send;
 mod state;
 
 use std::net::SocketAddr;
@@ -92,6 +93,15 @@ pub struct Faults {
     pub meta_report_stall: Option<bool>,
     #[serde(default)]
     pub resend: Option<u16>,
+    /// Resend's team limit in requests per second (default 5).
+    #[serde(default)]
+    pub resend_rate_limit: Option<u32>,
+    /// `daily` or `monthly`: sends answer that quota's 429.
+    #[serde(default)]
+    pub resend_quota: Option<String>,
+    /// The next this-many sends are accepted but their answer is lost (504).
+    #[serde(default)]
+    pub resend_lose_answers: Option<u32>,
 }
 
 #[derive(Clone)]
@@ -138,6 +148,8 @@ impl Sandbox {
     }
 
     pub fn set_faults(&self, faults: Faults) {
+        let lose = faults.resend_lose_answers.unwrap_or(0);
+        self.with_state(|s| s.resend_lose_answers = lose);
         *self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
     }
 
@@ -147,6 +159,11 @@ impl Sandbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Every email the Resend endpoints accepted, oldest first.
+    pub fn resend_outbox(&self) -> Vec<resend_send::OutboxEmail> {
+        self.with_state(|s| s.resend_outbox.clone())
     }
 
     /// Ad accounts the app was subscribed to through `subscribed_apps`.
@@ -211,6 +228,11 @@ impl Sandbox {
                 get(meta::ad_accounts),
             )
             .route("/resend/domains", get(resend::domains))
+            .route("/resend/emails", post(resend_send::send))
+            .route("/resend/emails/batch", post(resend_send::send_batch))
+            .route("/resend/emails/{id}", get(resend_send::get_email))
+            .route("/resend/outbox", get(resend_send::outbox))
+            .route("/resend/outbox/{id}", get(resend_send::outbox_email))
             .route("/_control/faults", post(set_faults_route))
             .route("/_control/meta/webhook", post(meta_webhook::send))
             .with_state(self.clone())

@@ -52,6 +52,13 @@ pub struct State {
     pub meta_runs: HashMap<String, crate::meta_insights::ReportRun>,
     /// Ad accounts the app was subscribed to (`POST /act_{id}/subscribed_apps`).
     pub meta_subscribed: Vec<String>,
+    /// Emails accepted by the Resend endpoints, oldest first.
+    pub resend_outbox: Vec<crate::resend_send::OutboxEmail>,
+    /// (API key, Idempotency-Key) → the first answer.
+    pub resend_idempotency: HashMap<(String, String), crate::resend_send::Remembered>,
+    pub resend_window: crate::resend_send::RateWindow,
+    /// Sends still to be accepted without their answer reaching the caller.
+    pub resend_lose_answers: u32,
     /// GA4 core tokens used per property.
     pub ga4_tokens: HashMap<String, i64>,
 }

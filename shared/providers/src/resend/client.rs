@@ -47,6 +47,23 @@ pub struct ResendClient {
     pub http: reqwest::Client,
     /// `https://api.resend.com`
     pub base: Url,
+    /// Follows each team's `ratelimit-*` headers across calls.
+    pub gate: std::sync::Arc<super::send::RateGate>,
+}
+
+impl ResendClient {
+    pub fn new(http: reqwest::Client, base: Url) -> Self {
+        Self {
+            http,
+            base,
+            gate: Default::default(),
+        }
+    }
+}
+
+/// The `name` of a Resend error reply (`rate_limit_exceeded`, …).
+pub fn error_name(reply: &Reply) -> String {
+    parse_error(reply).0
 }
 
 fn parse_error(reply: &Reply) -> (String, String) {
@@ -73,22 +90,39 @@ pub fn api_error(reply: &Reply) -> Error {
         return Error::reauth("Resend rejected the API key; enter a valid key");
     }
     match (reply.status, name.as_str()) {
-        (429, "daily_quota_exceeded" | "monthly_quota_exceeded") => {
-            Error::config(format!("Resend quota used up: {message}"))
+        // Not retried: sending resumes when Resend's day or month turns.
+        (429, "daily_quota_exceeded") => {
+            Error::config("Resend's daily sending quota is used up; emails go out again tomorrow")
         }
-        (429, _) => Error::rate_limited(reply.retry_after, "Resend rate limit"),
+        (429, "monthly_quota_exceeded") => Error::config(
+            "Resend's monthly sending quota is used up; emails go out again next month",
+        ),
+        (429, _) => Error::rate_limited(
+            reply.retry_after.or_else(|| {
+                reply
+                    .headers
+                    .get("ratelimit-reset")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok())
+                    .map(std::time::Duration::from_secs)
+            }),
+            "Resend rate limit",
+        ),
+        (409, "concurrent_idempotent_requests") => {
+            Error::transient("Resend is still handling the same send; try again")
+        }
         (s, _) if s >= 500 => Error::transient("Resend failed; try again"),
         _ => Error::config(format!("Resend rejected the request ({name}): {message}")),
     }
 }
 
 impl ResendClient {
-    fn url(&self, path: &str) -> Result<Url> {
+    pub(crate) fn url(&self, path: &str) -> Result<Url> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|_| Error::config("RESEND_API_URL cannot be a base URL"))?
             .pop_if_empty()
-            .push(path);
+            .extend(path.split('/'));
         Ok(url)
     }
 

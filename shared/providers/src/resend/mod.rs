@@ -2,6 +2,8 @@
 //! is valid), offers the account's domains, and keeps the sender settings.
 
 pub mod client;
+pub mod send;
+pub mod svix;
 
 use std::sync::Arc;
 
@@ -87,10 +89,7 @@ pub fn plugin(ctx: &BuildContext<'_>) -> Result<Plugin, ConfigError> {
     }
     Ok(Plugin::Ready {
         adapter: Arc::new(ResendAdapter {
-            client: ResendClient {
-                http: ctx.http.clone(),
-                base,
-            },
+            client: ResendClient::new(ctx.http.clone(), base),
         }),
         sandbox: source.is_sandbox(),
     })
