@@ -104,52 +104,50 @@ fn unprocessable(name: &str, message: &str) -> Response {
     resend_error(StatusCode::UNPROCESSABLE_ENTITY, name, message)
 }
 
-fn check(r: SendRequest, batch: bool) -> Result<OutboxEmail, Response> {
+/// A refused message: Resend's error name and message (answered with 422).
+struct Refusal(&'static str, String);
+
+fn refuse(name: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal(name, message.into())
+}
+
+fn check(r: SendRequest, batch: bool) -> Result<OutboxEmail, Refusal> {
     let Some(from) = r.from.filter(|f| !f.trim().is_empty()) else {
-        return Err(unprocessable(
-            "missing_required_field",
-            "Missing `from` field.",
-        ));
+        return Err(refuse("missing_required_field", "Missing `from` field."));
     };
     if !address_ok(&from) {
-        return Err(unprocessable(
+        return Err(refuse(
             "validation_error",
             "Invalid `from` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.",
         ));
     }
     let to = r.to.map(OneOrMany::into_vec).unwrap_or_default();
     if to.is_empty() {
-        return Err(unprocessable(
-            "missing_required_field",
-            "Missing `to` field.",
-        ));
+        return Err(refuse("missing_required_field", "Missing `to` field."));
     }
     if to.len() > 50 {
-        return Err(unprocessable(
+        return Err(refuse(
             "validation_error",
             "Too many recipients in `to` (max 50).",
         ));
     }
     if let Some(bad) = to.iter().find(|t| !address_ok(t)) {
-        return Err(unprocessable(
+        return Err(refuse(
             "validation_error",
-            &format!("Invalid `to` field. {bad:.60} is not a valid email address."),
+            format!("Invalid `to` field. {bad:.60} is not a valid email address."),
         ));
     }
     let Some(subject) = r.subject.filter(|s| !s.is_empty()) else {
-        return Err(unprocessable(
-            "missing_required_field",
-            "Missing `subject` field.",
-        ));
+        return Err(refuse("missing_required_field", "Missing `subject` field."));
     };
     if r.html.is_none() && r.text.is_none() {
-        return Err(unprocessable(
+        return Err(refuse(
             "missing_required_field",
             "Missing `html` or `text` field.",
         ));
     }
     if batch && r.attachments.is_some() {
-        return Err(unprocessable(
+        return Err(refuse(
             "validation_error",
             "Attachments are not supported in the batch API.",
         ));
@@ -161,9 +159,9 @@ fn check(r: SendRequest, batch: bool) -> Result<OutboxEmail, Response> {
             || !(t.name.bytes().chain(t.value.bytes()))
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     }) {
-        return Err(unprocessable(
+        return Err(refuse(
             "validation_error",
-            &format!(
+            format!(
                 "Invalid tag {:.40}: only ASCII letters, numbers, underscores or dashes.",
                 t.name
             ),
@@ -222,41 +220,41 @@ fn with_limits(mut response: Response, limit: u32, remaining: u32) -> Response {
 
 /// Authentication, the User-Agent rule, faults and the team limit: the
 /// answer to send now, or the remaining count to report.
-fn admit(sandbox: &Sandbox, headers: &HeaderMap) -> Result<(String, u32, u32), Response> {
+fn admit(sandbox: &Sandbox, headers: &HeaderMap) -> Result<(String, u32, u32), Box<Response>> {
     sandbox.with_state(|s| s.counters.resend_calls += 1);
     if headers.get("user-agent").is_none() {
-        return Err(resend_error(
+        return Err(Box::new(resend_error(
             StatusCode::FORBIDDEN,
             "validation_error",
             "Requests without a User-Agent header are rejected (error code 1010).",
-        ));
+        )));
     }
     let Some(key) = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     else {
-        return Err(resend_error(
+        return Err(Box::new(resend_error(
             StatusCode::UNAUTHORIZED,
             "missing_api_key",
             "Missing API key in the authorization header.",
-        ));
+        )));
     };
     if key_kind(key).is_none() {
-        return Err(resend_error(
+        return Err(Box::new(resend_error(
             StatusCode::UNAUTHORIZED,
             "validation_error",
             "API key is invalid",
-        ));
+        )));
     }
     let faults = sandbox.faults();
     if let Some(status) = faults.resend {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Err(resend_error(
+        return Err(Box::new(resend_error(
             status,
             "application_error",
             "An unexpected error occurred.",
-        ));
+        )));
     }
     let limit = faults
         .resend_rate_limit
@@ -289,11 +287,11 @@ fn admit(sandbox: &Sandbox, headers: &HeaderMap) -> Result<(String, u32, u32), R
         );
         r.headers_mut()
             .insert("retry-after", HeaderValue::from_static("1"));
-        return Err(r);
+        return Err(Box::new(r));
     };
     match faults.resend_quota.as_deref() {
         Some("daily") => {
-            return Err(with_limits(
+            return Err(Box::new(with_limits(
                 resend_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "daily_quota_exceeded",
@@ -301,10 +299,10 @@ fn admit(sandbox: &Sandbox, headers: &HeaderMap) -> Result<(String, u32, u32), R
                 ),
                 limit,
                 remaining,
-            ));
+            )));
         }
         Some("monthly") => {
-            return Err(with_limits(
+            return Err(Box::new(with_limits(
                 resend_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "monthly_quota_exceeded",
@@ -312,7 +310,7 @@ fn admit(sandbox: &Sandbox, headers: &HeaderMap) -> Result<(String, u32, u32), R
                 ),
                 limit,
                 remaining,
-            ));
+            )));
         }
         _ => {}
     }
@@ -322,7 +320,7 @@ fn admit(sandbox: &Sandbox, headers: &HeaderMap) -> Result<(String, u32, u32), R
 fn send_all(sandbox: &Sandbox, headers: &HeaderMap, body: &[u8], batch: bool) -> Response {
     let (key, limit, remaining) = match admit(sandbox, headers) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let answer = |r: Response| with_limits(r, limit, remaining);
     let idempotency = headers
@@ -368,7 +366,7 @@ fn send_all(sandbox: &Sandbox, headers: &HeaderMap, body: &[u8], batch: bool) ->
     for r in requests {
         match check(r, batch) {
             Ok(e) => emails.push(e),
-            Err(response) => return answer(response),
+            Err(Refusal(name, message)) => return answer(unprocessable(name, &message)),
         }
     }
     sandbox.with_state(|s| {
@@ -442,7 +440,7 @@ pub async fn get_email(
 ) -> Response {
     let (_, limit, remaining) = match admit(&sandbox, &headers) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let found = sandbox.with_state(|s| s.resend_outbox.iter().find(|e| e.id == id).cloned());
     let response = match found {
