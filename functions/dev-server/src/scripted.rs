@@ -88,4 +88,7 @@ impl ProviderAdapter for ScriptedSync {
     async fn disconnect(&self, credentials: &ConnectionCredentials) -> Result<()> {
         self.real.disconnect(credentials).await
     }
+    fn mailer(&self) -> Option<Arc<dyn kpi_core::ports::Mailer>> {
+        self.real.mailer()
+    }
 }

@@ -149,6 +149,20 @@ pub struct WebhookSubscription {
     pub at: DateTime<Utc>,
 }
 
+/// What became of the last notice about an integration.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeRecord {
+    /// `sync_failure`, `recovery` or `reconnect_reminder`.
+    pub kind: String,
+    /// Whether an email went out.
+    pub emailed: bool,
+    /// Why not, when not (no recipients, no sender, the provider refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// How long before non-refreshable credentials expire an integration shows
 /// `expires_soon` and its workspace gets a reconnect reminder.
 pub const EXPIRY_WARNING_DAYS: i64 = 7;
@@ -189,6 +203,14 @@ pub struct Integration {
     /// The expiry a reconnect reminder was sent for: one reminder per expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reminded_for: Option<DateTime<Utc>>,
+    /// When its current run of failed syncs began (cleared by a success,
+    /// which then sends a recovery notice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<DateTime<Utc>>,
+    /// The last notice about it (failure, recovery, reminder): whether an
+    /// email could be sent, and why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_notice: Option<NoticeRecord>,
     /// Optimistic concurrency: a write succeeds only against the version it read.
     pub version: u64,
     pub created_at: DateTime<Utc>,
@@ -225,6 +247,8 @@ impl Integration {
             webhooks: None,
             credentials_expire_at: None,
             reminded_for: None,
+            failing_since: None,
+            last_notice: None,
             version: 0,
             created_at: now,
             updated_at: now,

@@ -24,8 +24,8 @@ use kpi_aws::{DynamoStore, KmsKeySource, SecretsManagerSecrets, SqsQueue};
 use kpi_core::ports::queue::{ReceiptHandle, ReceivedMessage};
 use kpi_core::ports::{AppSecrets, Queue, QueueName, SystemClock};
 use kpi_core::{Error, Provider, Result};
+use kpi_sync::Notifier;
 use kpi_sync::dlq::DlqHandler;
-use kpi_sync::notifier::LogNotifier;
 use kpi_sync::{Disposition, Scheduler, Worker, WorkerSettings};
 use kpi_vault::{CacheSettings, EnvelopeVault};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -222,14 +222,42 @@ pub fn worker(state: &AppState, provider: Provider) -> Result<Worker> {
     Ok(worker_for_any(state))
 }
 
+/// The sync engine's notices by email: from the workspace's Resend account,
+/// else the platform's (`KPI_SYSTEM_RESEND_API_KEY`, `KPI_SYSTEM_EMAIL_FROM`),
+/// else to the log only.
+pub fn notifier(state: &AppState) -> Arc<dyn Notifier> {
+    let notices = &state.config.notices;
+    let platform = match (&notices.system_api_key, &notices.system_email_from) {
+        (Some(key), Some(from)) => Some(kpi_notify::PlatformSender {
+            key: key.clone(),
+            from: from.clone(),
+        }),
+        _ => None,
+    };
+    Arc::new(kpi_notify::EmailNotifier {
+        outbox: kpi_notify::Outbox {
+            store: state.store.clone(),
+            vault: state.vault.clone(),
+            mailer: state
+                .registry
+                .adapter(Provider::RESEND)
+                .ok()
+                .and_then(|a| a.mailer()),
+            platform,
+            clock: state.clock.clone(),
+        },
+        registry: state.registry.clone(),
+        public_url: state.config.public_url.clone(),
+    })
+}
+
 /// A worker for messages of any registered provider (the dev server's).
 pub fn worker_for_any(state: &AppState) -> Worker {
     Worker {
         store: state.store.clone(),
         vault: state.vault.clone(),
         clock: state.clock.clone(),
-        // Failure notices go to the log until the Resend notifier arrives.
-        notifier: Arc::new(LogNotifier),
+        notifier: notifier(state),
         registry: state.registry.clone(),
         settings: WorkerSettings::default(),
         id: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "worker".into()),
@@ -292,8 +320,7 @@ pub fn scheduler(state: &AppState) -> Scheduler {
         store: state.store.clone(),
         queue: state.queue.clone(),
         clock: state.clock.clone(),
-        // Notices of given-up jobs go to the log until the Resend notifier arrives.
-        notifier: Arc::new(LogNotifier),
+        notifier: notifier(state),
         settings: Default::default(),
     }
 }
@@ -318,8 +345,7 @@ pub async fn run_scheduler() -> std::result::Result<(), lambda_runtime::Error> {
 pub fn dlq_handler(state: &AppState) -> DlqHandler {
     DlqHandler {
         store: state.store.clone(),
-        // Notices go to the log until the Resend notifier arrives.
-        notifier: Arc::new(LogNotifier),
+        notifier: notifier(state),
         clock: state.clock.clone(),
     }
 }

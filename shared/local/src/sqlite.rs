@@ -15,7 +15,7 @@ use kpi_core::page::{Cursor, Page, PageRequest};
 use kpi_core::ports::store::{
     AccountLink, AccountStore, DedupeStore, DueIntegration, EmailRecord, EmailStore,
     IntegrationStore, JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState,
-    OAuthStateStore, normalize_address,
+    OAuthStateStore, WorkspaceSettingsStore, normalize_address,
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
@@ -88,6 +88,13 @@ CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     expires_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS workspace_settings (
+    workspace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (workspace, name)
 );
 
 CREATE TABLE IF NOT EXISTS provider_links (
@@ -993,6 +1000,56 @@ impl AccountStore for SqliteStore {
                 });
             }
             Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl WorkspaceSettingsStore for SqliteStore {
+    async fn get_workspace_setting(
+        &self,
+        scope: &WorkspaceScope,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        let (workspace, name) = (scope.workspace().to_string(), name.to_owned());
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM workspace_settings WHERE workspace = ?1 AND name = ?2",
+                    params![workspace, name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_error)?;
+            body.map(|b| {
+                serde_json::from_str(&b)
+                    .map_err(|e| Error::internal("a stored setting is unreadable").with_source(e))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn put_workspace_setting(
+        &self,
+        scope: &WorkspaceScope,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
+        let (workspace, name, body) = (
+            scope.workspace().to_string(),
+            name.to_owned(),
+            value.to_string(),
+        );
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO workspace_settings (workspace, name, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (workspace, name) DO UPDATE SET body = excluded.body",
+                params![workspace, name, body],
+            )
+            .map_err(db_error)?;
+            Ok(())
         })
         .await
     }

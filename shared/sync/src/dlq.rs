@@ -43,6 +43,7 @@ pub async fn finish_dead(
     let job_id = job.id;
     let mark = |i: &mut Integration| {
         i.last_error = Some(record.clone());
+        i.failing_since.get_or_insert(now);
         i.last_sync_at = Some(now);
         if i.active_job == Some(job_id) {
             i.active_job = None;
@@ -66,8 +67,13 @@ pub async fn finish_dead(
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),
     };
+    // One notice per run of failures: when this failure began the run (and,
+    // as a second guard, none went out for the integration in the last day).
     let key = format!("failure-notice:{}", job.integration);
-    if integration.is_some()
+    let Some(integration) = integration else {
+        return Ok(job);
+    };
+    if integration.failing_since == Some(now)
         && store
             .first_seen(&key, now + Duration::hours(NOTICE_PERIOD_HOURS), now)
             .await?
@@ -76,6 +82,7 @@ pub async fn finish_dead(
             workspace: job.workspace.clone(),
             integration: job.integration,
             provider: job.provider,
+            display_name: integration.display_name.clone(),
             job: job.id,
             error_code: error.code().to_owned(),
             error_message: error.message().to_owned(),

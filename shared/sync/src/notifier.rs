@@ -12,6 +12,8 @@ pub struct FailureNotice {
     pub workspace: WorkspaceId,
     pub integration: IntegrationId,
     pub provider: Provider,
+    /// The integration's name as its users know it.
+    pub display_name: String,
     pub job: JobId,
     pub error_code: String,
     pub error_message: String,
@@ -28,9 +30,21 @@ pub struct ReconnectReminder {
     pub expires_at: DateTime<Utc>,
 }
 
+/// An integration whose syncs had failed synced again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryNotice {
+    pub workspace: WorkspaceId,
+    pub integration: IntegrationId,
+    pub provider: Provider,
+    pub display_name: String,
+    pub failing_since: DateTime<Utc>,
+    pub job: JobId,
+}
+
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn sync_failed(&self, notice: &FailureNotice) -> Result<()>;
+    async fn sync_recovered(&self, notice: &RecoveryNotice) -> Result<()>;
     async fn reconnect_reminder(&self, reminder: &ReconnectReminder) -> Result<()>;
 }
 
@@ -52,6 +66,18 @@ impl Notifier for LogNotifier {
         Ok(())
     }
 
+    async fn sync_recovered(&self, n: &RecoveryNotice) -> Result<()> {
+        tracing::info!(
+            workspace = %n.workspace,
+            integration = %n.integration,
+            provider = %n.provider,
+            failing_since = %n.failing_since,
+            "recovery notice: {} syncs again",
+            n.display_name
+        );
+        Ok(())
+    }
+
     async fn reconnect_reminder(&self, r: &ReconnectReminder) -> Result<()> {
         tracing::warn!(
             workspace = %r.workspace,
@@ -69,6 +95,7 @@ impl Notifier for LogNotifier {
 #[derive(Default)]
 pub struct RecordingNotifier {
     pub sent: Mutex<Vec<FailureNotice>>,
+    pub recovered: Mutex<Vec<RecoveryNotice>>,
     pub reminders: Mutex<Vec<ReconnectReminder>>,
 }
 
@@ -82,6 +109,14 @@ impl RecordingNotifier {
 impl Notifier for RecordingNotifier {
     async fn sync_failed(&self, n: &FailureNotice) -> Result<()> {
         self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(n.clone());
+        Ok(())
+    }
+
+    async fn sync_recovered(&self, n: &RecoveryNotice) -> Result<()> {
+        self.recovered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(n.clone());

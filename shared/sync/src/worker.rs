@@ -249,8 +249,12 @@ impl Worker {
                 let job = self.store.update_job(&scope, &job).await?;
                 // The job is done whatever happens next: a failure to note the
                 // success on the integration must not run the job again.
+                // The run of failures this success ends, if any.
+                let ended_run = std::sync::Mutex::new(None);
                 match self
                     .mark_integration(&scope, &integration, |i| {
+                        *ended_run.lock().unwrap_or_else(|e| e.into_inner()) = i.failing_since;
+                        i.failing_since = None;
                         i.last_sync_at = Some(now);
                         i.last_success_at = Some(now);
                         i.last_error = None;
@@ -266,7 +270,23 @@ impl Worker {
                     })
                     .await
                 {
-                    Ok(marked) => self.remind_before_expiry(&scope, &marked, now).await,
+                    Ok(marked) => {
+                        let ended = *ended_run.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(failing_since) = ended {
+                            let notice = crate::notifier::RecoveryNotice {
+                                workspace: marked.workspace.clone(),
+                                integration: marked.id,
+                                provider: marked.provider,
+                                display_name: marked.display_name.clone(),
+                                failing_since,
+                                job: job.id,
+                            };
+                            if let Err(e) = self.notifier.sync_recovered(&notice).await {
+                                tracing::warn!(integration = %marked.id, error = %e.log_chain(), "recovery notice not sent");
+                            }
+                        }
+                        self.remind_before_expiry(&scope, &marked, now).await
+                    }
                     Err(e) => {
                         tracing::warn!(integration = %integration.id, error = %e.log_chain(), "could not record the last success");
                     }

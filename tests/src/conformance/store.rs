@@ -793,6 +793,7 @@ macro_rules! all_store_cases {
             leases_are_exclusive_until_they_expire,
             email_records_and_suppressions,
             account_links_count_the_integrations_of_one_provider_account,
+            workspace_settings_are_per_workspace_and_overwritten,
         );
     };
 }
@@ -847,5 +848,53 @@ pub async fn account_links_count_the_integrations_of_one_provider_account<S: Sto
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+pub async fn workspace_settings_are_per_workspace_and_overwritten<S: Store>(store: &S) {
+    let a = scope("ws-settings-a");
+    let b = scope("ws-settings-b");
+    assert_eq!(
+        store
+            .get_workspace_setting(&a, "notifications")
+            .await
+            .unwrap(),
+        None
+    );
+    let first = serde_json::json!({"recipients": ["owner@example.com"]});
+    store
+        .put_workspace_setting(&a, "notifications", &first)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_workspace_setting(&a, "notifications")
+            .await
+            .unwrap(),
+        Some(first)
+    );
+    assert_eq!(
+        store
+            .get_workspace_setting(&b, "notifications")
+            .await
+            .unwrap(),
+        None,
+        "another workspace sees nothing"
+    );
+    assert_eq!(
+        store.get_workspace_setting(&a, "reports").await.unwrap(),
+        None
+    );
+    let second = serde_json::json!({"recipients": []});
+    store
+        .put_workspace_setting(&a, "notifications", &second)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_workspace_setting(&a, "notifications")
+            .await
+            .unwrap(),
+        Some(second)
     );
 }

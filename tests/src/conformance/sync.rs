@@ -441,6 +441,63 @@ pub async fn a_permanent_error_kills_the_job_and_notifies_once_a_day(e: &Engine)
     );
 }
 
+/// A run of failures sends one failure notice; the first success after it
+/// sends one recovery notice and ends the run; later successes send nothing.
+pub async fn a_run_of_failures_ends_with_one_recovery_notice(e: &Engine) {
+    let ws = "ws-recover";
+    let scope = Engine::scope(ws);
+    let i = e.integration(ws, chrono::Duration::hours(1)).await;
+    e.adapter.script(
+        i.id,
+        [
+            Outcome::Permanent,
+            Outcome::Permanent,
+            Outcome::Success,
+            Outcome::Success,
+        ],
+    );
+    let recovered = || {
+        e.notifier
+            .recovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    };
+    let mut failing_since = None;
+    for round in 0..4 {
+        let job = e.job(&i).await;
+        e.send(std::slice::from_ref(&job)).await;
+        e.drain(std::slice::from_ref(&job), Duration::from_secs(20))
+            .await;
+        let mut current = e.store.get_integration(&scope, i.id).await.unwrap();
+        if round < 2 {
+            assert_eq!(current.status(), IntegrationStatus::Error);
+            let since = current.failing_since.expect("a run of failures");
+            assert_eq!(*failing_since.get_or_insert(since), since, "one run");
+            // The user fixes it.
+            current
+                .transition(IntegrationStatus::Connected, Utc::now())
+                .unwrap();
+            e.store.update_integration(&scope, &current).await.unwrap();
+        } else {
+            assert_eq!(e.status(&job).await.status(), JobStatus::Succeeded);
+            assert_eq!(current.failing_since, None);
+        }
+    }
+    let sent = e
+        .notifier
+        .sent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    assert_eq!(sent.len(), 1, "one failure notice for the run");
+    assert_eq!(sent[0].display_name, "GA4");
+    let back = recovered();
+    assert_eq!(back.len(), 1, "one recovery notice: {back:?}");
+    assert_eq!(back[0].integration, i.id);
+    assert_eq!(Some(back[0].failing_since), failing_since);
+}
+
 pub async fn an_auth_failure_needs_reauth(e: &Engine) {
     let i = e.integration("ws-auth", chrono::Duration::hours(1)).await;
     e.adapter.script(i.id, [Outcome::Auth]);
@@ -1101,6 +1158,7 @@ macro_rules! all_sync_cases {
             rate_limits_errors_and_timeouts_are_retried_with_growing_delays,
             a_permanent_error_kills_the_job_and_notifies_once_a_day,
             an_auth_failure_needs_reauth,
+            a_run_of_failures_ends_with_one_recovery_notice,
             expiring_credentials_remind_once_then_need_a_reconnect,
             retries_run_out_into_the_dead_letter_queue,
             a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout,

@@ -6,6 +6,7 @@ pub mod dev;
 pub mod extract;
 pub mod integrations;
 pub mod kpis;
+pub mod notifications;
 pub mod oauth;
 pub mod openapi;
 pub mod problem;
@@ -63,6 +64,10 @@ pub fn api_router() -> Router<AppState> {
         )
         .route("/v1/workspaces/{ws}/integrations/{id}/jobs", get(i::jobs))
         .route("/v1/workspaces/{ws}/kpis", get(kpis::query))
+        .route(
+            "/v1/workspaces/{ws}/notifications",
+            get(notifications::get).put(notifications::put),
+        )
 }
 
 /// OAuth start and callback.

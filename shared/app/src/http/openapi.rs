@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, integrations, kpis, oauth, problem, providers, system, views, webhooks};
+use super::{
+    admin, integrations, kpis, notifications, oauth, problem, providers, system, views, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +24,8 @@ use super::{admin, integrations, kpis, oauth, problem, providers, system, views,
         integrations::sync,
         integrations::jobs,
         kpis::query,
+        notifications::get,
+        notifications::put,
         oauth::start,
         oauth::callback,
         admin::jobs,

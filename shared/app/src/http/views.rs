@@ -1,7 +1,7 @@
 //! What the API shows of the domain: never credentials, never internals.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use kpi_core::integration::{ErrorRecord, WebhookSubscription};
+use kpi_core::integration::{ErrorRecord, NoticeRecord, WebhookSubscription};
 use kpi_core::job::JobTrigger;
 use kpi_core::kpi::DateRange;
 use kpi_core::metric::Unit;
@@ -32,6 +32,8 @@ pub struct IntegrationView {
     pub expires_soon: bool,
     /// Whether the provider sends us this integration's webhook events.
     pub webhooks: Option<WebhookSubscription>,
+    /// The last notice about it, and whether it could be emailed.
+    pub last_notice: Option<NoticeRecord>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -55,6 +57,7 @@ impl IntegrationView {
             credentials_expire_at: i.credentials_expire_at,
             expires_soon: i.expires_soon(now),
             webhooks: i.webhooks.clone(),
+            last_notice: i.last_notice.clone(),
             created_at: i.created_at,
             updated_at: i.updated_at,
         }

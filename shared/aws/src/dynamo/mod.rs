@@ -18,7 +18,7 @@ use kpi_core::page::{Page, PageRequest};
 use kpi_core::ports::store::{
     AccountLink, AccountStore, DedupeStore, DueIntegration, EmailRecord, EmailStore,
     IntegrationStore, JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState,
-    OAuthStateStore, normalize_address,
+    OAuthStateStore, WorkspaceSettingsStore, normalize_address,
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
@@ -840,5 +840,42 @@ impl AccountStore for DynamoStore {
                 })
             })
             .collect()
+    }
+}
+
+/// Workspace settings: `WS#{workspace}` / `SETTING#{name}`, the JSON in the body.
+#[async_trait]
+impl WorkspaceSettingsStore for DynamoStore {
+    async fn get_workspace_setting(
+        &self,
+        scope: &WorkspaceScope,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        self.get_item(
+            workspace_pk(scope.workspace().as_str()),
+            &format!("SETTING#{name}"),
+        )
+        .await?
+        .as_ref()
+        .map(body)
+        .transpose()
+    }
+
+    async fn put_workspace_setting(
+        &self,
+        scope: &WorkspaceScope,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(workspace_pk(scope.workspace().as_str())))
+            .item(SK, s(format!("SETTING#{name}")))
+            .item(BODY, s(value.to_string()))
+            .send()
+            .await
+            .map_err(|e| aws_error("DynamoDB PutItem", e))?;
+        Ok(())
     }
 }

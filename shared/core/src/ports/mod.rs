@@ -2,6 +2,7 @@
 //! never cross them.
 
 pub mod clock;
+pub mod mailer;
 pub mod provider;
 pub mod queue;
 pub mod secrets;
@@ -9,6 +10,7 @@ pub mod store;
 pub mod vault;
 
 pub use clock::{Clock, SystemClock};
+pub use mailer::{Mailer, OutgoingEmail};
 pub use provider::ProviderAdapter;
 pub use queue::{Queue, QueueName};
 pub use secrets::AppSecrets;

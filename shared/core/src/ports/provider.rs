@@ -325,6 +325,11 @@ pub trait ProviderAdapter: Send + Sync {
         )))
     }
 
+    /// The provider's way of sending email, for providers that send it (Resend).
+    fn mailer(&self) -> Option<std::sync::Arc<dyn crate::ports::Mailer>> {
+        None
+    }
+
     /// Asks the provider to send the integration's resource's webhook events
     /// to us (Meta: subscribe the app to the ad account). Best effort: the
     /// caller records the outcome and carries on.

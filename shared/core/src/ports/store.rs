@@ -267,6 +267,23 @@ pub trait AccountStore: Send + Sync {
     async fn account_integrations(&self, account: &str, limit: u32) -> Result<Vec<AccountLink>>;
 }
 
+/// Small per-workspace documents by name: who gets notices
+/// (`notifications`), report settings. Written whole; last write wins.
+#[async_trait]
+pub trait WorkspaceSettingsStore: Send + Sync {
+    async fn get_workspace_setting(
+        &self,
+        scope: &WorkspaceScope,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>>;
+    async fn put_workspace_setting(
+        &self,
+        scope: &WorkspaceScope,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<()>;
+}
+
 /// Everything a full deployment needs from its store.
 pub trait Store:
     IntegrationStore
@@ -277,6 +294,7 @@ pub trait Store:
     + EmailStore
     + LeaseStore
     + AccountStore
+    + WorkspaceSettingsStore
 {
 }
 
@@ -289,6 +307,7 @@ impl<T> Store for T where
         + EmailStore
         + LeaseStore
         + AccountStore
+        + WorkspaceSettingsStore
 {
 }
 

@@ -89,30 +89,13 @@ pub fn plugin(ctx: &BuildContext<'_>) -> Result<Plugin, ConfigError> {
     }
     Ok(Plugin::Ready {
         adapter: Arc::new(ResendAdapter {
-            client: ResendClient::new(ctx.http.clone(), base),
+            client: Arc::new(ResendClient::new(ctx.http.clone(), base)),
         }),
         sandbox: source.is_sandbox(),
     })
 }
 
-fn domain_name(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 253
-        && v.contains('.')
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-}
-
-fn email_address(v: &str) -> bool {
-    v.len() <= 254
-        && v.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && !local
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
-                && domain_name(domain)
-        })
-}
+use kpi_core::email::{is_address as email_address, is_domain as domain_name};
 
 macro_rules! text_setting {
     ($name:ident, $check:expr, $expected:literal) => {
@@ -169,7 +152,7 @@ pub struct ResendSettings {
 }
 
 pub struct ResendAdapter {
-    pub client: ResendClient,
+    pub client: Arc<ResendClient>,
 }
 
 fn key(credentials: &ConnectionCredentials) -> Result<&SecretString> {
@@ -260,5 +243,9 @@ impl ProviderAdapter for ResendAdapter {
     async fn disconnect(&self, _: &ConnectionCredentials) -> Result<()> {
         // Resend keys are created and deleted by the user in Resend.
         Ok(())
+    }
+
+    fn mailer(&self) -> Option<Arc<dyn kpi_core::ports::Mailer>> {
+        Some(self.client.clone())
     }
 }

@@ -222,3 +222,38 @@ impl ResendClient {
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500 * 2u64.pow(attempt.saturating_sub(1).min(4)))
 }
+
+#[async_trait::async_trait]
+impl kpi_core::ports::Mailer for ResendClient {
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    async fn send(
+        &self,
+        key: &SecretString,
+        emails: &[kpi_core::ports::OutgoingEmail],
+        idempotency_key: &str,
+    ) -> Result<Vec<String>> {
+        let requests: Vec<EmailRequest> = emails
+            .iter()
+            .map(|e| EmailRequest {
+                from: e.from.clone(),
+                to: e.to.clone(),
+                subject: e.subject.clone(),
+                html: e.html.clone(),
+                text: e.text.clone(),
+                reply_to: e.reply_to.clone(),
+                tags: e
+                    .tags
+                    .iter()
+                    .map(|(name, value)| Tag {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        self.send_batch(key, &requests, idempotency_key).await
+    }
+}
