@@ -250,3 +250,170 @@ async fn without_a_sender_the_notice_is_logged_and_the_integration_says_why() {
     );
     assert!(app.sandbox().resend_outbox().is_empty());
 }
+
+/// The sandbox sends an outbox email's delivery event back, signed like Svix.
+async fn event(app: &TestApp, email_id: &str, event: &str, times: u8) -> Value {
+    let resp = kpi_tests::client()
+        .post(app.url("/sandbox/_control/resend/events"))
+        .json(&json!({"email_id": email_id, "event": event, "times": times}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn delivery_events_track_sends_and_hard_bounces_suppress_the_address() {
+    let app = TestApp::spawn().await;
+    let c = app.client_for(&["demo"]);
+    let resend: Value = c
+        .post(app.url("/v1/workspaces/demo/integrations"))
+        .json(&json!({"provider": "resend", "api_key": "re_live_123456789"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resend_id = resend["id"].as_str().unwrap();
+    c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{resend_id}")))
+        .json(&json!({"settings": {"domain": "sandbox.example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    c.put(app.url("/v1/workspaces/demo/notifications"))
+        .json(
+            &json!({"recipients": ["owner@example.com", "gone@example.com", "angry@example.com"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let browser = app.browser();
+    kpi_tests::flows::dev_login(&browser, &app.base, "demo").await;
+    let back =
+        kpi_tests::flows::consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true)
+            .await;
+    let (_, pairs, _) = kpi_tests::flows::finish(&browser, &app.base, &back.callback).await;
+    let id = kpi_tests::flows::param(&pairs, "integration")
+        .unwrap()
+        .to_owned();
+    c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
+        .json(&json!({"settings": {"property": "properties/100001"}}))
+        .send()
+        .await
+        .unwrap();
+    app.sandbox().set_faults(kpi_sandbox::Faults {
+        ga4_data: Some("403".into()),
+        ..Default::default()
+    });
+    c.post(app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync")))
+        .send()
+        .await
+        .unwrap();
+    wait_for_jobs(&app, &c, &id, 1).await;
+    let outbox = wait_for_outbox(&app, 3).await;
+    assert_eq!(outbox.len(), 3, "one email per recipient");
+    assert!(
+        outbox
+            .iter()
+            .all(|e| e.from == "notifications@sandbox.example.com")
+    );
+    let to = |address: &str| {
+        outbox
+            .iter()
+            .find(|e| e.to == vec![address.to_owned()])
+            .unwrap()
+            .id
+            .clone()
+    };
+
+    // Delivered, a hard bounce, a complaint; Svix retries one of them.
+    let delivered = event(&app, &to("owner@example.com"), "delivered", 1).await;
+    assert_eq!(delivered["answers"][0]["status"], 200, "{delivered}");
+    let bounced = event(&app, &to("gone@example.com"), "bounced", 2).await;
+    assert_eq!(bounced["answers"][0]["body"]["duplicate"], false);
+    assert_eq!(
+        bounced["answers"][1]["body"]["duplicate"], true,
+        "the same svix-id once"
+    );
+    event(&app, &to("angry@example.com"), "complained", 1).await;
+    // A soft bounce does not suppress.
+    event(&app, &to("owner@example.com"), "soft_bounced", 1).await;
+
+    let listed = kpi_tests::get_json(&c, app.url("/v1/workspaces/demo/suppressions")).await;
+    let items = listed["items"].as_array().unwrap();
+    let addresses: Vec<_> = items
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        addresses,
+        vec!["angry@example.com", "gone@example.com"],
+        "{listed}"
+    );
+    assert!(items[1]["reason"].as_str().unwrap().starts_with("bounced"));
+    let other = app.client_for(&["other"]);
+    let theirs = kpi_tests::get_json(&other, app.url("/v1/workspaces/other/suppressions")).await;
+    assert_eq!(theirs["items"], json!([]), "per workspace");
+
+    // A forged event changes nothing.
+    let forged = kpi_tests::client()
+        .post(app.url("/v1/webhooks/resend"))
+        .header("svix-id", "msg_forged")
+        .header("svix-timestamp", chrono::Utc::now().timestamp().to_string())
+        .header("svix-signature", "v1,dGhpcyBpcyBub3QgYSBzaWduYXR1cmU=")
+        .body(r#"{"type":"email.complained","created_at":"2026-11-28T00:00:00Z","data":{"email_id":"x","to":["owner@example.com"]}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // The fix: the recovery email skips the suppressed addresses.
+    for paused in [true, false] {
+        c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
+            .json(&json!({ "paused": paused }))
+            .send()
+            .await
+            .unwrap();
+    }
+    c.post(app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync")))
+        .send()
+        .await
+        .unwrap();
+    wait_for_jobs(&app, &c, &id, 2).await;
+    let outbox = wait_for_outbox(&app, 4).await;
+    assert_eq!(
+        outbox.len(),
+        4,
+        "the recovery email to the one deliverable address"
+    );
+    assert_eq!(outbox[3].to, vec!["owner@example.com".to_owned()]);
+
+    // Lifting: a complaint comes with a warning; a second lift is 404.
+    let lifted: Value = c
+        .delete(app.url("/v1/workspaces/demo/suppressions/Angry@Example.com"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(lifted["address"], "angry@example.com");
+    assert!(lifted["warning"].as_str().unwrap().contains("spam"));
+    let lifted: Value = c
+        .delete(app.url("/v1/workspaces/demo/suppressions/gone@example.com"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(lifted["warning"], Value::Null);
+    let again = c
+        .delete(app.url("/v1/workspaces/demo/suppressions/gone@example.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+}

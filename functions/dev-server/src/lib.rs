@@ -52,8 +52,11 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
     let sandbox = (config.sandbox != Some(false)).then(|| {
         let mut webhook = config.public_url.clone();
         webhook.set_path("/v1/webhooks/meta");
+        let mut resend_webhook = config.public_url.clone();
+        resend_webhook.set_path("/v1/webhooks/resend");
         Sandbox::new(SandboxConfig {
             meta_webhook_url: Some(webhook.to_string()),
+            resend_webhook_url: Some(resend_webhook.to_string()),
             ..SandboxConfig::default()
         })
     });

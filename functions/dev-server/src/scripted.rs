@@ -91,4 +91,20 @@ impl ProviderAdapter for ScriptedSync {
     fn mailer(&self) -> Option<Arc<dyn kpi_core::ports::Mailer>> {
         self.real.mailer()
     }
+    fn webhook_challenge(&self, params: &[(String, String)]) -> Result<String> {
+        self.real.webhook_challenge(params)
+    }
+    fn read_webhook(
+        &self,
+        delivery: &kpi_core::ports::provider::WebhookDelivery<'_>,
+    ) -> Result<kpi_core::ports::provider::WebhookEvents> {
+        self.real.read_webhook(delivery)
+    }
+    async fn subscribe_webhooks(
+        &self,
+        integration: &Integration,
+        credentials: &ConnectionCredentials,
+    ) -> Result<()> {
+        self.real.subscribe_webhooks(integration, credentials).await
+    }
 }

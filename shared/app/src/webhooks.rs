@@ -87,6 +87,7 @@ async fn act(
     events: &WebhookEvents,
     request_id: Option<&str>,
 ) -> Result<Vec<JobId>> {
+    record_email_events(state, events).await?;
     let descriptor = state.registry.descriptor(provider)?;
     let Some(setting) = descriptor.webhook_resource else {
         return Ok(Vec::new());
@@ -183,4 +184,45 @@ async fn coalesced_sync(
     Err(Error::conflict(
         "the integration kept changing; the provider will retry",
     ))
+}
+
+/// Email events: each send record takes the newest status, and a hard bounce
+/// or a complaint suppresses the address in the workspace that sent it.
+/// Events about emails this system did not send are ignored.
+async fn record_email_events(state: &AppState, events: &WebhookEvents) -> Result<()> {
+    for event in &events.emails {
+        let Some((workspace, id)) = state
+            .store
+            .email_by_provider_id(&event.provider_message_id)
+            .await?
+        else {
+            tracing::info!("an event about an email not sent from here; ignored");
+            continue;
+        };
+        // The provider signed the delivery; the pointer names the workspace
+        // that sent the email.
+        let scope = WorkspaceScope::for_system(workspace, "a signed event about an email it sent");
+        let Some(mut record) = state.store.get_email(&scope, &id).await? else {
+            continue;
+        };
+        if event.at >= record.updated_at || record.status == "sent" {
+            record.status = event.kind.status().to_owned();
+            record.updated_at = event.at.max(record.updated_at);
+            state.store.put_email(&scope, &record).await?;
+        }
+        if let Some(reason) = event.kind.suppression_reason() {
+            for address in &record.to {
+                state
+                    .store
+                    .suppress(&scope, address, &reason, event.at)
+                    .await?;
+                tracing::info!(
+                    kind = record.kind,
+                    "an address was suppressed after a {}",
+                    event.kind.status()
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -162,6 +162,11 @@ pub async fn run_meta_webhook() -> std::result::Result<(), lambda_runtime::Error
     serve(kpi_app::http::meta_webhook_function()).await
 }
 
+/// The `resend-webhook` function.
+pub async fn run_resend_webhook() -> std::result::Result<(), lambda_runtime::Error> {
+    serve(kpi_app::http::resend_webhook_function()).await
+}
+
 /// One SQS batch, the Lambda way: each record handled concurrently in its own
 /// span; a record whose handler asks for a retry is reported as a batch item
 /// failure (the rest of the batch is deleted by Lambda), after `delay_retry`

@@ -15,7 +15,7 @@ use kpi_core::page::{Cursor, Page, PageRequest};
 use kpi_core::ports::store::{
     AccountLink, AccountStore, DedupeStore, DueIntegration, EmailRecord, EmailStore,
     IntegrationStore, JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState,
-    OAuthStateStore, WorkspaceSettingsStore, normalize_address,
+    OAuthStateStore, Suppression, WorkspaceSettingsStore, normalize_address,
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS emails (
     id TEXT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (workspace, id)
+);
+
+CREATE TABLE IF NOT EXISTS email_refs (
+    provider_id TEXT PRIMARY KEY,
+    workspace TEXT NOT NULL,
+    id TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS suppressions (
@@ -844,12 +850,22 @@ impl EmailStore for SqliteStore {
         scope.check(&email.workspace)?;
         let email = email.clone();
         self.with(move |c| {
-            c.execute(
+            let tx = c.transaction().map_err(db_error)?;
+            tx.execute(
                 "INSERT INTO emails (workspace, id, body) VALUES (?1, ?2, ?3)
                  ON CONFLICT (workspace, id) DO UPDATE SET body = excluded.body",
                 params![email.workspace.as_str(), email.id, to_json(&email)?],
             )
             .map_err(db_error)?;
+            if let Some(provider_id) = &email.provider_message_id {
+                tx.execute(
+                    "INSERT INTO email_refs (provider_id, workspace, id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (provider_id) DO NOTHING",
+                    params![provider_id, email.workspace.as_str(), email.id],
+                )
+                .map_err(db_error)?;
+            }
+            tx.commit().map_err(db_error)?;
             Ok(())
         })
         .await
@@ -901,6 +917,68 @@ impl EmailStore for SqliteStore {
             .optional()
             .map_err(db_error)?
             .is_some())
+        })
+        .await
+    }
+
+    async fn list_suppressions(&self, scope: &WorkspaceScope) -> Result<Vec<Suppression>> {
+        let ws = scope.workspace().to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT address, reason, at FROM suppressions WHERE workspace = ?1 ORDER BY address LIMIT 1000",
+                )
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map(params![ws], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(db_error)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (address, reason, at) = row.map_err(db_error)?;
+                let at = DateTime::parse_from_rfc3339(&at)
+                    .map_err(|e| Error::internal("a stored time is unreadable").with_source(e))?
+                    .to_utc();
+                out.push(Suppression { address, reason, at });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn unsuppress(&self, scope: &WorkspaceScope, address: &str) -> Result<bool> {
+        let ws = scope.workspace().to_string();
+        let address = normalize_address(address);
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM suppressions WHERE workspace = ?1 AND address = ?2",
+                    params![ws, address],
+                )
+                .map_err(db_error)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn email_by_provider_id(
+        &self,
+        provider_message_id: &str,
+    ) -> Result<Option<(WorkspaceId, String)>> {
+        let provider_id = provider_message_id.to_owned();
+        self.with(move |c| {
+            let found: Option<(String, String)> = c
+                .query_row(
+                    "SELECT workspace, id FROM email_refs WHERE provider_id = ?1",
+                    params![provider_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_error)?;
+            found
+                .map(|(ws, id)| Ok((WorkspaceId::parse(&ws)?, id)))
+                .transpose()
         })
         .await
     }

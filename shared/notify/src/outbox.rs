@@ -28,6 +28,8 @@ pub struct Sender {
     pub reply_to: Vec<String>,
     /// `workspace` (its own Resend integration) or `platform`.
     pub account: &'static str,
+    /// The workspace's Resend integration, when it sends.
+    pub integration: Option<kpi_core::IntegrationId>,
 }
 
 /// What became of a delivery.
@@ -102,6 +104,7 @@ impl Outbox {
                             from,
                             reply_to,
                             account: "workspace",
+                            integration: Some(i.id),
                         }));
                     }
                     ConnectionCredentials::OAuth(_) => continue,
@@ -118,6 +121,7 @@ impl Outbox {
                 from: p.from.clone(),
                 reply_to: Vec::new(),
                 account: "platform",
+                integration: None,
             }),
             _ => None,
         })
@@ -185,6 +189,7 @@ impl Outbox {
                             to: vec![address.clone()],
                             subject: rendered.subject.clone(),
                             provider_message_id: Some(provider_id),
+                            integration: sender.integration,
                             status: "sent".into(),
                             created_at: now,
                             updated_at: now,

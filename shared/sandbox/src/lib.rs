@@ -15,6 +15,7 @@ mod meta;
 pub mod meta_insights;
 pub mod meta_webhook;
 mod resend;
+pub mod resend_events;
 pub mod resend_send;
 mod state;
 
@@ -42,6 +43,10 @@ pub struct SandboxConfig {
     /// Where the webhook control sends Meta deliveries (the dev server's
     /// `/v1/webhooks/meta`); `None`: nowhere.
     pub meta_webhook_url: Option<String>,
+    /// The signing secret of the sandbox's Resend webhook endpoint.
+    pub resend_webhook_secret: String,
+    /// Where the outbox's delivery events go (the dev server's `/v1/webhooks/resend`).
+    pub resend_webhook_url: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -53,6 +58,9 @@ impl Default for SandboxConfig {
             meta_app_secret: "sandbox-meta-secret".into(),
             meta_verify_token: "sandbox-verify-token".into(),
             meta_webhook_url: None,
+            // base64 of "sandbox-resend-webhook-key!", as Resend shows it.
+            resend_webhook_secret: "whsec_c2FuZGJveC1yZXNlbmQtd2ViaG9vay1rZXkh".into(),
+            resend_webhook_url: None,
         }
     }
 }
@@ -141,6 +149,7 @@ impl Sandbox {
             ("META_APP_ID", &c.meta_app_id),
             ("META_APP_SECRET", &c.meta_app_secret),
             ("META_WEBHOOK_VERIFY_TOKEN", &c.meta_verify_token),
+            ("RESEND_WEBHOOK_SECRET", &c.resend_webhook_secret),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.clone()))
@@ -233,6 +242,11 @@ impl Sandbox {
             .route("/resend/emails/{id}", get(resend_send::get_email))
             .route("/resend/outbox", get(resend_send::outbox))
             .route("/resend/outbox/{id}", get(resend_send::outbox_email))
+            .route(
+                "/resend/outbox/{id}/event",
+                post(resend_events::send_from_page),
+            )
+            .route("/_control/resend/events", post(resend_events::send))
             .route("/_control/faults", post(set_faults_route))
             .route("/_control/meta/webhook", post(meta_webhook::send))
             .with_state(self.clone())

@@ -508,6 +508,12 @@ pub async fn outbox_email(State(sandbox): State<Sandbox>, Path(id): Path<String>
          <style>body{{font-family:system-ui,sans-serif;margin:2rem}}iframe{{width:100%;height:32rem;border:1px solid #ccc}}pre{{white-space:pre-wrap;background:#f6f6f6;padding:1rem}}</style></head>\
          <body><p><a href=\"../outbox\">Outbox</a></p><h1>{subject}</h1>\
          <dl><dt>From</dt><dd>{from}</dd><dt>To</dt><dd>{to}</dd><dt>Reply-To</dt><dd>{reply_to}</dd><dt>Id</dt><dd>{id}</dd><dt>Idempotency key</dt><dd>{key}</dd><dt>Last event</dt><dd>{event}</dd></dl>\
+         <form method=\"post\" action=\"{id}/event\"><p>Send a delivery event back: \
+         <button name=\"event\" value=\"delivered\">Delivered</button> \
+         <button name=\"event\" value=\"bounced\">Hard bounce</button> \
+         <button name=\"event\" value=\"soft_bounced\">Soft bounce</button> \
+         <button name=\"event\" value=\"complained\">Complaint</button> \
+         <button name=\"event\" value=\"opened\">Opened</button></p></form>\
          <h2>HTML</h2><iframe sandbox title=\"HTML part\" srcdoc=\"{html}\"></iframe><h2>Text</h2><pre>{text}</pre></body></html>",
         subject = escape(&e.subject),
         from = escape(&e.from),

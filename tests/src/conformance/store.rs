@@ -728,6 +728,7 @@ pub async fn email_records_and_suppressions<S: Store>(store: &S) {
         to: vec!["ops@example.com".into()],
         subject: "Sync failed".into(),
         provider_message_id: None,
+        integration: None,
         status: "queued".into(),
         created_at: t,
         updated_at: t,
@@ -768,6 +769,50 @@ pub async fn email_records_and_suppressions<S: Store>(store: &S) {
     assert!(
         !store
             .is_suppressed(&scope("ws-other"), "bounce@example.com")
+            .await
+            .unwrap()
+    );
+    // A provider's id leads back to the record, and nothing else does.
+    assert_eq!(
+        store.email_by_provider_id("re-msg-1").await.unwrap(),
+        Some((
+            WorkspaceId::parse("ws-mail").unwrap(),
+            "notice-1".to_owned()
+        ))
+    );
+    assert_eq!(store.email_by_provider_id("re-msg-2").await.unwrap(), None);
+    // Suppressions are listed and lifted per workspace.
+    store
+        .suppress(&ws, "complaint@example.com", "complained", t)
+        .await
+        .unwrap();
+    let listed = store.list_suppressions(&ws).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|s| s.address.as_str())
+            .collect::<Vec<_>>(),
+        vec!["bounce@example.com", "complaint@example.com"]
+    );
+    assert_eq!(listed[0].reason, "bounced");
+    assert!(
+        store
+            .list_suppressions(&scope("ws-other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !store
+            .unsuppress(&scope("ws-other"), "bounce@example.com")
+            .await
+            .unwrap()
+    );
+    assert!(store.unsuppress(&ws, "Bounce@Example.com").await.unwrap());
+    assert!(!store.unsuppress(&ws, "bounce@example.com").await.unwrap());
+    assert!(
+        !store
+            .is_suppressed(&ws, "bounce@example.com")
             .await
             .unwrap()
     );

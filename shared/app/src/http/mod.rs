@@ -68,6 +68,14 @@ pub fn api_router() -> Router<AppState> {
             "/v1/workspaces/{ws}/notifications",
             get(notifications::get).put(notifications::put),
         )
+        .route(
+            "/v1/workspaces/{ws}/suppressions",
+            get(notifications::suppressions),
+        )
+        .route(
+            "/v1/workspaces/{ws}/suppressions/{email}",
+            axum::routing::delete(notifications::lift),
+        )
 }
 
 /// OAuth start and callback.
@@ -94,9 +102,20 @@ pub fn admin_router() -> Router<AppState> {
 
 /// Provider webhooks (signed by the provider, no session).
 pub fn webhook_router() -> Router<AppState> {
+    meta_webhook_router().merge(resend_webhook_router())
+}
+
+fn meta_webhook_router() -> Router<AppState> {
     Router::new().route(
         "/v1/webhooks/meta",
         get(webhooks::meta_challenge).post(webhooks::meta_delivery),
+    )
+}
+
+fn resend_webhook_router() -> Router<AppState> {
+    Router::new().route(
+        "/v1/webhooks/resend",
+        axum::routing::post(webhooks::resend_delivery),
     )
 }
 
@@ -134,7 +153,12 @@ pub fn api_function() -> Router<AppState> {
 
 /// What the `meta-webhook` function serves.
 pub fn meta_webhook_function() -> Router<AppState> {
-    with_defaults(webhook_router())
+    with_defaults(meta_webhook_router())
+}
+
+/// What the `resend-webhook` function serves.
+pub fn resend_webhook_function() -> Router<AppState> {
+    with_defaults(resend_webhook_router())
 }
 
 /// What the `oauth` function serves.

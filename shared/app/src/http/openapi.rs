@@ -26,6 +26,8 @@ use super::{
         kpis::query,
         notifications::get,
         notifications::put,
+        notifications::suppressions,
+        notifications::lift,
         oauth::start,
         oauth::callback,
         admin::jobs,
@@ -34,6 +36,7 @@ use super::{
         admin::redrive,
         webhooks::meta_challenge,
         webhooks::meta_delivery,
+        webhooks::resend_delivery,
     ),
     components(
         schemas(problem::Problem, views::IntegrationView, views::IntegrationPage),

@@ -70,6 +70,33 @@ pub async fn meta_delivery(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookReceipt>, ApiError> {
+    receive(&state, Provider::META_ADS, headers, body).await
+}
+
+/// A Resend webhook delivery (through Svix): `svix-id`, `svix-timestamp` and
+/// `svix-signature` over the raw body with `RESEND_WEBHOOK_SECRET`. Email
+/// events update the send records; hard bounces and complaints suppress the
+/// address; a redelivery (same `svix-id`) changes nothing.
+#[utoipa::path(post, path = "/v1/webhooks/resend", operation_id = "receiveResendWebhook", tag = "webhooks", security(()),
+    params(("svix-id" = String, Header), ("svix-timestamp" = String, Header, description = "Unix seconds, within 5 minutes of now"),
+        ("svix-signature" = String, Header, description = "space-separated v1,<base64 HMAC-SHA256>")),
+    request_body(content = Object, content_type = "application/json", description = "Resend's event: {type, created_at, data}"),
+    responses((status = 200, body = WebhookReceipt), (status = 401, response = ProblemResponse),
+        (status = 413, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
+pub async fn resend_delivery(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WebhookReceipt>, ApiError> {
+    receive(&state, Provider::RESEND, headers, body).await
+}
+
+async fn receive(
+    state: &AppState,
+    provider: Provider,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WebhookReceipt>, ApiError> {
     let headers: Vec<(String, String)> = headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
@@ -80,8 +107,7 @@ pub async fn meta_delivery(
         now: state.clock.now(),
     };
     let request_id = request_id::current();
-    let receipt =
-        webhooks::receive(&state, Provider::META_ADS, &delivery, request_id.as_deref()).await?;
+    let receipt = webhooks::receive(state, provider, &delivery, request_id.as_deref()).await?;
     Ok(Json(WebhookReceipt {
         received: true,
         duplicate: receipt.duplicate,

@@ -18,7 +18,7 @@ use kpi_core::page::{Page, PageRequest};
 use kpi_core::ports::store::{
     AccountLink, AccountStore, DedupeStore, DueIntegration, EmailRecord, EmailStore,
     IntegrationStore, JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState,
-    OAuthStateStore, WorkspaceSettingsStore, normalize_address,
+    OAuthStateStore, Suppression, WorkspaceSettingsStore, normalize_address,
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
@@ -672,6 +672,20 @@ impl DedupeStore for DynamoStore {
 impl EmailStore for DynamoStore {
     async fn put_email(&self, scope: &WorkspaceScope, email: &EmailRecord) -> Result<()> {
         scope.check(&email.workspace)?;
+        // The pointer first: a pointer without its record finds nothing; a
+        // record without its pointer would miss its events.
+        if let Some(provider_id) = &email.provider_message_id {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item(PK, s(format!("EMAILREF#{provider_id}")))
+                .item(SK, s("EMAILREF"))
+                .item("ws", s(email.workspace.as_str()))
+                .item("email", s(&email.id))
+                .send()
+                .await
+                .map_err(|e| aws_error("DynamoDB PutItem", e))?;
+        }
         self.client
             .put_item()
             .table_name(&self.table)
@@ -723,6 +737,73 @@ impl EmailStore for DynamoStore {
             )
             .await?
             .is_some())
+    }
+
+    async fn list_suppressions(&self, scope: &WorkspaceScope) -> Result<Vec<Suppression>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(workspace_pk(scope.workspace().as_str())))
+            .expression_attribute_values(":prefix", s("SUPPRESS#"))
+            .limit(1000)
+            .send()
+            .await
+            .map_err(|e| aws_error("DynamoDB Query", e))?;
+        out.items()
+            .iter()
+            .filter_map(|item| {
+                let address = get_s(item, SK)?.strip_prefix("SUPPRESS#")?.to_owned();
+                Some((
+                    address,
+                    get_s(item, "reason")?.to_owned(),
+                    get_s(item, "at")?.to_owned(),
+                ))
+            })
+            .map(|(address, reason, at)| {
+                let at = DateTime::parse_from_rfc3339(&at)
+                    .map_err(|e| Error::internal("a stored time is unreadable").with_source(e))?
+                    .to_utc();
+                Ok(Suppression {
+                    address,
+                    reason,
+                    at,
+                })
+            })
+            .collect()
+    }
+
+    async fn unsuppress(&self, scope: &WorkspaceScope, address: &str) -> Result<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(workspace_pk(scope.workspace().as_str())))
+            .key(SK, s(format!("SUPPRESS#{}", normalize_address(address))))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| aws_error("DynamoDB DeleteItem", e))?;
+        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn email_by_provider_id(
+        &self,
+        provider_message_id: &str,
+    ) -> Result<Option<(WorkspaceId, String)>> {
+        let Some(item) = self
+            .get_item(format!("EMAILREF#{provider_message_id}"), "EMAILREF")
+            .await?
+        else {
+            return Ok(None);
+        };
+        match (get_s(&item, "ws"), get_s(&item, "email")) {
+            (Some(ws), Some(id)) => Ok(Some((WorkspaceId::parse(ws)?, id.to_owned()))),
+            _ => Err(Error::internal("an email pointer is incomplete")),
+        }
     }
 }
 

@@ -246,6 +246,71 @@ pub struct WebhookEvents {
     /// Provider resources (values of the descriptor's `webhook_resource`
     /// setting) whose integrations should sync their recent days.
     pub resources: Vec<String>,
+    /// What happened to emails we sent (an email provider's deliveries).
+    pub emails: Vec<EmailEvent>,
+}
+
+/// One thing that happened to one email we sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailEvent {
+    /// The provider's id of the email (what its send call answered).
+    pub provider_message_id: String,
+    pub kind: EmailEventKind,
+    pub at: DateTime<Utc>,
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailEventKind {
+    Sent,
+    Delivered,
+    DeliveryDelayed,
+    /// `permanent`: the address will not take mail (hard bounce).
+    Bounced {
+        permanent: bool,
+        sub_type: String,
+    },
+    Complained,
+    Failed {
+        reason: String,
+    },
+    Suppressed,
+    Opened,
+    Clicked,
+}
+
+impl EmailEventKind {
+    /// The status a send record takes (`delivered`, `bounced`, …).
+    pub fn status(&self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::DeliveryDelayed => "delivery_delayed",
+            Self::Bounced { .. } => "bounced",
+            Self::Complained => "complained",
+            Self::Failed { .. } => "failed",
+            Self::Suppressed => "suppressed",
+            Self::Opened => "opened",
+            Self::Clicked => "clicked",
+        }
+    }
+
+    /// Why the address is to be suppressed, when this event calls for it:
+    /// a hard bounce or a complaint (a soft bounce does not).
+    pub fn suppression_reason(&self) -> Option<String> {
+        match self {
+            Self::Bounced {
+                permanent: true,
+                sub_type,
+            } => Some(if sub_type.is_empty() {
+                "bounced".to_owned()
+            } else {
+                format!("bounced ({sub_type})")
+            }),
+            Self::Complained => Some("complained (marked as spam)".to_owned()),
+            _ => None,
+        }
+    }
 }
 
 /// Everything one provider does. Implemented once per provider.

@@ -201,6 +201,9 @@ pub struct EmailRecord {
     pub to: Vec<String>,
     pub subject: String,
     pub provider_message_id: Option<String>,
+    /// The workspace's Resend integration that sent it (`None`: the platform's account).
+    #[serde(default)]
+    pub integration: Option<IntegrationId>,
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -221,6 +224,28 @@ pub trait EmailStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<()>;
     async fn is_suppressed(&self, scope: &WorkspaceScope, address: &str) -> Result<bool>;
+
+    /// The workspace's suppressed addresses, by address.
+    async fn list_suppressions(&self, scope: &WorkspaceScope) -> Result<Vec<Suppression>>;
+
+    /// Lifts a suppression; `false` when the address was not suppressed.
+    async fn unsuppress(&self, scope: &WorkspaceScope, address: &str) -> Result<bool>;
+
+    /// The workspace and record id of the email the provider knows as
+    /// `provider_message_id` (recorded by `put_email`). For the system only:
+    /// a provider's signed webhook names emails, not workspaces.
+    async fn email_by_provider_id(
+        &self,
+        provider_message_id: &str,
+    ) -> Result<Option<(WorkspaceId, String)>>;
+}
+
+/// An address no email goes to, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppression {
+    pub address: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
 }
 
 #[async_trait]

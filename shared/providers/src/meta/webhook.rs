@@ -135,6 +135,7 @@ pub fn read(app_secret: &SecretString, delivery: &WebhookDelivery<'_>) -> Result
         // Meta redelivers the same bytes: their digest names the delivery.
         delivery: hex::encode(digest::digest(&digest::SHA256, delivery.body).as_ref()),
         resources,
+        emails: Vec::new(),
     })
 }
 

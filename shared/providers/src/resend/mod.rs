@@ -4,6 +4,7 @@
 pub mod client;
 pub mod send;
 pub mod svix;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -13,7 +14,8 @@ use kpi_core::credentials::ConnectionCredentials;
 use kpi_core::metric::{MetricSpec, Unit};
 use kpi_core::ports::provider::{
     ConnectOutcome, ConnectRequest, OptionItem, ProviderAdapter, ProviderDescriptor,
-    ProviderOptions, SettingSpec, Settings, SyncRequest, SyncResult,
+    ProviderOptions, SettingSpec, Settings, SyncRequest, SyncResult, WebhookDelivery,
+    WebhookEvents,
 };
 use kpi_core::provider::AuthMode;
 use kpi_core::registry::Plugin;
@@ -79,17 +81,25 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
 pub fn plugin(ctx: &BuildContext<'_>) -> Result<Plugin, ConfigError> {
     let source = ctx.source(ctx.vars.get("RESEND_API_URL").is_some());
     let base = source.url("RESEND_API_URL", "https://api.resend.com", "resend")?;
-    if let Some(secret) = source.vars.secret("RESEND_WEBHOOK_SECRET")
-        && !secret.expose_secret().starts_with("whsec_")
-    {
-        return Err(ConfigError::new(
-            "RESEND_WEBHOOK_SECRET",
-            "must start with whsec_",
-        ));
-    }
+    let webhook_key = match source.vars.secret("RESEND_WEBHOOK_SECRET") {
+        Some(secret) if !secret.expose_secret().starts_with("whsec_") => {
+            return Err(ConfigError::new(
+                "RESEND_WEBHOOK_SECRET",
+                "must start with whsec_",
+            ));
+        }
+        Some(secret) => Some(svix::SigningKey::new(secret.expose_secret()).map_err(|_| {
+            ConfigError::new(
+                "RESEND_WEBHOOK_SECRET",
+                "expected whsec_ followed by base64 (copy the signing secret from Resend)",
+            )
+        })?),
+        None => None,
+    };
     Ok(Plugin::Ready {
         adapter: Arc::new(ResendAdapter {
             client: Arc::new(ResendClient::new(ctx.http.clone(), base)),
+            webhook_key,
         }),
         sandbox: source.is_sandbox(),
     })
@@ -153,6 +163,8 @@ pub struct ResendSettings {
 
 pub struct ResendAdapter {
     pub client: Arc<ResendClient>,
+    /// Checks Resend's (Svix) webhook signatures; without it deliveries are refused.
+    webhook_key: Option<svix::SigningKey>,
 }
 
 fn key(credentials: &ConnectionCredentials) -> Result<&SecretString> {
@@ -247,5 +259,14 @@ impl ProviderAdapter for ResendAdapter {
 
     fn mailer(&self) -> Option<Arc<dyn kpi_core::ports::Mailer>> {
         Some(self.client.clone())
+    }
+
+    fn read_webhook(&self, delivery: &WebhookDelivery<'_>) -> Result<WebhookEvents> {
+        let Some(key) = &self.webhook_key else {
+            return Err(Error::unauthenticated(
+                "Resend webhooks are off: RESEND_WEBHOOK_SECRET is not set",
+            ));
+        };
+        webhook::read(key, delivery)
     }
 }
