@@ -55,8 +55,12 @@ async fn sync_now_runs_through_queue_worker_and_store() {
     assert_eq!(resp.status(), 202);
     let jobs = wait_for_jobs(&app, &c, &id, 1).await;
     assert_eq!(jobs[0]["status"], "succeeded");
-    assert_eq!(jobs[0]["rows_written"], 3);
-    assert_eq!(jobs[0]["provider_calls"], 1);
+    // Three days of zeros (nothing sent yet): four counts a day, no rate.
+    assert_eq!(jobs[0]["rows_written"], 12);
+    assert_eq!(
+        jobs[0]["provider_calls"], 0,
+        "counted from the sends recorded here"
+    );
     let series: Value = kpi_tests::get_json(
         &c,
         app.url(&format!(

@@ -12,6 +12,7 @@ fn router_for(function: &str, app: &TestApp) -> axum::Router {
         "api" => kpi_lambda::http_app(http::api_function(), state),
         "oauth" => kpi_lambda::http_app(http::oauth_function(), state),
         "meta-webhook" => kpi_lambda::http_app(http::meta_webhook_function(), state),
+        "resend-webhook" => kpi_lambda::http_app(http::resend_webhook_function(), state),
         other => panic!("no function {other}"),
     }
 }
@@ -30,12 +31,14 @@ async fn every_sample_event_is_served_by_its_function() {
         ("meta-webhook-check.json", "meta-webhook", 200),
         ("meta-webhook-delivery.json", "meta-webhook", 200),
         ("meta-webhook-forged.json", "meta-webhook", 401),
+        ("resend-webhook-stale.json", "resend-webhook", 401),
     ];
     let other_functions = [
         "sync-scheduler-tick.json",
         "sync-dlq-batch.json",
         "sync-ga4-batch.json",
         "sync-meta-batch.json",
+        "sync-resend-batch.json",
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
     let mut seen = 0;
@@ -96,6 +99,7 @@ async fn the_worker_sample_batches_are_handled_by_their_workers() {
     for (file, provider) in [
         ("sync-ga4-batch.json", kpi_core::Provider::GA4),
         ("sync-meta-batch.json", kpi_core::Provider::META_ADS),
+        ("sync-resend-batch.json", kpi_core::Provider::RESEND),
     ] {
         let event: aws_lambda_events::sqs::SqsEvent =
             serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();

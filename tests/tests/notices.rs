@@ -416,4 +416,42 @@ async fn delivery_events_track_sends_and_hard_bounces_suppress_the_address() {
         .await
         .unwrap();
     assert_eq!(again.status(), 404);
+
+    // The Resend integration's KPIs for today, from the tracked events: four
+    // sent; delivered: the recovery email and the one complained about.
+    event(&app, &outbox[3].id, "delivered", 1).await;
+    let resp = c
+        .post(app.url(&format!(
+            "/v1/workspaces/demo/integrations/{resend_id}/sync"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let jobs = wait_for_jobs(&app, &c, resend_id, 1).await;
+    assert_eq!(jobs[0]["status"], "succeeded", "{:?}", jobs[0]);
+    let today = chrono::Utc::now().date_naive();
+    let value = |metric: &'static str| {
+        let c = c.clone();
+        let url = app.url(&format!(
+            "/v1/workspaces/demo/kpis?metric={metric}&from={today}&to={today}&integration={resend_id}"
+        ));
+        async move {
+            let series = kpi_tests::get_json(&c, url).await;
+            series["points"][0]["value"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        }
+    };
+    let (sent, delivered) = (value("resend.sent").await, value("resend.delivered").await);
+    assert_eq!((sent, delivered), (4.into(), 2.into()));
+    assert_eq!(
+        value("resend.bounced").await,
+        2.into(),
+        "one hard, one soft"
+    );
+    assert_eq!(value("resend.complained").await, 1.into());
+    assert_eq!(value("resend.delivery_rate").await, delivered / sent);
 }

@@ -2,8 +2,6 @@
 //! (embedded by default, AWS when configured), the provider registry (the
 //! sandbox standing in for unconfigured providers), and serves every router.
 
-mod scripted;
-
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -69,7 +67,6 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
         }
     });
     let registry = kpi_app::providers::build_registry(&config, &http, site.as_ref())?;
-    let registry = scripted::sync_by_script_until_real(registry)?;
     let sandbox = sandbox.filter(|_| registry.entries().any(|e| e.sandbox));
 
     let store: Arc<dyn Store> = match &config.store {

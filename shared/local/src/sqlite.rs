@@ -76,6 +76,14 @@ CREATE TABLE IF NOT EXISTS emails (
     PRIMARY KEY (workspace, id)
 );
 
+CREATE TABLE IF NOT EXISTS email_index (
+    workspace TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (workspace, integration, created_at, id)
+);
+
 CREATE TABLE IF NOT EXISTS email_refs (
     provider_id TEXT PRIMARY KEY,
     workspace TEXT NOT NULL,
@@ -857,6 +865,19 @@ impl EmailStore for SqliteStore {
                 params![email.workspace.as_str(), email.id, to_json(&email)?],
             )
             .map_err(db_error)?;
+            if let Some(integration) = &email.integration {
+                tx.execute(
+                    "INSERT INTO email_index (workspace, integration, created_at, id) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![
+                        email.workspace.as_str(),
+                        integration.to_string(),
+                        sortable_timestamp(email.created_at),
+                        email.id
+                    ],
+                )
+                .map_err(db_error)?;
+            }
             if let Some(provider_id) = &email.provider_message_id {
                 tx.execute(
                     "INSERT INTO email_refs (provider_id, workspace, id) VALUES (?1, ?2, ?3)
@@ -958,6 +979,40 @@ impl EmailStore for SqliteStore {
                 )
                 .map_err(db_error)?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn emails_sent_by(
+        &self,
+        scope: &WorkspaceScope,
+        integration: IntegrationId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<EmailRecord>> {
+        let ws = scope.workspace().to_string();
+        let (from, to) = (sortable_timestamp(from), sortable_timestamp(to));
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT e.body FROM email_index i JOIN emails e ON e.workspace = i.workspace AND e.id = i.id
+                     WHERE i.workspace = ?1 AND i.integration = ?2 AND i.created_at >= ?3 AND i.created_at < ?4
+                     ORDER BY i.created_at, i.id",
+                )
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map(params![ws, integration.to_string(), from, to], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(db_error)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let body = row.map_err(db_error)?;
+                out.push(serde_json::from_str(&body).map_err(|e| {
+                    Error::internal("a stored email record is unreadable").with_source(e)
+                })?);
+            }
+            Ok(out)
         })
         .await
     }

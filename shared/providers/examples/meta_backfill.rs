@@ -75,6 +75,7 @@ async fn main() {
                     integration: &integration,
                     credentials: &credentials,
                     window: chunk,
+                    records: None,
                 })
                 .await
                 .expect("sync");

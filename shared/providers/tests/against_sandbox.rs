@@ -451,6 +451,7 @@ mod ga4_sync {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap();
@@ -509,6 +510,7 @@ mod ga4_sync {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap();
@@ -552,6 +554,7 @@ mod ga4_sync {
                     integration: &i,
                     credentials: &creds,
                     window,
+                    records: None,
                 })
                 .await
                 .unwrap_err();
@@ -572,6 +575,7 @@ mod ga4_sync {
                     integration: &i,
                     credentials: &creds,
                     window,
+                    records: None,
                 })
                 .await
                 .unwrap();
@@ -593,6 +597,7 @@ mod ga4_sync {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap();
@@ -616,6 +621,7 @@ mod ga4_sync {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap_err();
@@ -644,6 +650,7 @@ mod ga4_sync {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap_err();
@@ -676,6 +683,7 @@ mod ga4_sync {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap();
@@ -686,6 +694,7 @@ mod ga4_sync {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap_err();
@@ -703,6 +712,7 @@ mod ga4_sync {
                 integration: &integration("properties/100002"),
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap();
@@ -820,6 +830,7 @@ mod meta_sync {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap();
@@ -891,6 +902,7 @@ mod meta_sync {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap();
@@ -907,6 +919,7 @@ mod meta_sync {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap_err();
@@ -936,6 +949,7 @@ mod meta_throttling {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap_err();
@@ -956,6 +970,7 @@ mod meta_throttling {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap_err();
@@ -975,6 +990,7 @@ mod meta_throttling {
                 integration: &i,
                 credentials: &creds,
                 window,
+                records: None,
             })
             .await
             .unwrap();
@@ -1016,6 +1032,7 @@ mod meta_reports {
             integration: i,
             credentials: creds,
             window,
+            records: None,
         })
         .await
     }
@@ -1327,5 +1344,137 @@ mod resend_sending {
             "retried, then handed back"
         );
         assert!(sandbox.resend_outbox().is_empty());
+    }
+}
+
+mod resend_delivery {
+    use super::*;
+    use chrono::{DateTime, Duration as Days};
+    use kpi_core::kpi::DateRange;
+    use kpi_core::ports::provider::{SentEmails, SyncRequest};
+    use kpi_core::ports::store::EmailRecord;
+    use kpi_core::{Integration, IntegrationId, Metric, Provider, WorkspaceId};
+    use kpi_providers::resend::send::EmailRequest;
+    use rust_decimal::Decimal;
+
+    struct Recorded(Vec<EmailRecord>);
+
+    #[async_trait::async_trait]
+    impl SentEmails for Recorded {
+        async fn sent_by(
+            &self,
+            _: &Integration,
+            from: DateTime<Utc>,
+            to: DateTime<Utc>,
+        ) -> kpi_core::Result<Vec<EmailRecord>> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|e| e.created_at >= from && e.created_at < to)
+                .cloned()
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn sends_without_a_webhook_are_looked_up_and_counted() {
+        let (sandbox, base) = sandbox().await;
+        let m = kpi_providers::resend::plugin(&BuildContext {
+            vars: &kpi_core::config::Vars::new(|_| None),
+            http: http::client(Duration::from_secs(10)).unwrap(),
+            sandbox: Some(&SandboxSite {
+                base: Url::parse(&base).unwrap(),
+                app_credentials: sandbox.app_credentials(),
+            }),
+            sandbox_setting: None,
+            production: false,
+        })
+        .unwrap();
+        let kpi_core::registry::Plugin::Ready { adapter, .. } = m else {
+            panic!("resend did not build");
+        };
+        let key = SecretString::from("re_live_1234567890".to_owned());
+        let client = ResendClient::new(
+            http::client(Duration::from_secs(10)).unwrap(),
+            Url::parse(&format!("{base}/resend")).unwrap(),
+        );
+        let emails: Vec<_> = (0..3)
+            .map(|i| EmailRequest {
+                from: "kpi@sandbox.example.com".into(),
+                to: vec![format!("u{i}@example.com")],
+                subject: "Report".into(),
+                html: "<p>r</p>".into(),
+                text: "r".into(),
+                reply_to: vec![],
+                tags: vec![],
+            })
+            .collect();
+        let ids = client
+            .send_batch(&key, &emails, "report/x/1")
+            .await
+            .unwrap();
+        sandbox.set_resend_last_event(&ids[0], "delivered");
+        sandbox.set_resend_last_event(&ids[1], "bounced");
+        let integration = Integration::new(
+            IntegrationId::new_random(),
+            WorkspaceId::parse("ws").unwrap(),
+            Provider::RESEND,
+            "Resend",
+            Utc::now(),
+        );
+        let two_hours_ago = Utc::now() - Days::hours(2);
+        let records = Recorded(
+            ids.iter()
+                .enumerate()
+                .map(|(n, id)| EmailRecord {
+                    id: format!("report/x/1/{n}"),
+                    workspace: integration.workspace.clone(),
+                    kind: "kpi_report".into(),
+                    to: vec![format!("u{n}@example.com")],
+                    subject: "Report".into(),
+                    provider_message_id: Some(id.clone()),
+                    integration: Some(integration.id),
+                    status: "sent".into(),
+                    created_at: two_hours_ago,
+                    updated_at: two_hours_ago,
+                })
+                .collect(),
+        );
+        let day = two_hours_ago.date_naive();
+        let result = adapter
+            .sync(SyncRequest {
+                integration: &integration,
+                credentials: &kpi_core::ConnectionCredentials::ApiKey { key },
+                window: DateRange::new(day, day).unwrap(),
+                records: Some(&records),
+            })
+            .await
+            .unwrap();
+        assert_eq!(result.provider_calls, 3, "one lookup per undecided send");
+        let value = |name: &str| {
+            result
+                .points
+                .iter()
+                .find(|p| p.metric == Metric::new(name))
+                .map(|p| p.value)
+        };
+        assert_eq!(value("resend.sent"), Some(Decimal::from(3)));
+        assert_eq!(value("resend.delivered"), Some(Decimal::from(1)));
+        assert_eq!(value("resend.bounced"), Some(Decimal::from(1)));
+        assert_eq!(
+            value("resend.delivery_rate"),
+            Some(Decimal::from(1) / Decimal::from(3))
+        );
+        let no_records = adapter
+            .sync(SyncRequest {
+                integration: &integration,
+                credentials: &kpi_core::ConnectionCredentials::ApiKey {
+                    key: SecretString::from("re_live_1234567890".to_owned()),
+                },
+                window: DateRange::new(day, day).unwrap(),
+                records: None,
+            })
+            .await;
+        assert!(no_records.is_err());
     }
 }

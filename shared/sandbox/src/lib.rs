@@ -170,6 +170,16 @@ impl Sandbox {
             .clone()
     }
 
+    /// Sets an outbox email's last event without sending a webhook (as when
+    /// Resend's webhook never arrives).
+    pub fn set_resend_last_event(&self, id: &str, event: &str) {
+        self.with_state(|s| {
+            if let Some(e) = s.resend_outbox.iter_mut().find(|e| e.id == id) {
+                e.last_event = event.to_owned();
+            }
+        });
+    }
+
     /// Every email the Resend endpoints accepted, oldest first.
     pub fn resend_outbox(&self) -> Vec<resend_send::OutboxEmail> {
         self.with_state(|s| s.resend_outbox.clone())

@@ -373,10 +373,15 @@ impl Worker {
         });
         let mut total = SyncResult::default();
         for chunk in chunks(window, max_window_days) {
+            let records = ScopedRecords {
+                store: &*self.store,
+                scope,
+            };
             let request = SyncRequest {
                 integration: &integration,
                 credentials: &credentials,
                 window: chunk,
+                records: Some(&records),
             };
             let timeout = match deadline {
                 Some(d) => self
@@ -763,6 +768,26 @@ pub fn chunks(window: DateRange, days: u32) -> Vec<DateRange> {
         from = to + chrono::Duration::days(1);
     }
     out
+}
+
+/// The store's records of one workspace, as a sync reads them.
+struct ScopedRecords<'a> {
+    store: &'a dyn Store,
+    scope: &'a WorkspaceScope,
+}
+
+#[async_trait::async_trait]
+impl kpi_core::ports::provider::SentEmails for ScopedRecords<'_> {
+    async fn sent_by(
+        &self,
+        integration: &Integration,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<kpi_core::ports::store::EmailRecord>> {
+        self.store
+            .emails_sent_by(self.scope, integration.id, from, to)
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -781,6 +781,59 @@ pub async fn email_records_and_suppressions<S: Store>(store: &S) {
         ))
     );
     assert_eq!(store.email_by_provider_id("re-msg-2").await.unwrap(), None);
+    // A sender's emails by time, for its delivery KPIs.
+    let sender = IntegrationId::new_random();
+    for (n, minutes) in [(1, 10), (2, 70), (3, 130)] {
+        let at = t + Duration::minutes(minutes);
+        store
+            .put_email(
+                &ws,
+                &EmailRecord {
+                    id: format!("report-{n}"),
+                    integration: Some(sender),
+                    provider_message_id: Some(format!("re-report-{n}")),
+                    created_at: at,
+                    updated_at: at,
+                    ..email.clone()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let mut delivered = store.get_email(&ws, "report-2").await.unwrap().unwrap();
+    delivered.status = "delivered".into();
+    store.put_email(&ws, &delivered).await.unwrap();
+    let sent = store
+        .emails_sent_by(
+            &ws,
+            sender,
+            t + Duration::minutes(60),
+            t + Duration::minutes(130),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.iter()
+            .map(|e| (e.id.as_str(), e.status.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("report-2", "delivered")],
+        "[from, to), the newest status"
+    );
+    assert_eq!(
+        store
+            .emails_sent_by(&ws, sender, t, t + Duration::days(1))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(
+        store
+            .emails_sent_by(&scope("ws-other"), sender, t, t + Duration::days(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Suppressions are listed and lifted per workspace.
     store
         .suppress(&ws, "complaint@example.com", "complained", t)

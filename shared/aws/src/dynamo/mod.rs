@@ -593,6 +593,11 @@ impl KpiStore for DynamoStore {
     }
 }
 
+/// The sort key of an email under its sender, ordered by time.
+fn email_by_sk(integration: &IntegrationId, at: DateTime<Utc>, id: &str) -> String {
+    format!("EMAILBY#{integration}#{}#{id}", sortable_timestamp(at))
+}
+
 fn oauth_pk(key: &str) -> String {
     format!("OAUTH#{key}")
 }
@@ -686,12 +691,26 @@ impl EmailStore for DynamoStore {
                 .await
                 .map_err(|e| aws_error("DynamoDB PutItem", e))?;
         }
+        let body_json = to_json(email)?;
+        // By sender and time, for the sender's delivery KPIs: a copy of the
+        // record under a sort key that ranges over time.
+        if let Some(integration) = &email.integration {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item(PK, s(workspace_pk(email.workspace.as_str())))
+                .item(SK, s(email_by_sk(integration, email.created_at, &email.id)))
+                .item(BODY, s(body_json.clone()))
+                .send()
+                .await
+                .map_err(|e| aws_error("DynamoDB PutItem", e))?;
+        }
         self.client
             .put_item()
             .table_name(&self.table)
             .item(PK, s(workspace_pk(email.workspace.as_str())))
             .item(SK, s(format!("EMAIL#{}", email.id)))
-            .item(BODY, s(to_json(email)?))
+            .item(BODY, s(body_json))
             .send()
             .await
             .map_err(|e| aws_error("DynamoDB PutItem", e))?;
@@ -788,6 +807,53 @@ impl EmailStore for DynamoStore {
             .await
             .map_err(|e| aws_error("DynamoDB DeleteItem", e))?;
         Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn emails_sent_by(
+        &self,
+        scope: &WorkspaceScope,
+        integration: IntegrationId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<EmailRecord>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :lower AND :upper")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(workspace_pk(scope.workspace().as_str())))
+                .expression_attribute_values(
+                    ":lower",
+                    s(format!(
+                        "EMAILBY#{integration}#{}",
+                        sortable_timestamp(from)
+                    )),
+                )
+                .expression_attribute_values(
+                    ":upper",
+                    s(format!("EMAILBY#{integration}#{}", sortable_timestamp(to))),
+                )
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| aws_error("DynamoDB Query", e))?;
+            for item in page.items() {
+                let record: EmailRecord = body(item)?;
+                // BETWEEN includes the upper bound's prefix; `to` is exclusive.
+                if record.created_at < to {
+                    out.push(record);
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     async fn email_by_provider_id(

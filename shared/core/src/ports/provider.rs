@@ -153,11 +153,37 @@ pub struct OptionItem {
 }
 
 /// One sync of one integration over one window of reporting days.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SyncRequest<'a> {
     pub integration: &'a Integration,
     pub credentials: &'a ConnectionCredentials,
     pub window: DateRange,
+    /// What this system recorded itself, for providers whose numbers come
+    /// from it (Resend's deliveries); the engine always passes it.
+    pub records: Option<&'a dyn SentEmails>,
+}
+
+impl std::fmt::Debug for SyncRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncRequest")
+            .field("integration", &self.integration.id)
+            .field("window", &self.window)
+            .field("records", &self.records.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The emails an integration sent, as recorded here (with the newest status
+/// its webhooks reported).
+#[async_trait]
+pub trait SentEmails: Send + Sync {
+    /// Emails `integration` sent with `created_at` in `[from, to)`.
+    async fn sent_by(
+        &self,
+        integration: &Integration,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::ports::store::EmailRecord>>;
 }
 
 #[derive(Debug, Clone, Default)]

@@ -231,6 +231,16 @@ pub trait EmailStore: Send + Sync {
     /// Lifts a suppression; `false` when the address was not suppressed.
     async fn unsuppress(&self, scope: &WorkspaceScope, address: &str) -> Result<bool>;
 
+    /// The emails `integration` sent with `created_at` in `[from, to)`,
+    /// oldest first (what its delivery KPIs are counted from).
+    async fn emails_sent_by(
+        &self,
+        scope: &WorkspaceScope,
+        integration: IntegrationId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<EmailRecord>>;
+
     /// The workspace and record id of the email the provider knows as
     /// `provider_message_id` (recorded by `put_email`). For the system only:
     /// a provider's signed webhook names emails, not workspaces.

@@ -2,6 +2,7 @@
 //! is valid), offers the account's domains, and keeps the sender settings.
 
 pub mod client;
+pub mod delivery;
 pub mod send;
 pub mod svix;
 pub mod webhook;
@@ -244,12 +245,24 @@ impl ProviderAdapter for ResendAdapter {
         self.client.check_key(key(credentials)?).await.map(|_| ())
     }
 
-    async fn sync(&self, _: SyncRequest<'_>) -> Result<SyncResult> {
-        // Delivery KPIs come with the Resend email-channel issue; until then no
-        // deployment runs a Resend worker.
-        Err(Error::config(
-            "syncing Resend delivery numbers is not available in this version",
-        ))
+    async fn sync(&self, request: SyncRequest<'_>) -> Result<SyncResult> {
+        let records = request.records.ok_or_else(|| {
+            Error::internal("Resend's numbers are counted from the sends recorded here")
+        })?;
+        let (points, provider_calls) = delivery::sync(
+            &self.client,
+            key(request.credentials)?,
+            request.integration,
+            &request.window,
+            records,
+        )
+        .await?;
+        Ok(SyncResult {
+            points,
+            provider_calls,
+            quota_remaining: None,
+            refreshed_credentials: None,
+        })
     }
 
     async fn disconnect(&self, _: &ConnectionCredentials) -> Result<()> {

@@ -223,6 +223,18 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500 * 2u64.pow(attempt.saturating_sub(1).min(4)))
 }
 
+impl ResendClient {
+    /// Waits as the team's last rate-limit headers say.
+    pub(crate) async fn gate_wait(&self, key: &SecretString) {
+        self.gate.wait(&team(key)).await;
+    }
+
+    /// Notes an answer's rate-limit headers.
+    pub(crate) fn gate_note(&self, key: &SecretString, reply: &Reply) {
+        self.gate.note(&team(key), reply);
+    }
+}
+
 #[async_trait::async_trait]
 impl kpi_core::ports::Mailer for ResendClient {
     fn max_batch(&self) -> usize {
