@@ -96,6 +96,17 @@ uuid_id!(
     JobId, "job", "job"
 );
 
+uuid_id!(
+    /// A KPI alert rule. Version 7 UUIDs, so rules list in creation order.
+    AlertId, "alert", "alert"
+);
+
+impl AlertId {
+    pub fn new_time_ordered() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
 impl IntegrationId {
     pub fn new_random() -> Self {
         Self(Uuid::new_v4())

@@ -64,7 +64,7 @@ impl KpiPoint {
         value: Decimal,
         currency: Option<Currency>,
     ) -> Result<Self, Error> {
-        let MetricSpec { metric, unit } = spec;
+        let MetricSpec { metric, unit, .. } = spec;
         if unit == Unit::Currency && currency.is_none() {
             return Err(Error::validation(
                 "currency",

@@ -4,6 +4,8 @@
 //! embedded deployments implement, and the provider registry. Nothing here
 //! performs I/O.
 
+pub mod aggregate;
+pub mod alert;
 pub mod config;
 pub mod credentials;
 pub mod email;

@@ -58,18 +58,81 @@ short_name_serde!(
     "ga4.sessions"
 );
 
-/// A metric as a provider declares it: its name and unit.
+/// How a metric's daily values combine over a range of days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregation {
+    /// Counts and money: the days' sum.
+    Sum,
+    /// A ratio recomputed from its parts over the range:
+    /// `scale × Σ numerator / Σ denominator` (ROAS over a week is the week's
+    /// purchase value over the week's spend, never the mean of daily ROAS).
+    /// No value when the denominator's sum is zero.
+    Ratio {
+        numerator: Metric,
+        denominator: Metric,
+        scale: u32,
+    },
+    /// A rate whose parts are not kept: the days' values weighted by another
+    /// metric of the same provider (GA4's engagement rate by sessions).
+    WeightedBy(Metric),
+}
+
+/// A metric as a provider declares it: its name, unit and how it aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricSpec {
     pub metric: Metric,
     pub unit: Unit,
+    pub aggregation: Aggregation,
 }
 
 impl MetricSpec {
+    /// A metric summed over ranges (counts, money).
     pub const fn new(name: &str, unit: Unit) -> Self {
         Self {
             metric: Metric::new(name),
             unit,
+            aggregation: Aggregation::Sum,
+        }
+    }
+
+    /// A ratio of two metrics of the same provider, times `scale`.
+    pub const fn ratio(
+        name: &str,
+        unit: Unit,
+        numerator: &str,
+        denominator: &str,
+        scale: u32,
+    ) -> Self {
+        Self {
+            metric: Metric::new(name),
+            unit,
+            aggregation: Aggregation::Ratio {
+                numerator: Metric::new(numerator),
+                denominator: Metric::new(denominator),
+                scale,
+            },
+        }
+    }
+
+    /// A rate averaged with the days' values of `by` as weights.
+    pub const fn weighted(name: &str, unit: Unit, by: &str) -> Self {
+        Self {
+            metric: Metric::new(name),
+            unit,
+            aggregation: Aggregation::WeightedBy(Metric::new(by)),
+        }
+    }
+
+    /// The metrics whose points an aggregate of this one needs.
+    pub fn inputs(&self) -> Vec<Metric> {
+        match self.aggregation {
+            Aggregation::Sum => vec![self.metric],
+            Aggregation::Ratio {
+                numerator,
+                denominator,
+                ..
+            } => vec![numerator, denominator],
+            Aggregation::WeightedBy(by) => vec![self.metric, by],
         }
     }
 }

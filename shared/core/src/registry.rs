@@ -91,6 +91,23 @@ impl Registry {
                     spec.metric
                 )));
             }
+            // A ratio summed over days would be wrong; its parts must be the
+            // provider's own metrics.
+            let summed_rate = matches!(
+                spec.unit,
+                crate::metric::Unit::Ratio | crate::metric::Unit::Seconds
+            ) && spec.aggregation == crate::metric::Aggregation::Sum;
+            let foreign = spec
+                .inputs()
+                .into_iter()
+                .find(|m| !entry.descriptor.metrics.iter().any(|own| own.metric == *m));
+            if summed_rate || foreign.is_some() {
+                return Err(Error::internal(format!(
+                    "metric {} aggregates from {}",
+                    spec.metric,
+                    foreign.map_or("a sum of rates".to_owned(), |m| m.to_string())
+                )));
+            }
         }
         self.entries.insert(id, entry);
         Ok(())

@@ -231,6 +231,16 @@ pub fn worker(state: &AppState, provider: Provider) -> Result<Worker> {
 /// else the platform's (`KPI_SYSTEM_RESEND_API_KEY`, `KPI_SYSTEM_EMAIL_FROM`),
 /// else to the log only.
 pub fn notifier(state: &AppState) -> Arc<dyn Notifier> {
+    Arc::new(kpi_notify::EmailNotifier {
+        outbox: outbox(state),
+        registry: state.registry.clone(),
+        public_url: state.config.public_url.clone(),
+    })
+}
+
+/// Sending email for a workspace: its own Resend account, else (for notices)
+/// the platform's.
+pub fn outbox(state: &AppState) -> Arc<kpi_notify::Outbox> {
     let notices = &state.config.notices;
     let platform = match (&notices.system_api_key, &notices.system_email_from) {
         (Some(key), Some(from)) => Some(kpi_notify::PlatformSender {
@@ -239,18 +249,23 @@ pub fn notifier(state: &AppState) -> Arc<dyn Notifier> {
         }),
         _ => None,
     };
-    Arc::new(kpi_notify::EmailNotifier {
-        outbox: kpi_notify::Outbox {
-            store: state.store.clone(),
-            vault: state.vault.clone(),
-            mailer: state
-                .registry
-                .adapter(Provider::RESEND)
-                .ok()
-                .and_then(|a| a.mailer()),
-            platform,
-            clock: state.clock.clone(),
-        },
+    Arc::new(kpi_notify::Outbox {
+        store: state.store.clone(),
+        vault: state.vault.clone(),
+        mailer: state
+            .registry
+            .adapter(Provider::RESEND)
+            .ok()
+            .and_then(|a| a.mailer()),
+        platform,
+        clock: state.clock.clone(),
+    })
+}
+
+/// Alert rules, evaluated after each sync that wrote points.
+pub fn alert_evaluator(state: &AppState) -> Arc<kpi_notify::AlertEvaluator> {
+    Arc::new(kpi_notify::AlertEvaluator {
+        outbox: outbox(state),
         registry: state.registry.clone(),
         public_url: state.config.public_url.clone(),
     })
@@ -263,6 +278,7 @@ pub fn worker_for_any(state: &AppState) -> Worker {
         vault: state.vault.clone(),
         clock: state.clock.clone(),
         notifier: notifier(state),
+        observer: Some(alert_evaluator(state)),
         registry: state.registry.clone(),
         settings: WorkerSettings::default(),
         id: std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| "worker".into()),

@@ -3,11 +3,13 @@
 //! addresses), which Resend account sends them (the workspace's own, else the
 //! platform's), and the sync engine's notices by email.
 
+pub mod alerts;
 pub mod messages;
 pub mod notifier;
 pub mod outbox;
 pub mod recipients;
 
+pub use alerts::AlertEvaluator;
 pub use messages::{Message, Rendered};
 pub use notifier::EmailNotifier;
 pub use outbox::{Delivery, Outbox, PlatformSender};

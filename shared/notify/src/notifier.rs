@@ -19,7 +19,7 @@ use crate::outbox::{Delivery, Outbox};
 use crate::recipients::NotificationSettings;
 
 pub struct EmailNotifier {
-    pub outbox: Outbox,
+    pub outbox: Arc<Outbox>,
     pub registry: Arc<Registry>,
     /// Links in emails point here (`KPI_PUBLIC_URL`).
     pub public_url: Url,

@@ -131,3 +131,15 @@ impl Notifier for RecordingNotifier {
         Ok(())
     }
 }
+
+/// Told after each sync that wrote points (alert rules are evaluated here).
+/// Whatever it does, the sync stands.
+#[async_trait]
+pub trait SyncObserver: Send + Sync {
+    async fn synced(
+        &self,
+        scope: &kpi_core::WorkspaceScope,
+        integration: &kpi_core::Integration,
+        window: kpi_core::kpi::DateRange,
+    );
+}

@@ -79,6 +79,8 @@ pub struct Worker {
     pub vault: Arc<dyn CredentialVault>,
     pub clock: Arc<dyn Clock>,
     pub notifier: Arc<dyn Notifier>,
+    /// Told after each sync that wrote points (alert rules); `None`: nobody.
+    pub observer: Option<Arc<dyn crate::notifier::SyncObserver>>,
     /// The providers this worker can sync (a Lambda worker serves one queue,
     /// but any registered provider's message is handled the same way).
     pub registry: Arc<Registry>,
@@ -240,7 +242,7 @@ impl Worker {
         let outcome = self.run(&scope, &mut current, &job, deadline).await;
         let now = self.clock.now();
         let disposition = match outcome {
-            Ok(result) => {
+            Ok((result, window)) => {
                 job.rows_written = result.points.len() as u64;
                 job.provider_calls = result.provider_calls;
                 job.quota_remaining = result.quota_remaining;
@@ -285,7 +287,12 @@ impl Worker {
                                 tracing::warn!(integration = %marked.id, error = %e.log_chain(), "recovery notice not sent");
                             }
                         }
-                        self.remind_before_expiry(&scope, &marked, now).await
+                        self.remind_before_expiry(&scope, &marked, now).await;
+                        if let Some(observer) = &self.observer
+                            && job.rows_written > 0
+                        {
+                            observer.synced(&scope, &marked, window).await;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(integration = %integration.id, error = %e.log_chain(), "could not record the last success");
@@ -341,7 +348,7 @@ impl Worker {
         current: &mut Integration,
         job: &SyncJob,
         deadline: Option<Instant>,
-    ) -> std::result::Result<SyncResult, (Error, u32)> {
+    ) -> std::result::Result<(SyncResult, kpi_core::kpi::DateRange), (Error, u32)> {
         let integration = current.clone();
         let adapter = self
             .registry
@@ -446,7 +453,7 @@ impl Worker {
             }
             total.points.extend(result.points);
         }
-        Ok(total)
+        Ok((total, window))
     }
 
     /// The window of an unscheduled sync: a backfill the first time, then from

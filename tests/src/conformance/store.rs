@@ -892,6 +892,7 @@ macro_rules! all_store_cases {
             email_records_and_suppressions,
             account_links_count_the_integrations_of_one_provider_account,
             workspace_settings_are_per_workspace_and_overwritten,
+            alert_rules_and_their_history,
         );
     };
 }
@@ -994,5 +995,122 @@ pub async fn workspace_settings_are_per_workspace_and_overwritten<S: Store>(stor
             .await
             .unwrap(),
         Some(second)
+    );
+}
+
+pub async fn alert_rules_and_their_history<S: Store>(store: &S) {
+    use kpi_core::alert::{AlertRule, AlertState, Comparison, Condition, Window};
+    use kpi_core::ids::AlertId;
+    use kpi_core::ports::store::{AlertDay, AlertEvent};
+    let ws = scope("ws-alerts");
+    let t = now();
+    let rule = AlertRule {
+        id: AlertId::new_time_ordered(),
+        workspace: WorkspaceId::parse("ws-alerts").unwrap(),
+        name: "Low sessions".into(),
+        metric: kpi_core::Metric::new("ga4.sessions"),
+        integration: None,
+        condition: Condition::Threshold {
+            comparison: Comparison::Below,
+            threshold: 10.into(),
+        },
+        window: Window::Day,
+        recipients: vec!["owner@example.com".into()],
+        cooldown_hours: 24,
+        notify_recovery: false,
+        enabled: true,
+        state: AlertState::default(),
+        version: 0,
+        created_at: t,
+        updated_at: t,
+    };
+    let created = store.create_alert(&ws, &rule).await.unwrap();
+    assert_eq!(created.version, 1);
+    assert!(
+        store
+            .create_alert(&ws, &rule)
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    assert!(store.create_alert(&scope("ws-other"), &rule).await.is_err());
+    assert_eq!(store.get_alert(&ws, rule.id).await.unwrap(), created);
+    assert!(
+        store
+            .get_alert(&scope("ws-other"), rule.id)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    let mut changed = created.clone();
+    changed.state.firing = true;
+    let updated = store.update_alert(&ws, &changed).await.unwrap();
+    assert_eq!(updated.version, 2);
+    assert!(
+        store
+            .update_alert(&ws, &changed)
+            .await
+            .unwrap_err()
+            .is_conflict(),
+        "a stale version loses"
+    );
+    assert_eq!(store.list_alerts(&ws).await.unwrap(), vec![updated.clone()]);
+    assert!(
+        store
+            .list_alerts(&scope("ws-other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let event = |id: &str, at| AlertEvent {
+        id: id.into(),
+        rule: rule.id,
+        workspace: WorkspaceId::parse("ws-alerts").unwrap(),
+        kind: "fired".into(),
+        days: vec![AlertDay {
+            date: t.date_naive(),
+            value: Some(5.into()),
+            previous: None,
+            change_percent: None,
+        }],
+        emailed: true,
+        reason: None,
+        at,
+    };
+    assert!(store.add_alert_event(&ws, &event("e1", t)).await.unwrap());
+    assert!(
+        !store
+            .add_alert_event(&ws, &event("e1", t + Duration::seconds(5)))
+            .await
+            .unwrap(),
+        "the same event once"
+    );
+    assert!(
+        store
+            .add_alert_event(&ws, &event("e2", t + Duration::minutes(1)))
+            .await
+            .unwrap()
+    );
+    let history = store.list_alert_events(&ws, rule.id, 10).await.unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        vec!["e2", "e1"]
+    );
+    assert!(
+        store
+            .list_alert_events(&scope("ws-other"), rule.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.delete_alert(&ws, rule.id).await.unwrap());
+    assert!(!store.delete_alert(&ws, rule.id).await.unwrap());
+    assert!(
+        store
+            .list_alert_events(&ws, rule.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

@@ -89,6 +89,7 @@ impl Engine {
             vault: self.vault.clone(),
             clock: self.clock.clone(),
             notifier: self.notifier.clone(),
+            observer: None,
             registry: Arc::new(registry),
             settings: Self::settings(),
             id: id.to_owned(),

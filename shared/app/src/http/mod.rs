@@ -2,6 +2,7 @@
 //! group, while the dev server mounts them all in one app.
 
 pub mod admin;
+pub mod alerts;
 pub mod dev;
 pub mod extract;
 pub mod integrations;
@@ -67,6 +68,18 @@ pub fn api_router() -> Router<AppState> {
         .route(
             "/v1/workspaces/{ws}/notifications",
             get(notifications::get).put(notifications::put),
+        )
+        .route(
+            "/v1/workspaces/{ws}/alerts",
+            get(alerts::list).post(alerts::create),
+        )
+        .route(
+            "/v1/workspaces/{ws}/alerts/{id}",
+            get(alerts::get).patch(alerts::patch).delete(alerts::delete),
+        )
+        .route(
+            "/v1/workspaces/{ws}/alerts/{id}/events",
+            get(alerts::events),
         )
         .route(
             "/v1/workspaces/{ws}/suppressions",

@@ -4,7 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, integrations, kpis, notifications, oauth, problem, providers, system, views, webhooks,
+    admin, alerts, integrations, kpis, notifications, oauth, problem, providers, system, views,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -24,6 +25,12 @@ use super::{
         integrations::sync,
         integrations::jobs,
         kpis::query,
+        alerts::list,
+        alerts::create,
+        alerts::get,
+        alerts::patch,
+        alerts::delete,
+        alerts::events,
         notifications::get,
         notifications::put,
         notifications::suppressions,

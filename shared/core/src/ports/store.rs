@@ -319,6 +319,68 @@ pub trait WorkspaceSettingsStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// One firing or clearing of an alert rule, with the values behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Names what happened (`{rule}/fired/{first day}..{last day}`): an
+    /// event recorded twice stays one.
+    pub id: String,
+    pub rule: crate::ids::AlertId,
+    pub workspace: WorkspaceId,
+    /// `fired` or `cleared`.
+    pub kind: String,
+    pub days: Vec<AlertDay>,
+    /// Whether an email went out, and why not when not.
+    pub emailed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The values of one day of an alert event (decimals as strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertDay {
+    pub date: NaiveDate,
+    pub value: Option<rust_decimal::Decimal>,
+    pub previous: Option<rust_decimal::Decimal>,
+    pub change_percent: Option<rust_decimal::Decimal>,
+}
+
+/// Alert rules and their history, per workspace.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Inserts a new rule (version 0 becomes 1); `Conflict` if the id exists.
+    async fn create_alert(
+        &self,
+        scope: &WorkspaceScope,
+        rule: &crate::alert::AlertRule,
+    ) -> Result<crate::alert::AlertRule>;
+    async fn get_alert(
+        &self,
+        scope: &WorkspaceScope,
+        id: crate::ids::AlertId,
+    ) -> Result<crate::alert::AlertRule>;
+    /// Every rule of the workspace (at most a few hundred), by id.
+    async fn list_alerts(&self, scope: &WorkspaceScope) -> Result<Vec<crate::alert::AlertRule>>;
+    /// Compare-and-swap on `version`, like integrations.
+    async fn update_alert(
+        &self,
+        scope: &WorkspaceScope,
+        rule: &crate::alert::AlertRule,
+    ) -> Result<crate::alert::AlertRule>;
+    /// Removes the rule and its history; `false` when there was none.
+    async fn delete_alert(&self, scope: &WorkspaceScope, id: crate::ids::AlertId) -> Result<bool>;
+    /// Records an event; `false` when one with its id was recorded before.
+    async fn add_alert_event(&self, scope: &WorkspaceScope, event: &AlertEvent) -> Result<bool>;
+    /// The rule's events, newest first.
+    async fn list_alert_events(
+        &self,
+        scope: &WorkspaceScope,
+        rule: crate::ids::AlertId,
+        limit: u32,
+    ) -> Result<Vec<AlertEvent>>;
+}
+
 /// Everything a full deployment needs from its store.
 pub trait Store:
     IntegrationStore
@@ -330,6 +392,7 @@ pub trait Store:
     + LeaseStore
     + AccountStore
     + WorkspaceSettingsStore
+    + AlertStore
 {
 }
 
@@ -343,6 +406,7 @@ impl<T> Store for T where
         + LeaseStore
         + AccountStore
         + WorkspaceSettingsStore
+        + AlertStore
 {
 }
 

@@ -43,9 +43,14 @@ pub const METRICS: [MetricSpec; 10] = [
     MetricSpec::new("ga4.new_users", Unit::Count),
     MetricSpec::new("ga4.active_users", Unit::Count),
     MetricSpec::new("ga4.screen_page_views", Unit::Count),
-    MetricSpec::new("ga4.engagement_rate", Unit::Ratio),
-    MetricSpec::new("ga4.bounce_rate", Unit::Ratio),
-    MetricSpec::new("ga4.avg_session_duration_seconds", Unit::Seconds),
+    // Rates and averages per session: over a range, weighted by sessions.
+    MetricSpec::weighted("ga4.engagement_rate", Unit::Ratio, "ga4.sessions"),
+    MetricSpec::weighted("ga4.bounce_rate", Unit::Ratio, "ga4.sessions"),
+    MetricSpec::weighted(
+        "ga4.avg_session_duration_seconds",
+        Unit::Seconds,
+        "ga4.sessions",
+    ),
     MetricSpec::new("ga4.key_events", Unit::Count),
     MetricSpec::new("ga4.total_revenue", Unit::Currency),
 ];

@@ -43,12 +43,31 @@ pub const METRICS: [MetricSpec; 10] = [
     MetricSpec::new("meta.impressions", Unit::Count),
     MetricSpec::new("meta.clicks", Unit::Count),
     MetricSpec::new("meta.reach", Unit::Count),
-    MetricSpec::new("meta.ctr", Unit::Ratio),
-    MetricSpec::new("meta.cpc", Unit::Currency),
-    MetricSpec::new("meta.cpm", Unit::Currency),
+    // Ratios over a range come from their parts' sums.
+    MetricSpec::ratio(
+        "meta.ctr",
+        Unit::Ratio,
+        "meta.clicks",
+        "meta.impressions",
+        1,
+    ),
+    MetricSpec::ratio("meta.cpc", Unit::Currency, "meta.spend", "meta.clicks", 1),
+    MetricSpec::ratio(
+        "meta.cpm",
+        Unit::Currency,
+        "meta.spend",
+        "meta.impressions",
+        1000,
+    ),
     MetricSpec::new("meta.purchases", Unit::Count),
     MetricSpec::new("meta.purchase_value", Unit::Currency),
-    MetricSpec::new("meta.roas", Unit::Ratio),
+    MetricSpec::ratio(
+        "meta.roas",
+        Unit::Ratio,
+        "meta.purchase_value",
+        "meta.spend",
+        1,
+    ),
 ];
 
 pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {

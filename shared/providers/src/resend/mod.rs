@@ -34,7 +34,13 @@ pub const METRICS: [MetricSpec; 5] = [
     MetricSpec::new("resend.delivered", Unit::Count),
     MetricSpec::new("resend.bounced", Unit::Count),
     MetricSpec::new("resend.complained", Unit::Count),
-    MetricSpec::new("resend.delivery_rate", Unit::Ratio),
+    MetricSpec::ratio(
+        "resend.delivery_rate",
+        Unit::Ratio,
+        "resend.delivered",
+        "resend.sent",
+        1,
+    ),
 ];
 
 const fn free_text(key: &'static str, label: &'static str, expected: &'static str) -> SettingSpec {
