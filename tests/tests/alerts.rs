@@ -236,3 +236,64 @@ async fn a_rule_that_holds_on_the_sandbox_numbers_sends_one_digest() {
         .unwrap();
     assert_eq!(again.status(), 404);
 }
+
+/// The cost of evaluating rules after one integration's sync: one listing of
+/// the workspace's rules and one KPI query per input metric of each rule
+/// (sums read one metric, weighted rates two), whatever the days synced.
+#[tokio::test]
+async fn twenty_rules_cost_one_listing_and_a_query_per_input() {
+    let app = TestApp::spawn().await;
+    let (c, ga4) = workspace(&app).await;
+    let metrics = [
+        "ga4.sessions",
+        "ga4.total_users",
+        "ga4.engagement_rate",
+        "ga4.bounce_rate",
+    ];
+    let mut expected_reads = 0;
+    for n in 0..20 {
+        let metric = metrics[n % metrics.len()];
+        expected_reads += if metric.ends_with("_rate") { 2 } else { 1 };
+        let resp = c
+            .post(app.url("/v1/workspaces/demo/alerts"))
+            .json(&json!({
+                "name": format!("rule {n}"),
+                "metric": metric,
+                "condition": {"kind": "change", "percent": "500", "direction": "either", "versus": "previous_period"},
+                "window": if n % 2 == 0 { "day" } else { "7d" },
+                "recipients": ["analyst@example.com"],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    // A rule of another provider is not read.
+    c.post(app.url("/v1/workspaces/demo/alerts"))
+        .json(&json!({"name": "spend", "metric": "meta.spend",
+            "condition": {"kind": "threshold", "comparison": "above", "threshold": "1"},
+            "recipients": ["analyst@example.com"]}))
+        .send()
+        .await
+        .unwrap();
+    let state = &app.server.state;
+    let scope =
+        kpi_core::WorkspaceScope::for_system(kpi_core::WorkspaceId::parse("demo").unwrap(), "test");
+    let integration = state
+        .store
+        .get_integration(&scope, kpi_core::IntegrationId::parse(&ga4).unwrap())
+        .await
+        .unwrap();
+    let window = kpi_core::kpi::DateRange::new(
+        chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2026, 3, 28).unwrap(),
+    )
+    .unwrap();
+    let evaluation = kpi_lambda::alert_evaluator(state)
+        .after_sync(&scope, &integration, window)
+        .await
+        .unwrap();
+    assert_eq!(evaluation.rules, 20);
+    assert_eq!(evaluation.kpi_reads, expected_reads);
+    assert_eq!(expected_reads, 30);
+}
