@@ -297,3 +297,110 @@ async fn twenty_rules_cost_one_listing_and_a_query_per_input() {
     assert_eq!(evaluation.kpi_reads, expected_reads);
     assert_eq!(expected_reads, 30);
 }
+
+#[tokio::test]
+async fn a_weekly_report_goes_out_once_per_week_and_flags_a_failing_integration() {
+    let app = TestApp::spawn().await;
+    let (c, ga4) = workspace(&app).await;
+    let bad = c
+        .put(app.url("/v1/workspaces/demo/reports"))
+        .json(&json!({"enabled": true, "frequency": "weekly", "time_zone": "Mars/Olympus", "recipients": ["a@example.com"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let saved: Value = c
+        .put(app.url("/v1/workspaces/demo/reports"))
+        .json(&json!({"enabled": true, "frequency": "weekly", "weekday": "Mon", "hour": 8,
+            "time_zone": "Europe/Berlin", "recipients": ["Team@Example.com"], "metrics": ["ga4.sessions", "ga4.engagement_rate"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(saved["recipients"], json!(["team@example.com"]));
+    assert!(saved["next_run_at"].is_string(), "{saved}");
+
+    // Two weeks of numbers, then the report due on Monday 23 March, 08:00 in Berlin.
+    let resp = c
+        .post(app.url(&format!("/v1/workspaces/demo/integrations/{ga4}/sync")))
+        .json(&json!({"from": "2026-03-09", "to": "2026-03-29"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    wait_for_jobs(&app, &c, &ga4, 1).await;
+    let state = &app.server.state;
+    let scope =
+        kpi_core::WorkspaceScope::for_system(kpi_core::WorkspaceId::parse("demo").unwrap(), "test");
+    let monday = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    state
+        .store
+        .schedule_report(&scope, Some(monday("2026-03-23T07:00:00Z")))
+        .await
+        .unwrap();
+    let scheduler = kpi_lambda::scheduler(state);
+    let run = scheduler.run_once().await.unwrap();
+    assert_eq!(run.reports_sent, 1);
+    let again = scheduler.run_once().await.unwrap();
+    assert_eq!(again.reports_sent, 0, "once per period");
+    let outbox = app.sandbox().resend_outbox();
+    let reports: Vec<_> = outbox
+        .iter()
+        .filter(|e| e.subject.ends_with("KPI report"))
+        .collect();
+    assert_eq!(reports.len(), 1);
+    let report = reports[0];
+    assert_eq!(report.subject, "16 – 22 March 2026 — KPI report");
+    assert_eq!(report.to, vec!["team@example.com".to_owned()]);
+    let week: Decimal = (16..=22)
+        .map(|d| {
+            kpi_sandbox::ga4_data::value(
+                "100001",
+                chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap(),
+                "sessions",
+            )
+            .unwrap()
+            .parse::<Decimal>()
+            .unwrap()
+        })
+        .sum();
+    let text = report.text.as_deref().unwrap();
+    assert!(text.contains("Compared with 9 – 15 March 2026."), "{text}");
+    assert!(
+        text.contains(&format!("ga4.sessions — Shop Analytics: {week}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("ga4.engagement_rate — Shop Analytics"),
+        "{text}"
+    );
+    assert!(!text.contains("Note:"), "{text}");
+
+    // The integration fails; the next week's report (08:00 CEST now) says so.
+    let mut i = state
+        .store
+        .get_integration(&scope, kpi_core::IntegrationId::parse(&ga4).unwrap())
+        .await
+        .unwrap();
+    i.transition(kpi_core::IntegrationStatus::Error, chrono::Utc::now())
+        .unwrap();
+    state.store.update_integration(&scope, &i).await.unwrap();
+    state
+        .store
+        .schedule_report(&scope, Some(monday("2026-03-30T06:00:00Z")))
+        .await
+        .unwrap();
+    assert_eq!(scheduler.run_once().await.unwrap().reports_sent, 1);
+    let outbox = app.sandbox().resend_outbox();
+    let last = outbox.last().unwrap();
+    assert_eq!(last.subject, "23 – 29 March 2026 — KPI report");
+    assert!(
+        last.text.as_deref().unwrap().contains(
+            "Note: Shop Analytics is not syncing (error): its numbers may be incomplete."
+        ),
+        "{:?}",
+        last.text
+    );
+}

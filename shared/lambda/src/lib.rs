@@ -342,6 +342,11 @@ pub fn scheduler(state: &AppState) -> Scheduler {
         queue: state.queue.clone(),
         clock: state.clock.clone(),
         notifier: notifier(state),
+        due_work: Some(Arc::new(kpi_notify::reports::ReportSender {
+            outbox: outbox(state),
+            registry: state.registry.clone(),
+            public_url: state.config.public_url.clone(),
+        })),
         settings: Default::default(),
     }
 }

@@ -15,7 +15,7 @@ use kpi_core::page::{Cursor, Page, PageRequest};
 use kpi_core::ports::store::{
     AccountLink, AccountStore, AlertEvent, AlertStore, DedupeStore, DueIntegration, EmailRecord,
     EmailStore, IntegrationStore, JobFilter, JobStore, KpiQuery, KpiStore, LeaseStore, OAuthState,
-    OAuthStateStore, Suppression, WorkspaceSettingsStore, normalize_address,
+    OAuthStateStore, ReportStore, Suppression, WorkspaceSettingsStore, normalize_address,
 };
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
@@ -103,6 +103,12 @@ CREATE TABLE IF NOT EXISTS leases (
     owner TEXT NOT NULL,
     expires_at TEXT NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS report_due (
+    workspace TEXT PRIMARY KEY,
+    next_run_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS report_due_by_time ON report_due (next_run_at);
 
 CREATE TABLE IF NOT EXISTS alerts (
     workspace TEXT NOT NULL,
@@ -1377,6 +1383,60 @@ impl AlertStore for SqliteStore {
                 out.push(serde_json::from_str(&row.map_err(db_error)?).map_err(|e| {
                     Error::internal("a stored alert event is unreadable").with_source(e)
                 })?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ReportStore for SqliteStore {
+    async fn schedule_report(
+        &self,
+        scope: &WorkspaceScope,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let ws = scope.workspace().to_string();
+        self.with(move |c| {
+            match next {
+                Some(at) => c.execute(
+                    "INSERT INTO report_due (workspace, next_run_at) VALUES (?1, ?2)
+                     ON CONFLICT (workspace) DO UPDATE SET next_run_at = excluded.next_run_at",
+                    params![ws, sortable_timestamp(at)],
+                ),
+                None => c.execute("DELETE FROM report_due WHERE workspace = ?1", params![ws]),
+            }
+            .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_reports(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(WorkspaceId, DateTime<Utc>)>> {
+        let now = sortable_timestamp(now);
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT workspace, next_run_at FROM report_due WHERE next_run_at <= ?1 ORDER BY next_run_at, workspace LIMIT ?2",
+                )
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map(params![now, limit.clamp(1, 1000)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(db_error)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (ws, at) = row.map_err(db_error)?;
+                let at = DateTime::parse_from_rfc3339(&at)
+                    .map_err(|e| Error::internal("a stored time is unreadable").with_source(e))?
+                    .to_utc();
+                out.push((WorkspaceId::parse(&ws)?, at));
             }
             Ok(out)
         })

@@ -8,6 +8,8 @@ pub mod messages;
 pub mod notifier;
 pub mod outbox;
 pub mod recipients;
+pub mod reports;
+pub mod schedule;
 
 pub use alerts::AlertEvaluator;
 pub use messages::{Message, Rendered};

@@ -77,6 +77,8 @@ pub struct KpiReport {
     pub period_label: String,
     pub previous_label: String,
     pub rows: Vec<ReportRow>,
+    /// Integrations whose numbers may be incomplete, said plainly.
+    pub notes: Vec<String>,
     pub settings_url: String,
 }
 

@@ -83,6 +83,9 @@ fn messages() -> Vec<(&'static str, Message)> {
                         bar_percent: 0,
                     },
                 ],
+                notes: vec![
+                    "Shop Analytics is not syncing (error): its numbers may be incomplete.".into(),
+                ],
                 settings_url: SETTINGS.into(),
             }),
         ),

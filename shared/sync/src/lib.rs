@@ -25,7 +25,9 @@ pub mod scheduler;
 pub mod worker;
 
 pub use enqueue::enqueue;
-pub use notifier::{FailureNotice, Notifier, ReconnectReminder, RecoveryNotice, SyncObserver};
+pub use notifier::{
+    DueWork, FailureNotice, Notifier, ReconnectReminder, RecoveryNotice, SyncObserver,
+};
 pub use retry::RetryPolicy;
 pub use scheduler::{Scheduler, SchedulerReport};
 pub use worker::{Disposition, Worker, WorkerSettings};

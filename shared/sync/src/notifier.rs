@@ -143,3 +143,10 @@ pub trait SyncObserver: Send + Sync {
         window: kpi_core::kpi::DateRange,
     );
 }
+
+/// Work the scheduler's tick runs besides fanning syncs out (scheduled
+/// reports). Returns how many it did.
+#[async_trait]
+pub trait DueWork: Send + Sync {
+    async fn run_due(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize>;
+}

@@ -68,6 +68,8 @@ pub struct SchedulerReport {
     pub not_served: usize,
     /// The per-run cap was reached: more due integrations remain.
     pub capped: bool,
+    /// Scheduled reports sent in this run.
+    pub reports_sent: usize,
 }
 
 pub struct Scheduler {
@@ -76,6 +78,8 @@ pub struct Scheduler {
     pub clock: Arc<dyn Clock>,
     /// Told when a job is given up (its integration's failure notice).
     pub notifier: Arc<dyn Notifier>,
+    /// Scheduled reports (and other due work) run on the same tick.
+    pub due_work: Option<Arc<dyn crate::notifier::DueWork>>,
     pub settings: SchedulerSettings,
 }
 
@@ -157,6 +161,13 @@ impl Scheduler {
         self.collect_unsent(now, &mut outbox, &mut report).await?;
         for (provider, jobs) in outbox {
             self.send(provider, &jobs, &mut report).await;
+        }
+        if let Some(work) = &self.due_work {
+            // Reports never hold up the syncs: a failure is logged.
+            match work.run_due(now).await {
+                Ok(n) => report.reports_sent = n,
+                Err(e) => tracing::error!(error = %e.log_chain(), "due reports failed"),
+            }
         }
         tracing::info!(?report, "scheduler run finished");
         Ok(report)

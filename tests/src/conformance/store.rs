@@ -893,6 +893,7 @@ macro_rules! all_store_cases {
             account_links_count_the_integrations_of_one_provider_account,
             workspace_settings_are_per_workspace_and_overwritten,
             alert_rules_and_their_history,
+            due_reports_come_from_an_index,
         );
     };
 }
@@ -1112,5 +1113,59 @@ pub async fn alert_rules_and_their_history<S: Store>(store: &S) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+pub async fn due_reports_come_from_an_index<S: Store>(store: &S) {
+    let t = now();
+    let (a, b, c) = (
+        scope("ws-report-a"),
+        scope("ws-report-b"),
+        scope("ws-report-c"),
+    );
+    store
+        .schedule_report(&a, Some(t - Duration::hours(1)))
+        .await
+        .unwrap();
+    store
+        .schedule_report(&b, Some(t + Duration::hours(1)))
+        .await
+        .unwrap();
+    store.schedule_report(&c, Some(t)).await.unwrap();
+    let due = |at| async move {
+        store
+            .due_reports(at, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(ws, _)| ws.as_str().starts_with("ws-report-"))
+            .map(|(ws, _)| ws.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        due(t).await,
+        vec!["ws-report-a", "ws-report-c"],
+        "earliest first, due at now included"
+    );
+    // Rescheduling moves the entry; unscheduling removes it.
+    store
+        .schedule_report(&a, Some(t + Duration::days(7)))
+        .await
+        .unwrap();
+    store.schedule_report(&c, None).await.unwrap();
+    assert!(due(t).await.is_empty());
+    assert_eq!(due(t + Duration::hours(2)).await, vec!["ws-report-b"]);
+    assert_eq!(
+        due(t + Duration::days(8)).await,
+        vec!["ws-report-b", "ws-report-a"]
+    );
+    assert_eq!(
+        store
+            .due_reports(t + Duration::days(8), 1)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "limit"
     );
 }

@@ -110,6 +110,7 @@ impl Engine {
             queue: self.queue.clone(),
             clock: self.clock.clone(),
             notifier: self.notifier.clone(),
+            due_work: None,
             settings: SchedulerSettings::default(),
         }
     }

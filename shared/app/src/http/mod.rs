@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod problem;
 mod providers;
+pub mod reports;
 pub mod request_id;
 pub mod return_to;
 mod system;
@@ -72,6 +73,10 @@ pub fn api_router() -> Router<AppState> {
         .route(
             "/v1/workspaces/{ws}/alerts",
             get(alerts::list).post(alerts::create),
+        )
+        .route(
+            "/v1/workspaces/{ws}/reports",
+            get(reports::get).put(reports::put),
         )
         .route(
             "/v1/workspaces/{ws}/alerts/{id}",

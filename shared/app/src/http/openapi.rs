@@ -4,8 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, alerts, integrations, kpis, notifications, oauth, problem, providers, system, views,
-    webhooks,
+    admin, alerts, integrations, kpis, notifications, oauth, problem, providers, reports, system,
+    views, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -31,6 +31,8 @@ use super::{
         alerts::patch,
         alerts::delete,
         alerts::events,
+        reports::get,
+        reports::put,
         notifications::get,
         notifications::put,
         notifications::suppressions,

@@ -381,6 +381,24 @@ pub trait AlertStore: Send + Sync {
     ) -> Result<Vec<AlertEvent>>;
 }
 
+/// When each workspace's scheduled report is next due: an index of due
+/// reports, so the scheduler never scans every workspace.
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    /// Sets (or with `None` removes) the workspace's next report time.
+    async fn schedule_report(
+        &self,
+        scope: &WorkspaceScope,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<()>;
+    /// Workspaces whose report is due at `now`, earliest first, at most `limit`.
+    async fn due_reports(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(WorkspaceId, DateTime<Utc>)>>;
+}
+
 /// Everything a full deployment needs from its store.
 pub trait Store:
     IntegrationStore
@@ -393,6 +411,7 @@ pub trait Store:
     + AccountStore
     + WorkspaceSettingsStore
     + AlertStore
+    + ReportStore
 {
 }
 
@@ -407,6 +426,7 @@ impl<T> Store for T where
         + AccountStore
         + WorkspaceSettingsStore
         + AlertStore
+        + ReportStore
 {
 }
 

@@ -1,0 +1,104 @@
+//! `GET/PUT /v1/workspaces/{ws}/reports`: the workspace's scheduled KPI report.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use kpi_notify::reports::ReportSettings;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::extract::{ApiJson, Auth, workspace_scope};
+use super::problem::{ApiError, ProblemResponse};
+use crate::state::AppState;
+
+/// The report settings as stored, and when the next report goes out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reports {
+    pub enabled: bool,
+    /// `daily`, `weekly` or `monthly` (monthly: on the 1st).
+    #[schema(value_type = String)]
+    pub frequency: kpi_notify::schedule::Frequency,
+    /// Weekly: `Mon` … `Sun`.
+    #[schema(value_type = Option<String>)]
+    pub weekday: Option<chrono::Weekday>,
+    /// Local hour, 0–23.
+    pub hour: u32,
+    /// IANA time zone.
+    pub time_zone: String,
+    pub recipients: Vec<String>,
+    /// Empty: the headline KPIs of the connected providers.
+    #[schema(value_type = Vec<String>)]
+    pub metrics: Vec<kpi_core::Metric>,
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+/// The body of `PUT`: `enabled`, `frequency` and `recipients` are required.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ReportSettingsBody {
+    enabled: bool,
+    #[schema(value_type = String)]
+    frequency: String,
+    #[schema(value_type = Option<String>)]
+    weekday: Option<String>,
+    hour: Option<u32>,
+    time_zone: Option<String>,
+    recipients: Vec<String>,
+    metrics: Option<Vec<String>>,
+}
+
+fn view(s: ReportSettings, next_run_at: Option<DateTime<Utc>>) -> Reports {
+    Reports {
+        enabled: s.enabled,
+        frequency: s.frequency,
+        weekday: s.weekday,
+        hour: s.hour.unwrap_or(8),
+        time_zone: s.time_zone.unwrap_or_else(|| "UTC".into()),
+        recipients: s.recipients,
+        metrics: s.metrics,
+        next_run_at,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/reports", operation_id = "getReports", tag = "reports",
+    params(("ws" = String, Path)),
+    responses((status = 200, body = Reports), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(ws): Path<String>,
+) -> Result<Json<Reports>, ApiError> {
+    let scope = workspace_scope(&p, &ws)?;
+    let settings = ReportSettings::load(&*state.store, &scope)
+        .await?
+        .unwrap_or(ReportSettings {
+            enabled: false,
+            frequency: kpi_notify::schedule::Frequency::Weekly,
+            weekday: None,
+            hour: None,
+            time_zone: None,
+            recipients: Vec::new(),
+            metrics: Vec::new(),
+        });
+    let next = settings.next_run(state.clock.now())?;
+    Ok(Json(view(settings, next)))
+}
+
+#[utoipa::path(put, path = "/v1/workspaces/{ws}/reports", operation_id = "putReports", tag = "reports",
+    params(("ws" = String, Path)), request_body = ReportSettingsBody,
+    responses((status = 200, body = Reports), (status = 400, response = ProblemResponse), (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse), (status = 413, response = ProblemResponse), (status = 415, response = ProblemResponse),
+        (status = 422, response = ProblemResponse)))]
+pub async fn put(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(ws): Path<String>,
+    ApiJson(body): ApiJson<ReportSettings>,
+) -> Result<Json<Reports>, ApiError> {
+    let scope = workspace_scope(&p, &ws)?;
+    let settings = body.checked(&state.registry)?;
+    let next = settings
+        .save(&*state.store, &scope, state.clock.now())
+        .await?;
+    Ok(Json(view(settings, next)))
+}
