@@ -130,6 +130,33 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Like [`Self::client_for`], for a user whose token carries `email`.
+    pub fn client_with_email(&self, workspaces: &[&str], email: &str) -> reqwest::Client {
+        let ws: Vec<WorkspaceId> = workspaces
+            .iter()
+            .map(|w| WorkspaceId::parse(w).unwrap())
+            .collect();
+        let token = kpi_app::auth::sign_dev_token_with_email(
+            &SecretString::from(DEV_SECRET.to_owned()),
+            "user-2",
+            &ws,
+            false,
+            Some(email),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        crate::client_builder()
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
     /// A "browser": keeps cookies, does not follow redirects.
     pub fn browser(&self) -> reqwest::Client {
         crate::client_builder()

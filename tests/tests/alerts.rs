@@ -404,3 +404,93 @@ async fn a_weekly_report_goes_out_once_per_week_and_flags_a_failing_integration(
         last.text
     );
 }
+
+#[tokio::test]
+async fn previews_go_to_the_caller_only_and_are_limited() {
+    let app = TestApp::spawn().await;
+    let (c, _ga4) = workspace(&app).await;
+    let me = app.client_with_email(&["demo"], "Me@Example.com");
+    // No address in the sign-in: nothing to send to.
+    let anonymous = c
+        .post(app.url("/v1/workspaces/demo/reports/preview"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 422);
+    let problem: Value = anonymous.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "email");
+    let unset = me
+        .post(app.url("/v1/workspaces/demo/reports/preview"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unset.status(), 409, "no report set up yet");
+    c.put(app.url("/v1/workspaces/demo/reports"))
+        .json(&json!({"enabled": true, "frequency": "daily", "recipients": ["team@example.com"]}))
+        .send()
+        .await
+        .unwrap();
+    let sent: Value = me
+        .post(app.url("/v1/workspaces/demo/reports/preview"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["sent_to"], "me@example.com", "{sent}");
+    assert!(sent["subject"].as_str().unwrap().ends_with("KPI report"));
+
+    let rule: Value = c
+        .post(app.url("/v1/workspaces/demo/alerts"))
+        .json(&json!({"name": "Quiet day", "metric": "ga4.sessions",
+            "condition": {"kind": "threshold", "comparison": "below", "threshold": "10"},
+            "recipients": ["team@example.com"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tested = me
+        .post(app.url(&format!(
+            "/v1/workspaces/demo/alerts/{}/test",
+            rule["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tested.status(), 202);
+    let outbox = app.sandbox().resend_outbox();
+    assert_eq!(outbox.len(), 2);
+    assert!(
+        outbox
+            .iter()
+            .all(|e| e.to == vec!["me@example.com".to_owned()]),
+        "the caller only"
+    );
+    assert!(
+        outbox[1].subject.starts_with("Test: Quiet day"),
+        "{}",
+        outbox[1].subject
+    );
+
+    // Ten previews an hour per user and workspace.
+    let mut statuses = Vec::new();
+    for _ in 0..9 {
+        statuses.push(
+            me.post(app.url("/v1/workspaces/demo/reports/preview"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        8,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}

@@ -48,6 +48,9 @@ struct Claims {
     aud: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nbf: Option<u64>,
+    /// Optional; used only as the address previews are sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
 }
 
 impl Claims {
@@ -64,6 +67,10 @@ impl Claims {
                 .filter_map(|w| WorkspaceId::parse(w).ok())
                 .collect(),
             platform_admin: self.platform_admin,
+            email: self
+                .email
+                .map(|e| kpi_core::ports::store::normalize_address(&e))
+                .filter(|e| kpi_core::email::is_address(e)),
         })
     }
 }
@@ -306,13 +313,14 @@ impl Authenticator {
         sub: &str,
         workspaces: &[WorkspaceId],
         platform_admin: bool,
+        email: Option<&str>,
         ttl: Duration,
     ) -> Result<String> {
         let secret = self
             .dev_secret
             .as_ref()
             .ok_or_else(|| Error::config("no KPI_AUTH_DEV_SECRET: dev tokens are off"))?;
-        sign_dev_token(secret, sub, workspaces, platform_admin, ttl)
+        sign_dev_token_with_email(secret, sub, workspaces, platform_admin, email, ttl)
     }
 }
 
@@ -322,6 +330,18 @@ pub fn sign_dev_token(
     sub: &str,
     workspaces: &[WorkspaceId],
     platform_admin: bool,
+    ttl: Duration,
+) -> Result<String> {
+    sign_dev_token_with_email(secret, sub, workspaces, platform_admin, None, ttl)
+}
+
+/// [`sign_dev_token`] for a user with an email address.
+pub fn sign_dev_token_with_email(
+    secret: &SecretString,
+    sub: &str,
+    workspaces: &[WorkspaceId],
+    platform_admin: bool,
+    email: Option<&str>,
     ttl: Duration,
 ) -> Result<String> {
     let exp = std::time::SystemTime::now()
@@ -337,6 +357,7 @@ pub fn sign_dev_token(
         iss: Some(DEV_ISSUER.into()),
         aud: Some(DEV_AUDIENCE.into()),
         nbf: None,
+        email: email.map(str::to_owned),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -367,11 +388,17 @@ mod tests {
                 "user-1",
                 std::slice::from_ref(&ws),
                 false,
+                Some("User-1@Example.com"),
                 Duration::from_secs(60),
             )
             .unwrap();
         let p = a.verify(&token).await.unwrap();
         assert_eq!(p.sub, "user-1");
+        assert_eq!(
+            p.email.as_deref(),
+            Some("user-1@example.com"),
+            "an email claim, normalised"
+        );
         assert_eq!(p.workspaces, vec![ws.clone()]);
         assert!(!p.platform_admin);
 
@@ -395,6 +422,7 @@ mod tests {
             iss: Some(DEV_ISSUER.into()),
             aud: Some(DEV_AUDIENCE.into()),
             nbf: None,
+            email: None,
         };
         let old = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -458,7 +486,7 @@ mod tests {
     async fn hs256_is_refused_without_a_dev_secret() {
         let signer = auth("s");
         let token = signer
-            .issue_dev_token("u", &[], false, Duration::from_secs(60))
+            .issue_dev_token("u", &[], false, None, Duration::from_secs(60))
             .unwrap();
         let production = Authenticator::new(
             None,

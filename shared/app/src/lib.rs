@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod mail;
 pub mod providers;
 pub mod service;
 pub mod state;

@@ -583,6 +583,30 @@ async fn take_manual_sync_slot(state: &AppState, scope: &WorkspaceScope) -> Resu
     ))
 }
 
+/// One of `per_hour` slots of a fixed hourly window under `name` (kept in
+/// the store, so every instance counts the same), or 429 with the wait.
+pub async fn take_hourly_slot(
+    state: &AppState,
+    name: &str,
+    per_hour: u32,
+    what: &str,
+) -> Result<()> {
+    let now = state.clock.now();
+    let hour = now.timestamp() / 3600;
+    let window_end = chrono::DateTime::from_timestamp((hour + 1) * 3600, 0).unwrap_or(now);
+    for slot in 0..per_hour {
+        let key = format!("{name}:{hour}:{slot}");
+        if state.store.first_seen(&key, window_end, now).await? {
+            return Ok(());
+        }
+    }
+    let wait = (window_end - now).to_std().unwrap_or_default();
+    Err(Error::rate_limited(
+        Some(wait.max(std::time::Duration::from_secs(1))),
+        format!("at most {per_hour} {what} an hour; try again after the hour"),
+    ))
+}
+
 /// The window a user asked for, checked against what the provider keeps.
 fn requested_window(
     descriptor: &ProviderDescriptor,

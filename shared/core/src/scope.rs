@@ -21,6 +21,10 @@ pub struct Principal {
     pub workspaces: Vec<WorkspaceId>,
     #[serde(default)]
     pub platform_admin: bool,
+    /// The user's email address, when the token carries a valid `email`
+    /// claim: where previews of reports and alerts go.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 impl Principal {
@@ -97,6 +101,7 @@ mod tests {
             sub: "u1".into(),
             workspaces: vec![a.clone()],
             platform_admin: false,
+            email: None,
         };
         assert_eq!(p.scope_for(&a).unwrap().workspace(), &a);
         assert_eq!(p.scope_for(&b).unwrap_err().http_status(), 404);

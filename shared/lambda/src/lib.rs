@@ -241,34 +241,12 @@ pub fn notifier(state: &AppState) -> Arc<dyn Notifier> {
 /// Sending email for a workspace: its own Resend account, else (for notices)
 /// the platform's.
 pub fn outbox(state: &AppState) -> Arc<kpi_notify::Outbox> {
-    let notices = &state.config.notices;
-    let platform = match (&notices.system_api_key, &notices.system_email_from) {
-        (Some(key), Some(from)) => Some(kpi_notify::PlatformSender {
-            key: key.clone(),
-            from: from.clone(),
-        }),
-        _ => None,
-    };
-    Arc::new(kpi_notify::Outbox {
-        store: state.store.clone(),
-        vault: state.vault.clone(),
-        mailer: state
-            .registry
-            .adapter(Provider::RESEND)
-            .ok()
-            .and_then(|a| a.mailer()),
-        platform,
-        clock: state.clock.clone(),
-    })
+    kpi_app::mail::outbox(state)
 }
 
 /// Alert rules, evaluated after each sync that wrote points.
 pub fn alert_evaluator(state: &AppState) -> Arc<kpi_notify::AlertEvaluator> {
-    Arc::new(kpi_notify::AlertEvaluator {
-        outbox: outbox(state),
-        registry: state.registry.clone(),
-        public_url: state.config.public_url.clone(),
-    })
+    Arc::new(kpi_app::mail::alert_evaluator(state))
 }
 
 /// A worker for messages of any registered provider (the dev server's).
@@ -342,11 +320,7 @@ pub fn scheduler(state: &AppState) -> Scheduler {
         queue: state.queue.clone(),
         clock: state.clock.clone(),
         notifier: notifier(state),
-        due_work: Some(Arc::new(kpi_notify::reports::ReportSender {
-            outbox: outbox(state),
-            registry: state.registry.clone(),
-            public_url: state.config.public_url.clone(),
-        })),
+        due_work: Some(Arc::new(kpi_app::mail::report_sender(state))),
         settings: Default::default(),
     }
 }

@@ -160,6 +160,64 @@ impl AlertEvaluator {
         Ok(done)
     }
 
+    /// The rule's email as it would look for `integration`'s latest day,
+    /// sent to `to` only.
+    pub async fn test(
+        &self,
+        scope: &WorkspaceScope,
+        integration: &Integration,
+        rule: &AlertRule,
+        to: &str,
+    ) -> Result<(Delivery, String)> {
+        let descriptor = self.registry.descriptor(integration.provider)?;
+        let spec = descriptor
+            .metrics
+            .iter()
+            .find(|m| m.metric == rule.metric)
+            .copied()
+            .ok_or_else(|| {
+                kpi_core::Error::validation("metric", "not a metric of that integration")
+            })?;
+        let now = self.outbox.clock.now();
+        let day = now.date_naive() - Duration::days(1);
+        let mut points = Vec::new();
+        for metric in spec.inputs() {
+            points.extend(
+                self.outbox
+                    .store
+                    .query_kpis(
+                        scope,
+                        &KpiQuery {
+                            metric,
+                            from: day - Duration::days(HISTORY_DAYS),
+                            to: day,
+                            integration: Some(integration.id),
+                        },
+                    )
+                    .await?,
+            );
+        }
+        let o = observe(rule, &spec, &points, day);
+        let (comparison, threshold) = comparison(rule);
+        let message = Message::KpiAlert(messages::KpiAlert {
+            rule_name: format!("Test: {}", rule.name),
+            metric_label: rule.metric.to_string(),
+            integration_name: integration.display_name.clone(),
+            comparison,
+            threshold,
+            value: show(o.value),
+            date: o.date.to_string(),
+            settings_url: settings_url(&self.public_url, &integration.workspace, integration.id),
+        });
+        let subject = message.render()?.subject;
+        let key = format!("preview/alert/{}/{}", rule.id, now.timestamp_millis());
+        let delivery = self
+            .outbox
+            .deliver(scope, &message, &key, &[to.to_owned()], false)
+            .await?;
+        Ok((delivery, subject))
+    }
+
     async fn fire(
         &self,
         scope: &WorkspaceScope,

@@ -229,6 +229,30 @@ impl ReportSender {
             .await
     }
 
+    /// The report as it would go out now, sent to `to` only. Returns the
+    /// delivery and the subject.
+    pub async fn preview(
+        &self,
+        scope: &WorkspaceScope,
+        settings: &ReportSettings,
+        to: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Delivery, String)> {
+        let (period, previous) = periods(settings.frequency, settings.tz()?, now);
+        let message = self.build(scope, settings, period, previous).await?;
+        let subject = message.render()?.subject;
+        let key = format!(
+            "preview/report/{}/{}",
+            scope.workspace(),
+            now.timestamp_millis()
+        );
+        let delivery = self
+            .outbox
+            .deliver(scope, &message, &key, &[to.to_owned()], false)
+            .await?;
+        Ok((delivery, subject))
+    }
+
     async fn build(
         &self,
         scope: &WorkspaceScope,

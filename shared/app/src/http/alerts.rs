@@ -320,3 +320,52 @@ pub async fn events(
     let items = state.store.list_alert_events(&scope, id, 100).await?;
     Ok(Json(AlertEvents { items }))
 }
+
+#[utoipa::path(post, path = "/v1/workspaces/{ws}/alerts/{id}/test", operation_id = "testAlert", tag = "alerts",
+    params(("ws" = String, Path), ("id" = String, Path)),
+    responses((status = 202, body = super::reports::PreviewSent), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse),
+        (status = 409, response = ProblemResponse), (status = 422, response = ProblemResponse), (status = 429, response = ProblemResponse)))]
+pub async fn test(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<super::reports::PreviewSent>)> {
+    let scope = workspace_scope(&p, &ws)?;
+    let to = super::reports::caller_email(&p)?;
+    let rule = state.store.get_alert(&scope, alert_id(&id)?).await?;
+    // The rule's integration, else the first connected one of its metric's provider.
+    let provider = state
+        .registry
+        .entries()
+        .find(|e| e.descriptor.metrics.iter().any(|m| m.metric == rule.metric))
+        .map(|e| e.descriptor.id)
+        .ok_or_else(|| Error::conflict("the rule's metric is no longer offered"))?;
+    let integration = match rule.integration {
+        Some(id) => state.store.get_integration(&scope, id).await?,
+        None => {
+            let page = state
+                .store
+                .list_integrations(&scope, &kpi_core::page::PageRequest::first(100))
+                .await?;
+            page.items
+                .into_iter()
+                .find(|i| i.provider == provider && i.status() == IntegrationStatus::Connected)
+                .ok_or_else(|| Error::conflict("no connected integration has this metric"))?
+        }
+    };
+    crate::service::take_hourly_slot(
+        &state,
+        &format!(
+            "preview:{}:{}",
+            scope.workspace(),
+            kpi_providers::oauth::sha256_b64(&p.sub)
+        ),
+        super::reports::PREVIEWS_PER_HOUR,
+        "previews",
+    )
+    .await?;
+    let (delivery, subject) = crate::mail::alert_evaluator(&state)
+        .test(&scope, &integration, &rule, &to)
+        .await?;
+    super::reports::sent(delivery, to, subject)
+}

@@ -20,6 +20,7 @@ use crate::Environment;
 use crate::state::AppState;
 
 pub const DEV_USER: &str = "dev-user";
+pub const DEV_EMAIL: &str = "dev@example.com";
 pub const SESSION_HOURS: u64 = 12;
 
 #[derive(Deserialize)]
@@ -29,6 +30,8 @@ pub struct LoginParams {
     return_to: Option<String>,
     /// `true`: an operator (`platform_admin`) session, for the admin API.
     operator: Option<bool>,
+    /// The user's address (default `dev@example.com`): where previews go.
+    email: Option<String>,
 }
 
 pub async fn login(
@@ -43,6 +46,7 @@ pub async fn login(
         DEV_USER,
         std::slice::from_ref(&ws),
         q.operator.unwrap_or(false),
+        Some(q.email.as_deref().unwrap_or(DEV_EMAIL)),
         Duration::from_secs(SESSION_HOURS * 3600),
     )?;
     let public = &state.config.public_url;

@@ -87,6 +87,14 @@ pub fn api_router() -> Router<AppState> {
             get(alerts::events),
         )
         .route(
+            "/v1/workspaces/{ws}/alerts/{id}/test",
+            axum::routing::post(alerts::test),
+        )
+        .route(
+            "/v1/workspaces/{ws}/reports/preview",
+            axum::routing::post(reports::preview),
+        )
+        .route(
             "/v1/workspaces/{ws}/suppressions",
             get(notifications::suppressions),
         )

@@ -102,3 +102,74 @@ pub async fn put(
         .await?;
     Ok(Json(view(settings, next)))
 }
+
+/// Previews a caller may ask for per workspace and hour.
+pub const PREVIEWS_PER_HOUR: u32 = 10;
+
+/// What a preview or test sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewSent {
+    /// The caller's address, from their sign-in.
+    pub sent_to: String,
+    pub subject: String,
+}
+
+/// The caller's own address, from the token's `email` claim.
+pub fn caller_email(p: &kpi_core::Principal) -> Result<String, ApiError> {
+    p.email.clone().ok_or_else(|| {
+        kpi_core::Error::validation(
+            "email",
+            "your sign-in carries no email address to send the preview to",
+        )
+        .into()
+    })
+}
+
+/// The delivery's outcome as an answer: 202, or 409 saying why nothing went out.
+pub fn sent(
+    delivery: kpi_notify::Delivery,
+    to: String,
+    subject: String,
+) -> Result<(axum::http::StatusCode, Json<PreviewSent>), ApiError> {
+    match delivery {
+        kpi_notify::Delivery::Sent(_) => Ok((
+            axum::http::StatusCode::ACCEPTED,
+            Json(PreviewSent {
+                sent_to: to,
+                subject,
+            }),
+        )),
+        kpi_notify::Delivery::NotSent(why) => Err(kpi_core::Error::conflict(why).into()),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/workspaces/{ws}/reports/preview", operation_id = "previewReport", tag = "reports",
+    params(("ws" = String, Path)),
+    responses((status = 202, body = PreviewSent), (status = 401, response = ProblemResponse), (status = 404, response = ProblemResponse),
+        (status = 409, response = ProblemResponse), (status = 422, response = ProblemResponse), (status = 429, response = ProblemResponse)))]
+pub async fn preview(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(ws): Path<String>,
+) -> Result<(axum::http::StatusCode, Json<PreviewSent>), ApiError> {
+    let scope = workspace_scope(&p, &ws)?;
+    let to = caller_email(&p)?;
+    let settings = ReportSettings::load(&*state.store, &scope)
+        .await?
+        .ok_or_else(|| kpi_core::Error::conflict("set up the report first (PUT …/reports)"))?;
+    crate::service::take_hourly_slot(
+        &state,
+        &format!(
+            "preview:{}:{}",
+            scope.workspace(),
+            kpi_providers::oauth::sha256_b64(&p.sub)
+        ),
+        PREVIEWS_PER_HOUR,
+        "previews",
+    )
+    .await?;
+    let (delivery, subject) = crate::mail::report_sender(&state)
+        .preview(&scope, &settings, &to, state.clock.now())
+        .await?;
+    sent(delivery, to, subject)
+}
