@@ -136,6 +136,9 @@ impl ReportSettings {
     }
 }
 
+/// Due reports read per store query.
+const PAGE: u32 = 200;
+
 pub struct ReportSender {
     pub outbox: Arc<Outbox>,
     pub registry: Arc<Registry>,
@@ -181,8 +184,30 @@ fn shown(v: Option<Decimal>, unit: Unit) -> String {
 impl ReportSender {
     /// Sends every report due at `now` (once per period) and schedules the next.
     pub async fn run_due(&self, now: DateTime<Utc>) -> Result<usize> {
-        let due = self.outbox.store.due_reports(now, 200).await?;
         let mut sent = 0;
+        // Pages of 200 until fewer come back; each one sent or failed for good
+        // is rescheduled past `now`, so the next page holds the next ones.
+        for _ in 0..50 {
+            let due = self.outbox.store.due_reports(now, PAGE).await?;
+            let full = due.len() as u32 == PAGE;
+            let (done, retry) = self.run_page(now, due).await?;
+            sent += done;
+            if !full || retry {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// One page of due reports: sent count, and whether one stays due (a
+    /// transient failure; the next tick tries again).
+    async fn run_page(
+        &self,
+        now: DateTime<Utc>,
+        due: Vec<(WorkspaceId, DateTime<Utc>)>,
+    ) -> Result<(usize, bool)> {
+        let mut sent = 0;
+        let mut retry = false;
         for (workspace, at) in due {
             let scope =
                 WorkspaceScope::for_system(workspace.clone(), "a scheduled report that is due");
@@ -197,6 +222,7 @@ impl ReportSender {
                 {
                     // Still due: the next tick tries again under the same key.
                     tracing::warn!(%workspace, error = %e.log_chain(), "report not sent yet");
+                    retry = true;
                     continue;
                 }
                 Err(e) => tracing::error!(%workspace, error = %e.log_chain(), "report failed"),
@@ -207,7 +233,7 @@ impl ReportSender {
             };
             self.outbox.store.schedule_report(&scope, next).await?;
         }
-        Ok(sent)
+        Ok((sent, retry))
     }
 
     /// Renders and sends the report of the period before `at`.
