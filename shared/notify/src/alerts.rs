@@ -63,6 +63,22 @@ fn when(days: &[Observation]) -> String {
     }
 }
 
+/// The condition as a state ("below", "above", "changed by at least"), for
+/// the back-to-normal email: "is no longer below 2".
+fn state_phrase(rule: &AlertRule) -> &'static str {
+    match &rule.condition {
+        Condition::Threshold {
+            comparison: Comparison::Above,
+            ..
+        } => "above",
+        Condition::Threshold {
+            comparison: Comparison::Below,
+            ..
+        } => "below",
+        Condition::Change { .. } => "changed by at least",
+    }
+}
+
 fn comparison(rule: &AlertRule) -> (String, String) {
     match &rule.condition {
         Condition::Threshold {
@@ -269,12 +285,12 @@ impl AlertEvaluator {
     ) -> Result<()> {
         let key = format!("alert/{}/cleared/{}", rule.id, o.date);
         let delivery = if rule.notify_recovery {
-            let (comparison, threshold) = comparison(&rule);
-            let message = Message::KpiAlert(messages::KpiAlert {
-                rule_name: format!("{} — back to normal", rule.name),
+            let (_, threshold) = comparison(&rule);
+            let message = Message::KpiBackToNormal(messages::KpiAlert {
+                rule_name: rule.name.clone(),
                 metric_label: rule.metric.to_string(),
                 integration_name: integration.display_name.clone(),
-                comparison: format!("no longer {comparison}"),
+                comparison: state_phrase(&rule).to_owned(),
                 threshold,
                 value: show(o.value),
                 date: o.date.to_string(),

@@ -89,6 +89,8 @@ pub enum Message {
     Recovery(Recovery),
     ReconnectReminder(ReconnectReminder),
     KpiAlert(KpiAlert),
+    /// An alert's condition cleared (the same data as the alert).
+    KpiBackToNormal(KpiAlert),
     KpiReport(KpiReport),
 }
 
@@ -100,6 +102,7 @@ impl Message {
             Self::Recovery(_) => "recovery",
             Self::ReconnectReminder(_) => "reconnect_reminder",
             Self::KpiAlert(_) => "kpi_alert",
+            Self::KpiBackToNormal(_) => "kpi_back_to_normal",
             Self::KpiReport(_) => "kpi_report",
         }
     }
@@ -115,6 +118,7 @@ impl Message {
                 "{}: {} {} {}",
                 m.rule_name, m.metric_label, m.comparison, m.threshold
             ),
+            Self::KpiBackToNormal(m) => format!("{}: back to normal", m.rule_name),
             Self::KpiReport(m) => format!("{} — KPI report", m.period_label),
         }
     }
@@ -124,7 +128,7 @@ impl Message {
             Self::SyncFailure(m) => serde_json::to_value(m),
             Self::Recovery(m) => serde_json::to_value(m),
             Self::ReconnectReminder(m) => serde_json::to_value(m),
-            Self::KpiAlert(m) => serde_json::to_value(m),
+            Self::KpiAlert(m) | Self::KpiBackToNormal(m) => serde_json::to_value(m),
             Self::KpiReport(m) => serde_json::to_value(m),
         }
         .map_err(|e| Error::internal("a message's data did not serialize").with_source(e))?;
@@ -183,6 +187,8 @@ fn environment() -> &'static Environment<'static> {
             "reconnect_reminder.txt",
             "kpi_alert.html",
             "kpi_alert.txt",
+            "kpi_back_to_normal.html",
+            "kpi_back_to_normal.txt",
             "kpi_report.html",
             "kpi_report.txt",
         ] {

@@ -55,6 +55,19 @@ fn messages() -> Vec<(&'static str, Message)> {
             }),
         ),
         (
+            "kpi_back_to_normal",
+            Message::KpiBackToNormal(KpiAlert {
+                rule_name: "ROAS too low".into(),
+                metric_label: "Meta ROAS".into(),
+                integration_name: "Meta Ads".into(),
+                comparison: "below".into(),
+                threshold: "2.00".into(),
+                value: "2.35".into(),
+                date: "29 November 2026".into(),
+                settings_url: SETTINGS.into(),
+            }),
+        ),
+        (
             "kpi_report",
             Message::KpiReport(KpiReport {
                 workspace: "acme".into(),
