@@ -157,6 +157,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Connects `provider` (OAuth) for `ws` through the sandbox's consent
+    /// page, as a signed-in browser would; returns the new integration's id.
+    pub async fn connect(&self, ws: &str, provider: &str) -> String {
+        let browser = self.browser();
+        crate::flows::dev_login(&browser, &self.base, ws).await;
+        let back = crate::flows::consent(
+            &browser,
+            &self.base,
+            provider,
+            &format!("workspace={ws}"),
+            "allow",
+            true,
+        )
+        .await;
+        let (_, pairs, _) = crate::flows::finish(&browser, &self.base, &back.callback).await;
+        crate::flows::param(&pairs, "integration")
+            .expect("connected")
+            .to_owned()
+    }
+
     /// A "browser": keeps cookies, does not follow redirects.
     pub fn browser(&self) -> reqwest::Client {
         crate::client_builder()

@@ -36,3 +36,47 @@ pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> s
         .await
         .expect("JSON body")
 }
+
+/// Waits until the integration `id` of `ws` has at least `n` jobs, all ended
+/// (succeeded or dead), and returns them newest first.
+pub async fn wait_for_jobs(
+    app: &app::TestApp,
+    c: &reqwest::Client,
+    ws: &str,
+    id: &str,
+    n: usize,
+) -> Vec<serde_json::Value> {
+    for _ in 0..200 {
+        let jobs = get_json(
+            c,
+            app.url(&format!("/v1/workspaces/{ws}/integrations/{id}/jobs")),
+        )
+        .await;
+        let items = jobs["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= n
+            && items
+                .iter()
+                .all(|j| j["status"] == "succeeded" || j["status"] == "dead")
+        {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("jobs of {id} did not finish");
+}
+
+/// The sandbox's Resend outbox once it holds at least `n` emails (or what it
+/// holds after a few seconds).
+pub async fn wait_for_outbox(
+    app: &app::TestApp,
+    n: usize,
+) -> Vec<kpi_sandbox::resend_send::OutboxEmail> {
+    for _ in 0..100 {
+        let outbox = app.sandbox().resend_outbox();
+        if outbox.len() >= n {
+            return outbox;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.sandbox().resend_outbox()
+}

@@ -8,26 +8,6 @@ use kpi_tests::app::TestApp;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-async fn wait_for_jobs(app: &TestApp, c: &reqwest::Client, id: &str, n: usize) -> Vec<Value> {
-    for _ in 0..200 {
-        let jobs = kpi_tests::get_json(
-            c,
-            app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")),
-        )
-        .await;
-        let items = jobs["items"].as_array().unwrap().clone();
-        if items.len() >= n
-            && items
-                .iter()
-                .all(|j| j["status"] == "succeeded" || j["status"] == "dead")
-        {
-            return items;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("jobs did not finish");
-}
-
 /// A workspace with its own Resend sender and a GA4 integration on property 100001.
 async fn workspace(app: &TestApp) -> (reqwest::Client, String) {
     let c = app.client_for(&["demo"]);
@@ -48,15 +28,7 @@ async fn workspace(app: &TestApp) -> (reqwest::Client, String) {
     .send()
     .await
     .unwrap();
-    let browser = app.browser();
-    kpi_tests::flows::dev_login(&browser, &app.base, "demo").await;
-    let back =
-        kpi_tests::flows::consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true)
-            .await;
-    let (_, pairs, _) = kpi_tests::flows::finish(&browser, &app.base, &back.callback).await;
-    let id = kpi_tests::flows::param(&pairs, "integration")
-        .unwrap()
-        .to_owned();
+    let id = app.connect("demo", "ga4").await;
     c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
         .json(&json!({"settings": {"property": "properties/100001"}, "display_name": "Shop Analytics"}))
         .send()
@@ -144,15 +116,8 @@ async fn a_rule_that_holds_on_the_sandbox_numbers_sends_one_digest() {
         sync("2026-03-01", "2026-03-05").await.unwrap().status(),
         202
     );
-    wait_for_jobs(&app, &c, &ga4, 1).await;
-    let mut outbox = Vec::new();
-    for _ in 0..100 {
-        outbox = app.sandbox().resend_outbox();
-        if !outbox.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    kpi_tests::wait_for_jobs(&app, &c, "demo", &ga4, 1).await;
+    let outbox = kpi_tests::wait_for_outbox(&app, 1).await;
     assert_eq!(outbox.len(), 1, "exactly one alert email");
     let email = &outbox[0];
     assert_eq!(email.to, vec!["analyst@example.com".to_owned()]);
@@ -195,7 +160,7 @@ async fn a_rule_that_holds_on_the_sandbox_numbers_sends_one_digest() {
         sync("2026-03-01", "2026-03-05").await.unwrap().status(),
         202
     );
-    wait_for_jobs(&app, &c, &ga4, 2).await;
+    kpi_tests::wait_for_jobs(&app, &c, "demo", &ga4, 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.sandbox().resend_outbox().len(), 1);
 
@@ -330,7 +295,7 @@ async fn a_weekly_report_goes_out_once_per_week_and_flags_a_failing_integration(
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    wait_for_jobs(&app, &c, &ga4, 1).await;
+    kpi_tests::wait_for_jobs(&app, &c, "demo", &ga4, 1).await;
     let state = &app.server.state;
     let scope =
         kpi_core::WorkspaceScope::for_system(kpi_core::WorkspaceId::parse("demo").unwrap(), "test");

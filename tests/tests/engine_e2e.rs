@@ -1,30 +1,9 @@
 //! The sync engine inside the dev server: "sync now" end to end, and the
 //! operators' API.
 
-use std::time::Duration;
 
 use kpi_tests::app::TestApp;
 use serde_json::{Value, json};
-
-async fn wait_for_jobs(app: &TestApp, c: &reqwest::Client, id: &str, n: usize) -> Vec<Value> {
-    for _ in 0..100 {
-        let jobs: Value = kpi_tests::get_json(
-            c,
-            app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")),
-        )
-        .await;
-        let items = jobs["items"].as_array().unwrap().clone();
-        if items.len() >= n
-            && items
-                .iter()
-                .all(|j| j["status"] == "succeeded" || j["status"] == "dead")
-        {
-            return items;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("jobs did not finish");
-}
 
 async fn resend_integration(app: &TestApp, c: &reqwest::Client) -> String {
     let created: Value = c
@@ -53,7 +32,7 @@ async fn sync_now_runs_through_queue_worker_and_store() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
     assert_eq!(jobs[0]["status"], "succeeded");
     // Three days of zeros (nothing sent yet): four counts a day, no rate.
     assert_eq!(jobs[0]["rows_written"], 12);
@@ -86,7 +65,7 @@ async fn the_admin_api_is_for_platform_admins() {
         .send()
         .await
         .unwrap();
-    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
     let job_id = jobs[0]["id"].as_str().unwrap().to_owned();
 
     // Not an operator: every admin route is "not there".
@@ -200,7 +179,7 @@ async fn ga4_connect_pick_a_property_sync_and_read_the_sandbox_numbers() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
     assert_eq!(
         jobs[0]["status"], "succeeded",
         "{:?}",
@@ -233,7 +212,7 @@ async fn ga4_connect_pick_a_property_sync_and_read_the_sandbox_numbers() {
         .send()
         .await
         .unwrap();
-    wait_for_jobs(&app, &c, &id, 2).await;
+    kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 2).await;
     let series: Value = kpi_tests::get_json(
         &c,
         app.url("/v1/workspaces/demo/kpis?metric=ga4.sessions&from=2026-03-01&to=2026-04-02"),
@@ -267,7 +246,7 @@ async fn a_revoked_google_grant_moves_ga4_to_needs_reauth_without_a_retry_storm(
         .send()
         .await
         .unwrap();
-    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
     assert_eq!(jobs[0]["status"], "dead");
     assert_eq!(jobs[0]["last_error"]["code"], "reauth_required");
     assert_eq!(jobs[0]["attempts"], 1, "no retries of a revoked grant");
@@ -335,7 +314,7 @@ async fn meta_connect_pick_an_ad_account_sync_and_read_roas_and_spend() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
     assert_eq!(
         jobs[0]["status"], "succeeded",
         "{:?}",

@@ -51,18 +51,7 @@ async fn jobs(app: &TestApp, ws: &str, id: &str) -> Vec<Value> {
 
 /// Waits until the integration has `n` jobs, all ended.
 async fn settled(app: &TestApp, ws: &str, id: &str, n: usize) -> Vec<Value> {
-    for _ in 0..200 {
-        let items = jobs(app, ws, id).await;
-        if items.len() >= n
-            && items
-                .iter()
-                .all(|j| j["status"] == "succeeded" || j["status"] == "dead")
-        {
-            return items;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("jobs of {id} did not settle");
+    kpi_tests::wait_for_jobs(app, &app.client_for(&[ws]), ws, id, n).await
 }
 
 /// The sandbox's control: Meta sends a signed delivery about `ad_account`.

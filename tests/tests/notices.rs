@@ -7,37 +7,6 @@ use std::time::Duration;
 use kpi_tests::app::TestApp;
 use serde_json::{Value, json};
 
-async fn wait_for_jobs(app: &TestApp, c: &reqwest::Client, id: &str, n: usize) -> Vec<Value> {
-    for _ in 0..200 {
-        let jobs = kpi_tests::get_json(
-            c,
-            app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")),
-        )
-        .await;
-        let items = jobs["items"].as_array().unwrap().clone();
-        if items.len() >= n
-            && items
-                .iter()
-                .all(|j| j["status"] == "succeeded" || j["status"] == "dead")
-        {
-            return items;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("jobs did not finish");
-}
-
-async fn wait_for_outbox(app: &TestApp, n: usize) -> Vec<kpi_sandbox::resend_send::OutboxEmail> {
-    for _ in 0..100 {
-        let outbox = app.sandbox().resend_outbox();
-        if outbox.len() >= n {
-            return outbox;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    app.sandbox().resend_outbox()
-}
-
 #[tokio::test]
 async fn a_failed_sync_emails_one_notice_and_its_fix_one_recovery() {
     let app = TestApp::spawn().await;
@@ -87,15 +56,7 @@ async fn a_failed_sync_emails_one_notice_and_its_fix_one_recovery() {
     assert_eq!(theirs, json!({"recipients": []}), "per workspace");
 
     // GA4, connected and configured.
-    let browser = app.browser();
-    kpi_tests::flows::dev_login(&browser, &app.base, "demo").await;
-    let back =
-        kpi_tests::flows::consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true)
-            .await;
-    let (_, pairs, _) = kpi_tests::flows::finish(&browser, &app.base, &back.callback).await;
-    let id = kpi_tests::flows::param(&pairs, "integration")
-        .unwrap()
-        .to_owned();
+    let id = app.connect("demo", "ga4").await;
     let ga4: Value = c
         .patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
         .json(&json!({"settings": {"property": "properties/100001"}, "display_name": "Shop Analytics"}))
@@ -118,9 +79,9 @@ async fn a_failed_sync_emails_one_notice_and_its_fix_one_recovery() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = wait_for_jobs(&app, &c, &id, 1).await;
+    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
     assert_eq!(jobs[0]["status"], "dead", "{:?}", jobs[0]);
-    let outbox = wait_for_outbox(&app, 1).await;
+    let outbox = kpi_tests::wait_for_outbox(&app, 1).await;
     assert_eq!(outbox.len(), 1, "exactly one failure email");
     let notice = &outbox[0];
     assert_eq!(notice.to, vec!["owner@example.com".to_owned()]);
@@ -178,9 +139,9 @@ async fn a_failed_sync_emails_one_notice_and_its_fix_one_recovery() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = wait_for_jobs(&app, &c, &id, 2).await;
+    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 2).await;
     assert_eq!(jobs[0]["status"], "succeeded", "{:?}", jobs[0]);
-    let outbox = wait_for_outbox(&app, 2).await;
+    let outbox = kpi_tests::wait_for_outbox(&app, 2).await;
     assert_eq!(outbox.len(), 2, "one recovery email");
     assert_eq!(outbox[1].subject, "Shop Analytics is syncing again");
     assert!(outbox[1].text.as_deref().unwrap().contains(&settings_link));
@@ -193,7 +154,7 @@ async fn a_failed_sync_emails_one_notice_and_its_fix_one_recovery() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    wait_for_jobs(&app, &c, &id, 3).await;
+    kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 3).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.sandbox().resend_outbox().len(), 2);
 }
@@ -207,15 +168,7 @@ async fn without_a_sender_the_notice_is_logged_and_the_integration_says_why() {
         .send()
         .await
         .unwrap();
-    let browser = app.browser();
-    kpi_tests::flows::dev_login(&browser, &app.base, "demo").await;
-    let back =
-        kpi_tests::flows::consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true)
-            .await;
-    let (_, pairs, _) = kpi_tests::flows::finish(&browser, &app.base, &back.callback).await;
-    let id = kpi_tests::flows::param(&pairs, "integration")
-        .unwrap()
-        .to_owned();
+    let id = app.connect("demo", "ga4").await;
     c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
         .json(&json!({"settings": {"property": "properties/100001"}}))
         .send()
@@ -229,7 +182,7 @@ async fn without_a_sender_the_notice_is_logged_and_the_integration_says_why() {
         .send()
         .await
         .unwrap();
-    wait_for_jobs(&app, &c, &id, 1).await;
+    kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
     let mut last_notice = Value::Null;
     for _ in 0..50 {
         let got = kpi_tests::get_json(
@@ -289,15 +242,7 @@ async fn delivery_events_track_sends_and_hard_bounces_suppress_the_address() {
         .send()
         .await
         .unwrap();
-    let browser = app.browser();
-    kpi_tests::flows::dev_login(&browser, &app.base, "demo").await;
-    let back =
-        kpi_tests::flows::consent(&browser, &app.base, "ga4", "workspace=demo", "allow", true)
-            .await;
-    let (_, pairs, _) = kpi_tests::flows::finish(&browser, &app.base, &back.callback).await;
-    let id = kpi_tests::flows::param(&pairs, "integration")
-        .unwrap()
-        .to_owned();
+    let id = app.connect("demo", "ga4").await;
     c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
         .json(&json!({"settings": {"property": "properties/100001"}}))
         .send()
@@ -311,8 +256,8 @@ async fn delivery_events_track_sends_and_hard_bounces_suppress_the_address() {
         .send()
         .await
         .unwrap();
-    wait_for_jobs(&app, &c, &id, 1).await;
-    let outbox = wait_for_outbox(&app, 3).await;
+    kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
+    let outbox = kpi_tests::wait_for_outbox(&app, 3).await;
     assert_eq!(outbox.len(), 3, "one email per recipient");
     assert!(
         outbox
@@ -381,8 +326,8 @@ async fn delivery_events_track_sends_and_hard_bounces_suppress_the_address() {
         .send()
         .await
         .unwrap();
-    wait_for_jobs(&app, &c, &id, 2).await;
-    let outbox = wait_for_outbox(&app, 4).await;
+    kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 2).await;
+    let outbox = kpi_tests::wait_for_outbox(&app, 4).await;
     assert_eq!(
         outbox.len(),
         4,
@@ -428,7 +373,7 @@ async fn delivery_events_track_sends_and_hard_bounces_suppress_the_address() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = wait_for_jobs(&app, &c, resend_id, 1).await;
+    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", resend_id, 1).await;
     assert_eq!(jobs[0]["status"], "succeeded", "{:?}", jobs[0]);
     let today = chrono::Utc::now().date_naive();
     let value = |metric: &'static str| {

@@ -147,6 +147,42 @@ impl DynamoStore {
 
     /// Puts `item` if the stored `version` equals `expected`; a failed condition
     /// is `Conflict` when the record exists and `NotFound` when it does not.
+    /// Items of partition `pk` whose sort key starts with `prefix`, in key
+    /// order (`newest_first`: reversed), at most `limit`, across pages.
+    async fn query_prefix(
+        &self,
+        pk: String,
+        prefix: String,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":prefix", s(prefix.clone()))
+                .scan_index_forward(!newest_first)
+                .limit(limit.clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| aws_error("DynamoDB Query", e))?;
+            out.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() || out.len() >= limit {
+                out.truncate(limit);
+                return Ok(out);
+            }
+        }
+    }
+
     async fn put_versioned(&self, item: Item, expected: u64, what: &str) -> Result<()> {
         let (pk, sk) = (item[PK].clone(), item[SK].clone());
         let result = self
@@ -759,20 +795,15 @@ impl EmailStore for DynamoStore {
     }
 
     async fn list_suppressions(&self, scope: &WorkspaceScope) -> Result<Vec<Suppression>> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(workspace_pk(scope.workspace().as_str())))
-            .expression_attribute_values(":prefix", s("SUPPRESS#"))
-            .limit(1000)
-            .send()
-            .await
-            .map_err(|e| aws_error("DynamoDB Query", e))?;
-        out.items()
+        let items = self
+            .query_prefix(
+                workspace_pk(scope.workspace().as_str()),
+                "SUPPRESS#".into(),
+                false,
+                1000,
+            )
+            .await?;
+        items
             .iter()
             .filter_map(|item| {
                 let address = get_s(item, SK)?.strip_prefix("SUPPRESS#")?.to_owned();
@@ -1068,30 +1099,16 @@ impl AlertStore for DynamoStore {
     }
 
     async fn list_alerts(&self, scope: &WorkspaceScope) -> Result<Vec<kpi_core::alert::AlertRule>> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(workspace_pk(scope.workspace().as_str())))
-                .expression_attribute_values(":prefix", s("ALERT#"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| aws_error("DynamoDB Query", e))?;
-            for item in page.items() {
-                out.push(body(item)?);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() || out.len() >= 1000 {
-                return Ok(out);
-            }
-        }
+        self.query_prefix(
+            workspace_pk(scope.workspace().as_str()),
+            "ALERT#".into(),
+            false,
+            1000,
+        )
+        .await?
+        .iter()
+        .map(body)
+        .collect()
     }
 
     async fn update_alert(
@@ -1173,21 +1190,16 @@ impl AlertStore for DynamoStore {
         rule: kpi_core::ids::AlertId,
         limit: u32,
     ) -> Result<Vec<AlertEvent>> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(workspace_pk(scope.workspace().as_str())))
-            .expression_attribute_values(":prefix", s(format!("ALERTEV#{rule}#")))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 500) as i32)
-            .send()
-            .await
-            .map_err(|e| aws_error("DynamoDB Query", e))?;
-        out.items().iter().map(body).collect()
+        self.query_prefix(
+            workspace_pk(scope.workspace().as_str()),
+            format!("ALERTEV#{rule}#"),
+            true,
+            limit.clamp(1, 500) as usize,
+        )
+        .await?
+        .iter()
+        .map(body)
+        .collect()
     }
 }
 
