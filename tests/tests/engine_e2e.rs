@@ -1,7 +1,6 @@
 //! The sync engine inside the dev server: "sync now" end to end, and the
 //! operators' API.
 
-
 use kpi_tests::app::TestApp;
 use serde_json::{Value, json};
 
