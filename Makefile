@@ -6,6 +6,8 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/kpi-integrations/target
 export CARGO_TARGET_DIR
 
 PYTHON ?= python3
+# apt-get needs root: sudo when not root already.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
 .PHONY: run test contract lint deps fmt check-deps-tree clean
@@ -35,9 +37,18 @@ lint: deps
 	$(MAKE) --no-print-directory check-deps-tree
 	cfn-lint template.yaml
 
-## Python tools: moto (AWS emulator for tests), cfn-lint and schemathesis.
+## Python tools: moto (AWS emulator for tests), cfn-lint and schemathesis; Debian's
+## Chromium and ChromeDriver and axe-core (from tests/ui's lock file) for the page tests.
 deps:
 	@$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	@if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then \
+		echo "installing Debian chromium and chromium-driver for the page tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	fi
+	@if [ ! -f tests/ui/node_modules/axe-core/axe.min.js ]; then \
+		npm ci --prefix tests/ui --no-audit --no-fund --silent; \
+	fi
 
 ## One HTTP stack and one TLS stack: no second hyper or rustls major version.
 check-deps-tree:

@@ -3,6 +3,7 @@
 //! both have to pass.
 
 pub mod app;
+pub mod browser;
 
 /// Metrics the engine and store cases write (GA4's, as its plug-in declares them).
 pub const GA4_SESSIONS: kpi_core::metric::MetricSpec = kpi_providers::ga4::METRICS[0];

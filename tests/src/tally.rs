@@ -34,6 +34,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         must_be_an_option: true,
     }],
     metrics: &[COUNT],
+    headline_metric: "tally.count",
     lookback_days: 1,
     max_window_days: 10,
     history_months: 120,

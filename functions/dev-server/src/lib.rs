@@ -116,8 +116,12 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
 /// Every router of the system, the dev sign-in and the sandbox, in one app.
 pub fn router(server: &DevServer) -> axum::Router {
     use kpi_app::http;
-    let mut app = http::with_defaults(http::all_routes().merge(http::dev_router()))
-        .with_state(server.state.clone());
+    let mut app = http::with_defaults(
+        http::all_routes()
+            .merge(http::dev_router())
+            .merge(kpi_ui::router()),
+    )
+    .with_state(server.state.clone());
     if let Some(sandbox) = &server.sandbox {
         app = app.nest("/sandbox", sandbox.router());
     }
@@ -288,7 +292,7 @@ pub async fn run() -> ExitCode {
         std::io::stdout(),
         "KPI Integrations dev server listening on http://{addr}\n  \
          settings (dev login, workspace demo): {public}/dev/login?workspace=demo\n  \
-         operators' dev login: {public}/dev/login?workspace=demo&operator=true\n  \
+         operators' dashboard (dev login): {public}/dev/login?workspace=demo&operator=true&return_to=/admin/sync-jobs\n  \
          API document: {public}/openapi.json\n  \
          health: {public}/healthz"
     );

@@ -157,7 +157,7 @@ async fn merged_settings(
     state: &AppState,
     current: &Integration,
     patch: &Settings,
-) -> Result<Settings> {
+) -> Result<(Settings, Vec<(String, String)>)> {
     let descriptor = state.registry.descriptor(current.provider)?;
     for key in patch.keys() {
         if descriptor.setting(key).is_none() {
@@ -177,8 +177,8 @@ async fn merged_settings(
     }
     let adapter = adapter(state, current.provider)?;
     adapter.validate_settings(&merged)?;
-    check_choices(state, adapter, descriptor, current, patch).await?;
-    Ok(merged)
+    let names = check_choices(state, adapter, descriptor, current, patch).await?;
+    Ok((merged, names))
 }
 
 async fn check_choices(
@@ -187,17 +187,18 @@ async fn check_choices(
     descriptor: &ProviderDescriptor,
     current: &Integration,
     patch: &Settings,
-) -> Result<()> {
+) -> Result<Vec<(String, String)>> {
     let chosen: Vec<(&String, &str)> = patch
         .iter()
         .filter(|(k, _)| descriptor.setting(k).is_some_and(|s| s.must_be_an_option))
         .filter_map(|(k, v)| v.as_str().map(|v| (k, v)))
         .collect();
     if chosen.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let credentials = open_credentials(state, current).await?;
     let options = adapter.options(current, &credentials).await?;
+    let mut names = Vec::new();
     for (key, value) in chosen {
         match options.options.iter().find(|o| o.id == value) {
             None => {
@@ -215,10 +216,10 @@ async fn check_choices(
                     ),
                 ));
             }
-            Some(_) => {}
+            Some(option) => names.push((key.clone(), option.name.clone())),
         }
     }
-    Ok(())
+    Ok(names)
 }
 
 pub async fn update(
@@ -251,8 +252,11 @@ pub async fn update(
         if let Some(minutes) = patch.sync_interval_minutes {
             i.set_sync_interval(minutes)?;
         }
-        if let Some(settings) = &settings {
+        if let Some((settings, names)) = &settings {
             i.settings = settings.clone();
+            // A name is only right for the value it was picked with.
+            i.choice_names.retain(|key, _| i.settings.contains_key(key));
+            i.choice_names.extend(names.iter().cloned());
             if i.status() == IntegrationStatus::NeedsConfiguration
                 && descriptor.settings_complete(&i.settings)
             {

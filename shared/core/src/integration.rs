@@ -211,6 +211,10 @@ pub struct Integration {
     /// email could be sent, and why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_notice: Option<NoticeRecord>,
+    /// What the chosen options are called at the provider (`property` →
+    /// "Demo Shop"), kept when they are picked so pages show names, not ids.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub choice_names: std::collections::BTreeMap<String, String>,
     /// Optimistic concurrency: a write succeeds only against the version it read.
     pub version: u64,
     pub created_at: DateTime<Utc>,
@@ -249,6 +253,7 @@ impl Integration {
             reminded_for: None,
             failing_since: None,
             last_notice: None,
+            choice_names: Default::default(),
             version: 0,
             created_at: now,
             updated_at: now,

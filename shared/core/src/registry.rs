@@ -109,6 +109,17 @@ impl Registry {
                 )));
             }
         }
+        if !entry
+            .descriptor
+            .metrics
+            .iter()
+            .any(|m| m.metric.as_str() == entry.descriptor.headline_metric)
+        {
+            return Err(Error::internal(format!(
+                "provider {id}: headline metric {} is not one of its metrics",
+                entry.descriptor.headline_metric
+            )));
+        }
         self.entries.insert(id, entry);
         Ok(())
     }

@@ -142,7 +142,11 @@ pub fn http_app(router: axum::Router<AppState>, state: AppState) -> axum::Router
         .layer(axum::middleware::map_request(with_gateway_request_id))
 }
 
-async fn serve(router: axum::Router<AppState>) -> std::result::Result<(), lambda_runtime::Error> {
+/// Serves `router` as this Lambda's HTTP function (the `ui` function passes
+/// the pages' router, which lives in its own crate).
+pub async fn serve(
+    router: axum::Router<AppState>,
+) -> std::result::Result<(), lambda_runtime::Error> {
     let state = start().await?;
     lambda_http::run(http_app(router, state)).await
 }

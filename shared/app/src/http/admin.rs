@@ -87,6 +87,24 @@ pub async fn jobs(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/admin/sync-jobs/{job}", operation_id = "getSyncJob", tag = "admin",
+    params(("job" = String, Path)),
+    responses((status = 200, body = AdminJobView), (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse)))]
+pub async fn job(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(job): Path<String>,
+) -> Result<Json<AdminJobView>, ApiError> {
+    let admin = p.admin_scope()?;
+    let id = JobId::parse(&job).map_err(|_| Error::not_found("sync job not found"))?;
+    let j = state.store.find_job(&admin, id).await?;
+    Ok(Json(AdminJobView {
+        workspace: j.workspace.to_string(),
+        job: JobView::from(&j),
+    }))
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct QueueView {
     pub provider: Provider,

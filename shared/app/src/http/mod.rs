@@ -115,6 +115,7 @@ pub fn oauth_router() -> Router<AppState> {
 pub fn admin_router() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/sync-jobs", get(admin::jobs))
+        .route("/v1/admin/sync-jobs/{job}", get(admin::job))
         .route(
             "/v1/admin/sync-jobs/{job}/retry",
             axum::routing::post(admin::retry),

@@ -42,6 +42,7 @@ use super::{
         oauth::start,
         oauth::callback,
         admin::jobs,
+        admin::job,
         admin::queues,
         admin::retry,
         admin::redrive,

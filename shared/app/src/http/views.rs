@@ -19,6 +19,9 @@ pub struct IntegrationView {
     pub display_name: String,
     #[schema(value_type = Object)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// What the chosen options are called at the provider, by setting key
+    /// (`{"property": "Demo Shop"}`).
+    pub choice_names: std::collections::BTreeMap<String, String>,
     pub sync_interval_minutes: u32,
     pub next_sync_at: Option<DateTime<Utc>>,
     pub last_sync_at: Option<DateTime<Utc>>,
@@ -48,6 +51,7 @@ impl IntegrationView {
             status: i.status(),
             display_name: i.display_name.clone(),
             settings: i.settings.clone(),
+            choice_names: i.choice_names.clone(),
             sync_interval_minutes: i.sync_interval_minutes,
             next_sync_at: i.next_sync_at,
             last_sync_at: i.last_sync_at,

@@ -50,6 +50,9 @@ pub struct ProviderDescriptor {
     pub scopes: &'static [&'static str],
     pub settings: &'static [SettingSpec],
     pub metrics: &'static [MetricSpec],
+    /// The one metric that sums the integration up at a glance (the settings
+    /// page's sparkline); one of `metrics`.
+    pub headline_metric: &'static str,
     /// Days re-read on every incremental sync, because the provider revises
     /// recent numbers (GA4 processing delay, Meta attribution windows).
     pub lookback_days: u32,

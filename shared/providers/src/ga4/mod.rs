@@ -83,6 +83,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         must_be_an_option: true,
     }],
     metrics: &METRICS,
+    headline_metric: "ga4.sessions",
     lookback_days: 3,
     // 10,000 rows per page: a year of days is still one call.
     max_window_days: 366,

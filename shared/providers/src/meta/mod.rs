@@ -94,6 +94,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         },
     ],
     metrics: &METRICS,
+    headline_metric: "meta.spend",
     // Meta restates up to 28 days back (attribution windows).
     lookback_days: 28,
     // Longer windows run as async report runs (see `report`); a year a job

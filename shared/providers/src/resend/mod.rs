@@ -74,6 +74,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         free_text("reply_to", "Reply-to address", "an email address"),
     ],
     metrics: &METRICS,
+    headline_metric: "resend.delivered",
     lookback_days: 3,
     max_window_days: 90,
     // Delivery numbers are kept for a year here.

@@ -1,0 +1,6 @@
+//! Lambda for the pages: `/settings/…`, `/admin/sync-jobs…` and `/assets/…`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    kpi_lambda::serve(kpi_ui::ui_function()).await
+}
