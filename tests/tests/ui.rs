@@ -476,6 +476,9 @@ async fn every_page_is_accessible_safe_and_quiet_at_phone_and_desktop_width() {
         assert!(b.console_errors().await.is_empty());
     }
     // The checker does see a violation when there is one.
+    b.goto(&app.url(&format!("/settings/reports?workspace={WS}")))
+        .await;
+    b.find("main h1").await;
     b.script(r#"document.querySelector("main").insertAdjacentHTML("beforeend", '<img src="/assets/icon.svg">'); return true;"#)
         .await;
     let violations = b.accessibility_violations().await;
