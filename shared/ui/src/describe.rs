@@ -267,6 +267,70 @@ mod tests {
         assert!(oauth_error("access_denied", "Meta Ads").contains("declined"));
     }
 
+    fn integration(path: &[IntegrationStatus]) -> Integration {
+        let now = Utc::now();
+        let mut i = Integration::new(
+            kpi_core::IntegrationId::new_random(),
+            kpi_core::WorkspaceId::parse("demo").unwrap(),
+            kpi_core::Provider::META_ADS,
+            "Meta Ads",
+            now,
+        );
+        for to in path {
+            i.transition(*to, now).unwrap();
+        }
+        i
+    }
+
+    #[test]
+    fn every_state_has_a_badge_words_and_its_fix() {
+        use IntegrationStatus::*;
+        let now = Utc::now();
+        let cases = [
+            (vec![], Badge::Connecting, Action::Reconnect),
+            (
+                vec![NeedsConfiguration],
+                Badge::NeedsConfiguration,
+                Action::Configure,
+            ),
+            (vec![Connected], Badge::Connected, Action::None),
+            (
+                vec![Connected, NeedsReauth],
+                Badge::NeedsReconnect,
+                Action::Reconnect,
+            ),
+            (vec![Connected, Error], Badge::Error, Action::Retry),
+            (vec![Connected, Paused], Badge::Paused, Action::Resume),
+            (
+                vec![Connected, Disconnected],
+                Badge::Disconnected,
+                Action::Connect,
+            ),
+        ];
+        for (path, badge, action) in cases {
+            let i = integration(&path);
+            let (b, words, a) = state_of(&i, "Meta Ads", "ad account", now);
+            assert_eq!((b, a), (badge, action), "{path:?}");
+            assert!(!words.is_empty() && !b.label().is_empty());
+        }
+        // Connected, but the token ends within the week.
+        let mut i = integration(&[Connected]);
+        i.credentials = Some(kpi_core::integration::SealedCredentials::from_encoded(
+            "sealed".into(),
+        ));
+        i.credentials_expire_at = Some(now + chrono::Duration::days(3));
+        let (b, words, a) = state_of(&i, "Meta Ads", "ad account", now);
+        assert_eq!((b, a), (Badge::ExpiresSoon, Action::Reconnect));
+        assert!(words.contains("Reconnect before then"), "{words}");
+        let (_, words, _) = state_of(
+            &integration(&[NeedsConfiguration]),
+            "Meta Ads",
+            "ad account",
+            now,
+        );
+        assert!(words.contains("Choose the ad account"), "{words}");
+    }
+
     #[test]
     fn intervals_in_words() {
         assert_eq!(interval_words(15), "every 15 minutes");
