@@ -313,6 +313,17 @@ async fn an_admin_retries_a_dead_job_and_others_get_404() {
     b.click(&format!("{row} button[data-action=retry]")).await;
     b.wait_for_text(&format!("{row} [data-job-status]"), "succeeded")
         .await;
+    // Redrive asks first, then reports what it moved.
+    b.click("button[data-open=redrive-ga4]").await;
+    let confirm = b.text("#redrive-ga4").await;
+    assert!(confirm.contains("back to the work queue"), "{confirm}");
+    b.click("#redrive-ga4 button[data-action=redrive]").await;
+    b.wait_for_text(
+        "[data-toast]",
+        "Redrive: 0 messages moved, 0 jobs queued again",
+    )
+    .await;
+
     b.goto(&app.url(&format!("/admin/sync-jobs/{job}"))).await;
     assert_eq!(b.text("[data-job-status]").await, "succeeded");
     assert!(b.text("main").await.contains("Attempts"));
