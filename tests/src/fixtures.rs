@@ -45,6 +45,28 @@ pub async fn dynamo_store_on(moto: &MotoServer) -> DynamoStore {
     store
 }
 
+/// Every item of the store's table as text, for tests that look at what it
+/// holds (the store itself never scans).
+pub async fn dump_table(moto: &MotoServer, store: &DynamoStore) -> Vec<String> {
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(store.table_name())
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        out.extend(page.items().iter().map(|i| format!("{i:?}")));
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return out;
+        }
+    }
+}
+
 pub async fn dynamo_store() -> (DynamoStore, Guard) {
     let moto = Arc::new(MotoServer::start());
     let store = dynamo_store_on(&moto).await;

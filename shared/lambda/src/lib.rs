@@ -31,6 +31,10 @@ use kpi_vault::{CacheSettings, EnvelopeVault};
 use lambda_runtime::{LambdaEvent, service_fn};
 use tracing::Instrument as _;
 
+/// The variable naming the Secrets Manager secret whose JSON is read with the
+/// environment (read before the configuration, to fetch it).
+pub const SECRET_ID_VARIABLE: &str = "KPI_SECRET_ID";
+
 /// How long a warm function trusts its copy of the application secret.
 pub const SECRET_TTL: Duration = Duration::from_secs(300);
 
@@ -54,7 +58,7 @@ pub async fn app_state() -> Result<AppState> {
     let sdk = kpi_aws::load_sdk_config().await;
     let env: HashMap<String, String> = std::env::vars().collect();
     let manager = env
-        .get("KPI_SECRET_ID")
+        .get(SECRET_ID_VARIABLE)
         .map(|id| Arc::new(SecretsManagerSecrets::new(&sdk, id, SECRET_TTL)));
     let from_secret = match &manager {
         Some(s) => s.values().await?,
@@ -62,8 +66,53 @@ pub async fn app_state() -> Result<AppState> {
     };
     // The environment wins over the secret, so one value can be overridden per function.
     let lookup = move |name: &str| env.get(name).or_else(|| from_secret.get(name)).cloned();
-    let config = Config::from_lookup(lookup, Environment::Production)?;
+    let http = kpi_app::providers::http_client()?;
+    let Configured {
+        config,
+        registry,
+        queue_urls,
+        table,
+        key_id,
+    } = configure(lookup, &http)?;
+    let jwks = JwksSettings::from_config(&config.auth);
+    let auth = Authenticator::new(config.auth.dev_secret.clone(), jwks, http);
+    let secrets: Arc<dyn AppSecrets> = match manager {
+        Some(s) => s,
+        None => Arc::new(EnvOnly),
+    };
+    Ok(AppState {
+        store: Arc::new(DynamoStore::new(&sdk, &table)),
+        queue: Arc::new(SqsQueue::new(&sdk, queue_urls)),
+        vault: Arc::new(EnvelopeVault::new(
+            KmsKeySource::new(&sdk, &key_id),
+            CacheSettings::default(),
+        )),
+        secrets,
+        clock: Arc::new(SystemClock),
+        auth: Arc::new(auth),
+        registry: Arc::new(registry),
+        config: Arc::new(config),
+    })
+}
 
+/// What a Lambda's configuration resolves to before any AWS client exists.
+pub struct Configured {
+    pub config: Config,
+    pub registry: kpi_core::Registry,
+    /// The work queue of each provider whose worker is deployed.
+    pub queue_urls: HashMap<Provider, String>,
+    pub table: String,
+    pub key_id: String,
+}
+
+/// The configuration of a Lambda from `lookup` (the environment over the
+/// secret's JSON): what a deployment must set, checked without AWS (the
+/// template test runs it on `template.yaml`'s variables).
+pub fn configure(
+    lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    http: &reqwest::Client,
+) -> Result<Configured> {
+    let config = Config::from_lookup(lookup, Environment::Production)?;
     let StoreConfig::DynamoDb { table } = &config.store else {
         return Err(Error::config("KPI_STORE: a Lambda needs dynamodb:TABLE"));
     };
@@ -73,27 +122,15 @@ pub async fn app_state() -> Result<AppState> {
     let VaultConfig::Kms { key_id } = &config.vault else {
         return Err(Error::config("KPI_VAULT: a Lambda needs kms:KEY"));
     };
-    let http = kpi_app::providers::http_client()?;
-    let registry = kpi_app::providers::build_registry(&config, &http, None)?;
+    let (table, key_id) = (table.clone(), key_id.clone());
+    let registry = kpi_app::providers::build_registry(&config, http, None)?;
     let queue_urls = config.queue_urls(&registry)?;
-    let jwks = JwksSettings::from_config(&config.auth);
-    let auth = Authenticator::new(config.auth.dev_secret.clone(), jwks, http);
-    let secrets: Arc<dyn AppSecrets> = match manager {
-        Some(s) => s,
-        None => Arc::new(EnvOnly),
-    };
-    Ok(AppState {
-        store: Arc::new(DynamoStore::new(&sdk, table)),
-        queue: Arc::new(SqsQueue::new(&sdk, queue_urls)),
-        vault: Arc::new(EnvelopeVault::new(
-            KmsKeySource::new(&sdk, key_id),
-            CacheSettings::default(),
-        )),
-        secrets,
-        clock: Arc::new(SystemClock),
-        auth: Arc::new(auth),
-        registry: Arc::new(registry),
-        config: Arc::new(config),
+    Ok(Configured {
+        config,
+        registry,
+        queue_urls,
+        table,
+        key_id,
     })
 }
 

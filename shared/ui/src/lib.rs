@@ -22,6 +22,18 @@ use kpi_app::AppState;
 
 pub use page::SECURITY_HEADERS;
 
+/// Every route of [`router`], as `template.yaml` must route them to the `ui`
+/// function (checked by the template test).
+pub const ROUTES: [(&str, &str); 7] = [
+    ("GET", "/settings/integrations"),
+    ("GET", "/settings/alerts"),
+    ("GET", "/settings/reports"),
+    ("GET", "/admin/sync-jobs"),
+    ("GET", "/admin/sync-jobs/{job}"),
+    ("GET", "/assets/{name}"),
+    ("GET", "/favicon.ico"),
+];
+
 /// The page routes and their assets.
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -110,25 +110,9 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Every item of the table as text, for tests that scan what the store holds.
-    pub async fn dump_items(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| aws_error("DynamoDB Scan", e))?;
-            out.extend(page.items().iter().map(|i| format!("{i:?}")));
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
     }
 
     async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>> {
