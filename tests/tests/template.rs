@@ -667,3 +667,87 @@ fn each_role_allows_the_calls_its_adapters_make() {
         "{kms:?}"
     );
 }
+
+#[test]
+fn state_is_kept_safe_and_every_failure_has_an_alarm() {
+    let t = template();
+    let r = &t["Resources"];
+    let table = &r["Table"]["Properties"];
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(table["SSESpecification"]["SSEType"].as_str(), Some("KMS"));
+    assert_eq!(
+        table["TimeToLiveSpecification"]["Enabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(table["DeletionProtectionEnabled"].as_bool(), Some(true));
+    let key = &r["CredentialsKey"]["Properties"];
+    assert_eq!(key["EnableKeyRotation"].as_bool(), Some(true));
+    assert!(!list(&key["KeyPolicy"]["Statement"]).is_empty());
+    // The schedule retries and keeps what still failed.
+    let tick = entries(&r["SyncSchedulerFunction"]["Properties"]["Events"])
+        .into_iter()
+        .find(|(_, e)| e["Type"].as_str() == Some("ScheduleV2"))
+        .expect("a ScheduleV2 event")
+        .1;
+    assert!(tick["Properties"]["RetryPolicy"]["MaximumRetryAttempts"].as_i64() > Some(0));
+    let dlq = tick["Properties"]["DeadLetterConfig"]["QueueLogicalId"]
+        .as_str()
+        .expect("the schedule's dead-letter queue");
+    // Every dead-letter queue has an alarm on its depth.
+    let alarmed: Vec<String> = entries(r)
+        .into_iter()
+        .filter(|(_, a)| a["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .flat_map(|(_, a)| list(&a["Properties"]["Dimensions"]))
+        .filter_map(|d| {
+            d["Value"]
+                .as_str()
+                .map(|v| v.trim_end_matches(".QueueName").to_owned())
+        })
+        .collect();
+    let mut dead_letter_queues: Vec<String> = entries(r)
+        .into_iter()
+        .filter_map(|(_, q)| {
+            q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]
+                .as_str()
+                .map(|a| a.trim_end_matches(".Arn").to_owned())
+        })
+        .collect();
+    dead_letter_queues.push(dlq.to_owned());
+    for q in &dead_letter_queues {
+        assert!(alarmed.contains(q), "no alarm on {q}");
+    }
+    for alarm in [
+        "WorkerErrorsAlarm",
+        "ThrottlesAlarm",
+        "WebhookSignatureFailuresAlarm",
+    ] {
+        assert_eq!(
+            r[alarm]["Type"].as_str(),
+            Some("AWS::CloudWatch::Alarm"),
+            "{alarm}"
+        );
+    }
+    assert_eq!(
+        r["Dashboard"]["Type"].as_str(),
+        Some("AWS::CloudWatch::Dashboard")
+    );
+    // What an operator pastes into Google's and Meta's consoles comes out of the stack.
+    let outputs: Vec<String> = entries(&t["Outputs"])
+        .into_iter()
+        .filter_map(|(_, o)| text(&o["Value"]))
+        .collect();
+    for path in [
+        "/v1/oauth/ga4/callback",
+        "/v1/oauth/meta_ads/callback",
+        "/v1/webhooks/meta",
+        "/v1/webhooks/resend",
+    ] {
+        assert!(
+            outputs.iter().any(|o| o.ends_with(path)),
+            "no output for {path}"
+        );
+    }
+}

@@ -64,3 +64,21 @@ pub fn record_attempt(job: &SyncJob, duration: Duration, now_ms: i64) {
         "sync job attempt finished"
     );
 }
+
+/// One refused webhook delivery (bad, missing or stale signature), as an EMF
+/// count per provider: the `WebhookSignatureFailures` alarm watches it.
+pub fn record_webhook_signature_failure(provider: &str, now_ms: i64) {
+    let record = json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["provider"]],
+                "Metrics": [{"Name": "WebhookSignatureFailed", "Unit": "Count"}]
+            }]
+        },
+        "provider": provider,
+        "WebhookSignatureFailed": 1,
+    });
+    let _ = writeln!(std::io::stdout(), "{record}");
+}

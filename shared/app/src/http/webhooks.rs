@@ -107,7 +107,16 @@ async fn receive(
         now: state.clock.now(),
     };
     let request_id = request_id::current();
-    let receipt = webhooks::receive(state, provider, &delivery, request_id.as_deref()).await?;
+    let receipt = webhooks::receive(state, provider, &delivery, request_id.as_deref())
+        .await
+        .inspect_err(|e| {
+            if e.code() == "unauthenticated" {
+                kpi_sync::metrics::record_webhook_signature_failure(
+                    provider.as_str(),
+                    state.clock.now().timestamp_millis(),
+                );
+            }
+        })?;
     Ok(Json(WebhookReceipt {
         received: true,
         duplicate: receipt.duplicate,
