@@ -178,6 +178,9 @@ fn matches(pattern: &str, path: &str) -> Option<(usize, usize)> {
     (pat.len() == got.len()).then_some((literal, 1))
 }
 
+/// A template route matching a path: its specificity, function and route.
+type RouteMatch<'a> = ((usize, usize), &'a Function, &'a (String, String));
+
 /// `{param}` → a sample segment.
 fn concrete(path: &str) -> String {
     path.split('/')
@@ -251,7 +254,7 @@ async fn every_route_reaches_the_function_that_serves_it_and_no_other() {
         }
         assert_eq!(serving.len(), 1, "{method} {path} is served by {serving:?}");
         // The template's route for it: the most specific match.
-        let mut best: Option<((usize, usize), &Function, &(String, String))> = None;
+        let mut best: Option<RouteMatch<'_>> = None;
         for f in &fs {
             for route in &f.routes {
                 if route.0 != "ANY" && &route.0 != method {
