@@ -10,7 +10,10 @@ PYTHON ?= python3
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: run test contract lint deps fmt check-deps-tree clean
+.PHONY: run test contract lint deps fmt check-deps-tree clean package bench
+
+# The Lambda functions (every package under functions/ but the dev server).
+FUNCTIONS := $(filter-out dev-server,$(notdir $(wildcard functions/*)))
 
 ## Start the all-in-one dev server on http://127.0.0.1:3000 (KPI_LISTEN overrides).
 run:
@@ -56,6 +59,25 @@ check-deps-tree:
 		| grep -E '^0(hyper|rustls|h2|ring|aws-lc-rs) v' | sed 's/^0//' | sort -u); \
 	if [ -n "$$dups" ]; then echo "duplicate HTTP/TLS crates:"; echo "$$dups"; exit 1; fi; \
 	echo "dependency tree: one hyper, one rustls"
+
+## Every Lambda built with cargo-lambda for arm64 (provided.al2023), as SAM deploys
+## them; prints each zip's size. Installs cargo-lambda (with zig) and the target.
+package:
+	@command -v cargo-lambda >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check cargo-lambda
+	@rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$$' || rustup target add aarch64-unknown-linux-gnu
+	cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
+	@echo "function zips (budget 6 MB):"
+	@for f in $(FUNCTIONS); do \
+		zip="$(CARGO_TARGET_DIR)/lambda/$$f/bootstrap.zip"; \
+		printf '  %-16s %9d bytes\n' "$$f" "$$(stat -c %s "$$zip")"; \
+	done
+
+## Measurements against their floors, written into docs/benchmarks.md (see there).
+bench: deps
+	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p dev-server -p kpi-bench
+	$(CARGO_TARGET_DIR)/release/coldstart $(CARGO_TARGET_DIR)/release 7
+	$(CARGO_TARGET_DIR)/release/api_latency $(CARGO_TARGET_DIR)/release/dev-server 5
+	$(CARGO_TARGET_DIR)/release/report
 
 fmt:
 	cargo fmt --all
