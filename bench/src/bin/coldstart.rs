@@ -122,7 +122,7 @@ async fn main() {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
-            let deadline = start + Duration::from_secs(30);
+            let deadline = start + Duration::from_secs(10);
             loop {
                 if api.marks.lock().unwrap().answered.is_some() || Instant::now() > deadline {
                     break;
@@ -134,7 +134,9 @@ async fn main() {
             let _ = child.wait();
             let m = api.marks.lock().unwrap();
             let (Some(first), Some(done)) = (m.first_poll, m.answered) else {
-                panic!("{name} did not answer within 30 s");
+                // Written down as such; the other functions are still measured.
+                outcome = "no answer within 10 s".into();
+                break;
             };
             outcome = format!(
                 "{}: {}",
@@ -156,10 +158,10 @@ async fn main() {
         let row = json!({
             "function": name,
             "runs": runs,
-            "first_poll_ms": quantile(&poll, 0.5),
-            "first_response_ms": quantile(&answer, 0.5),
-            "first_response_ms_max": quantile(&answer, 1.0),
-            "peak_rss_kib": quantile(&rss, 0.5),
+            "first_poll_ms": if poll.is_empty() { Value::Null } else { json!(quantile(&poll, 0.5)) },
+            "first_response_ms": if answer.is_empty() { Value::Null } else { json!(quantile(&answer, 0.5)) },
+            "first_response_ms_max": if answer.is_empty() { Value::Null } else { json!(quantile(&answer, 1.0)) },
+            "peak_rss_kib": if rss.is_empty() { Value::Null } else { json!(quantile(&rss, 0.5)) },
             "binary_bytes": std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0),
             "answer": outcome,
         });

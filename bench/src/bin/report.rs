@@ -152,6 +152,14 @@ fn main() {
             let poll = r["first_poll_ms"].as_f64().unwrap_or(f64::NAN);
             let first = r["first_response_ms"].as_f64().unwrap_or(f64::NAN);
             let rss = r["peak_rss_kib"].as_f64().unwrap_or(f64::NAN);
+            if first.is_nan() {
+                let _ = writeln!(
+                    md,
+                    "| {name} | — | no answer ({}) | — | — | **not measured** |",
+                    r["answer"].as_str().unwrap_or("")
+                );
+                continue;
+            }
             let ratio = first / floor;
             let ok = ratio <= COLD_RATIO && rss <= RSS_KIB;
             let label = if name == "hello" {
