@@ -13,6 +13,7 @@ fn router_for(function: &str, app: &TestApp) -> axum::Router {
         "oauth" => kpi_lambda::http_app(http::oauth_function(), state),
         "meta-webhook" => kpi_lambda::http_app(http::meta_webhook_function(), state),
         "resend-webhook" => kpi_lambda::http_app(http::resend_webhook_function(), state),
+        "ui" => kpi_lambda::http_app(kpi_ui::ui_function(), state),
         other => panic!("no function {other}"),
     }
 }
@@ -27,6 +28,7 @@ async fn every_sample_event_is_served_by_its_function() {
         ("api-create-integration.json", "api", 201),
         ("api-kpis.json", "api", 200),
         ("oauth-start.json", "oauth", 303),
+        ("ui-settings-signed-out.json", "ui", 401),
         ("oauth-callback-replayed.json", "oauth", 400),
         ("meta-webhook-check.json", "meta-webhook", 200),
         ("meta-webhook-delivery.json", "meta-webhook", 200),
