@@ -175,16 +175,9 @@ pub async fn jobs_page(
     {
         Ok(result) => (
             result.items.iter().map(|j| row(j, now)).collect(),
-            result.next.map(|c| {
-                next_link(
-                    &params,
-                    status,
-                    provider,
-                    &workspace_raw,
-                    period,
-                    c.as_token(),
-                )
-            }),
+            result
+                .next
+                .map(|c| next_link(status, provider, &workspace_raw, period, c.as_token())),
         ),
         Err(e) if e.is_validation() => {
             error = Some("That page link is no longer valid; showing the first page.".into());
@@ -249,14 +242,12 @@ pub async fn jobs_page(
 }
 
 fn next_link(
-    params: &Params,
     status: JobStatus,
     provider: Option<Provider>,
     workspace: &str,
     period: &str,
     cursor: &str,
 ) -> String {
-    let _ = params;
     let mut url = url::Url::parse("http://x/admin/sync-jobs").expect("static URL");
     {
         let mut q = url.query_pairs_mut();
