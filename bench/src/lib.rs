@@ -2,8 +2,6 @@
 //! against its floor in the same run and writes a JSON file under
 //! `$CARGO_TARGET_DIR/bench/`; `report` turns them into docs/benchmarks.md.
 
-pub mod runtime_api;
-
 use std::path::PathBuf;
 
 /// Where the measurements go: the build's target dir, out of the sources.

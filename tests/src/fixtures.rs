@@ -91,6 +91,15 @@ pub async fn create_sqs_queues_with(
     config: &SdkConfig,
     max_receives: u32,
 ) -> HashMap<Provider, String> {
+    create_sqs_queues_visible(config, max_receives, VISIBILITY).await
+}
+
+/// The same with another visibility timeout.
+pub async fn create_sqs_queues_visible(
+    config: &SdkConfig,
+    max_receives: u32,
+    visibility: Duration,
+) -> HashMap<Provider, String> {
     let client = aws_sdk_sqs::Client::new(config);
     let mut urls = HashMap::new();
     for provider in [Provider::GA4, Provider::META_ADS, Provider::RESEND] {
@@ -118,7 +127,7 @@ pub async fn create_sqs_queues_with(
             .queue_name(unique_name(provider.as_str()).replace('_', "-"))
             .attributes(
                 QueueAttributeName::VisibilityTimeout,
-                VISIBILITY.as_secs().to_string(),
+                visibility.as_secs().to_string(),
             )
             .attributes(QueueAttributeName::RedrivePolicy, policy.to_string())
             .send()

@@ -12,6 +12,8 @@ pub mod conformance;
 pub mod fixtures;
 pub mod flows;
 pub mod moto;
+pub mod runtime;
+pub mod stack;
 pub mod tally;
 
 /// A reqwest client builder for tests, with the process's TLS provider (ring,

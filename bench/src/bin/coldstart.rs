@@ -8,15 +8,15 @@
 //! `coldstart <dir of release binaries> [runs]` writes `coldstart.json`.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kpi_bench::quantile;
-use kpi_bench::runtime_api::RuntimeApi;
 use kpi_tests::moto::MotoServer;
+use kpi_tests::runtime::Function;
+use kpi_tests::stack::Stack;
 use serde_json::{Value, json};
 
-/// (binary, sample event, what the answer must be)
+/// (binary, sample event)
 const FUNCTIONS: [(&str, &str); 11] = [
     ("hello", "sync-scheduler-tick.json"),
     ("api", "api-healthz.json"),
@@ -31,15 +31,6 @@ const FUNCTIONS: [(&str, &str); 11] = [
     ("sync-dlq", "sync-dlq-batch.json"),
 ];
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -49,61 +40,36 @@ async fn main() {
 
     // What a deployed stack has: the table, the queues, the key, the secret.
     let moto = MotoServer::start();
-    let sdk = moto.sdk_config().await;
-    let store = kpi_tests::fixtures::dynamo_store_on(&moto).await;
-    let queues = kpi_tests::fixtures::create_sqs_queues(&sdk).await;
-    let key = kpi_tests::fixtures::create_kms_key(&sdk).await;
-    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
-        .create_secret()
-        .name("kpi-bench/app")
-        .secret_string(
-            json!({
-                "META_APP_SECRET": "sandbox-meta-app-secret",
-                "META_WEBHOOK_VERIFY_TOKEN": "sandbox-verify-token",
-                "RESEND_WEBHOOK_SECRET": "whsec_c2FuZGJveC1yZXNlbmQtd2ViaG9vay1rZXkh",
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .expect("secret")
-        .arn()
-        .unwrap()
-        .to_owned();
-    let mut env: Vec<(String, String)> = moto
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+    let mut stack = Stack::create(
+        &moto,
+        &json!({
+            "META_APP_SECRET": "sandbox-meta-app-secret",
+            "META_WEBHOOK_VERIFY_TOKEN": "sandbox-verify-token",
+            "RESEND_WEBHOOK_SECRET": "whsec_c2FuZGJveC1yZXNlbmQtd2ViaG9vay1rZXkh",
+        }),
+    )
+    .await;
     for (k, v) in [
-        ("KPI_ENV", "production".to_owned()),
-        ("KPI_PUBLIC_URL", "https://kpi.example.com".to_owned()),
-        ("KPI_STORE", format!("dynamodb:{}", store.table_name())),
-        ("KPI_QUEUE", "sqs".to_owned()),
-        ("KPI_VAULT", format!("kms:{key}")),
-        ("KPI_SECRET_ID", secret),
         (
             "KPI_AUTH_JWKS_URL",
-            "https://auth.example.com/.well-known/jwks.json".to_owned(),
+            "https://auth.example.com/.well-known/jwks.json",
         ),
-        ("KPI_AUTH_ISSUER", "https://auth.example.com/".to_owned()),
-        ("KPI_AUTH_AUDIENCE", "kpi".to_owned()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".to_owned()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench".to_owned()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench".to_owned()),
-        ("RUST_LOG", "info".to_owned()),
+        ("KPI_AUTH_ISSUER", "https://auth.example.com/"),
+        ("KPI_AUTH_AUDIENCE", "kpi"),
+        // The providers' apps as a deployment configures them (no call
+        // reaches them: every sample event ends before one).
+        (
+            "GOOGLE_CLIENT_ID",
+            "123456789012-bench.apps.googleusercontent.com",
+        ),
+        ("GOOGLE_CLIENT_SECRET", "bench-google-client-secret"),
+        ("META_APP_ID", "100000000000001"),
     ] {
-        env.push((k.to_owned(), v));
+        stack.set(k, v);
     }
-    for (provider, url) in &queues {
-        env.push((
-            format!("KPI_QUEUE_URL_{}", provider.as_str().to_uppercase()),
-            url.clone(),
-        ));
-    }
+    let logs = kpi_bench::results_dir().join("coldstart-logs");
+    std::fs::create_dir_all(&logs).unwrap();
 
-    let (api, addr) = RuntimeApi::start().await;
     let mut results = Vec::new();
     for (name, event_file) in FUNCTIONS {
         let binary = bin_dir.join(name);
@@ -112,47 +78,35 @@ async fn main() {
         let mut outcome = String::new();
         // One start to warm the page cache, then the measured ones.
         for run in 0..=runs {
-            api.reset(&event);
-            let start = Instant::now();
-            let mut child = Command::new(&binary)
-                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .env("AWS_LAMBDA_RUNTIME_API", &addr)
-                .env("AWS_LAMBDA_FUNCTION_NAME", name)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
-            let deadline = start + Duration::from_secs(10);
-            loop {
-                if api.marks.lock().unwrap().answered.is_some() || Instant::now() > deadline {
+            let mut function =
+                Function::start(binary.clone(), &stack.env, logs.join(format!("{name}.log"))).await;
+            let done = match function
+                .invoke_within(&event, Duration::from_secs(10))
+                .await
+            {
+                Ok(done) => done,
+                Err(why) => {
+                    // Written down as such; the other functions are still measured.
+                    outcome = why;
                     break;
                 }
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-            let peak = peak_rss_kib(child.id());
-            let _ = child.kill();
-            let _ = child.wait();
-            let m = api.marks.lock().unwrap();
-            let (Some(first), Some(done)) = (m.first_poll, m.answered) else {
-                // Written down as such; the other functions are still measured.
-                outcome = "no answer within 10 s".into();
+            };
+            let peak = function.peak_rss_kib();
+            let (Some(first), started) = (function.api.first_poll(), function.started) else {
+                outcome = format!("failed before its first poll: {}", done.body);
                 break;
             };
+            drop(function);
             outcome = format!(
                 "{}: {}",
-                m.outcome.clone().unwrap_or_default(),
-                m.body
-                    .clone()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(160)
-                    .collect::<String>()
+                if done.ok { "response" } else { "error" },
+                done.body.chars().take(160).collect::<String>()
             );
             if run == 0 {
                 continue;
             }
-            poll.push((first - start).as_secs_f64() * 1000.0);
-            answer.push((done - start).as_secs_f64() * 1000.0);
+            poll.push((first - started).as_secs_f64() * 1000.0);
+            answer.push((done.at - started).as_secs_f64() * 1000.0);
             rss.push(peak.unwrap_or(0) as f64);
         }
         let row = json!({
