@@ -77,6 +77,14 @@ bench: deps
 	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p dev-server -p kpi-bench
 	$(CARGO_TARGET_DIR)/release/coldstart $(CARGO_TARGET_DIR)/release 7
 	$(CARGO_TARGET_DIR)/release/api_latency $(CARGO_TARGET_DIR)/release/dev-server 5
+	@# The workers log one metrics line per sync: kept out of the terminal.
+	@mkdir -p $(CARGO_TARGET_DIR)/bench
+	$(CARGO_TARGET_DIR)/release/sync 1000 32 > $(CARGO_TARGET_DIR)/bench/sync.log
+	@tail -n 3 $(CARGO_TARGET_DIR)/bench/sync.log
+	$(CARGO_TARGET_DIR)/release/fanout 10000 1000 > $(CARGO_TARGET_DIR)/bench/fanout.log
+	@tail -n 3 $(CARGO_TARGET_DIR)/bench/fanout.log
+	@command -v cargo-bloat >/dev/null 2>&1 || cargo install --locked cargo-bloat
+	cargo bloat --profile bloat -p api --crates -n 20 --message-format json > $(CARGO_TARGET_DIR)/bench/bloat.json
 	$(CARGO_TARGET_DIR)/release/report
 
 fmt:

@@ -2,6 +2,8 @@
 //! against its floor in the same run and writes a JSON file under
 //! `$CARGO_TARGET_DIR/bench/`; `report` turns them into docs/benchmarks.md.
 
+pub mod engine;
+
 use std::path::PathBuf;
 
 /// Where the measurements go: the build's target dir, out of the sources.

@@ -3,6 +3,7 @@
 //! both have to pass.
 
 pub mod app;
+pub mod aws_calls;
 pub mod browser;
 
 /// Metrics the engine and store cases write (GA4's, as its plug-in declares them).
@@ -15,6 +16,7 @@ pub mod moto;
 pub mod runtime;
 pub mod stack;
 pub mod tally;
+pub mod template;
 
 /// A reqwest client builder for tests, with the process's TLS provider (ring,
 /// as in production) installed first.

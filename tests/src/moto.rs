@@ -136,26 +136,43 @@ impl MotoServer {
     /// SDK configuration pointing every AWS client at this server, with dummy
     /// credentials. Same loader (HTTP client, TLS stack) as production.
     pub async fn sdk_config(&self) -> SdkConfig {
-        kpi_aws::sdk_config_loader()
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .load()
-            .await
+        sdk_config_at(&self.endpoint).await
+    }
+
+    /// Where it serves.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// Environment for a child process (dev server) that should use this server
     /// through the standard `AWS_ENDPOINT_URL` variable.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ]
+        env_at(&self.endpoint)
     }
+}
+
+/// SDK configuration pointing every AWS client at `endpoint` (moto, or a
+/// recorder in front of it), with dummy credentials. Same loader (HTTP
+/// client, TLS stack) as production.
+pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
+    kpi_aws::sdk_config_loader()
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .load()
+        .await
+}
+
+/// A child process's environment for AWS at `endpoint`.
+pub fn env_at(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+    ]
 }
 
 impl Drop for MotoServer {

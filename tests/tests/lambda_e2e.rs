@@ -7,7 +7,8 @@
 //! checked at Resend, sealed with KMS, stored in DynamoDB) → the scheduler's
 //! EventBridge tick sends the due job to SQS → the worker gets that batch as
 //! the SQS event source hands it, syncs, answers no failures → `api` serves
-//! the job and the KPIs.
+//! the job and the KPIs. Each function's AWS calls, recorded on the wire,
+//! are held against its role in `template.yaml`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +16,11 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kpi_core::Provider;
 use kpi_sandbox::{Sandbox, SandboxConfig};
+use kpi_tests::aws_calls::AwsCalls;
 use kpi_tests::moto::{MotoServer, temp_dir};
 use kpi_tests::runtime::{Function, HttpAnswer, build_functions, http_event, sqs_event};
 use kpi_tests::stack::Stack;
+use kpi_tests::template::{allows, granted};
 use serde_json::{Value, json};
 
 const ISSUER: &str = "https://auth.example.test/";
@@ -116,11 +119,20 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
     }
 
     let logs = temp_dir("kpi-lambda-e2e");
-    let start =
-        |name: &str| Function::start(bin.join(name), &stack.env, logs.join(format!("{name}.log")));
-    let mut api = start("api").await;
-    let mut scheduler = start("sync-scheduler").await;
-    let mut worker = start("sync-resend").await;
+    // Each function reaches AWS through its own recorder, so its calls can be
+    // held against its role.
+    let mut recorders = Vec::new();
+    let mut functions = Vec::new();
+    for name in ["api", "sync-scheduler", "sync-resend"] {
+        let recorder = AwsCalls::start(moto.endpoint()).await;
+        let mut env = stack.env.clone();
+        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+        env.push(("AWS_ENDPOINT_URL".into(), recorder.url.clone()));
+        functions
+            .push(Function::start(bin.join(name), &env, logs.join(format!("{name}.log"))).await);
+        recorders.push((name, recorder));
+    }
+    let [mut api, mut scheduler, mut worker] = <[Function; 3]>::try_from(functions).ok().unwrap();
     let bearer = token("acme");
 
     // Unauthenticated: the deployed API refuses before anything else.
@@ -284,5 +296,28 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
         assert!(!log.contains(&bearer), "{} logged the token", f.name);
     }
     drop((api, scheduler, worker));
+
+    // Every AWS call each function made is one its role in template.yaml allows.
+    let template = kpi_tests::template::template();
+    let roles = kpi_tests::template::functions(&template);
+    for (name, recorder) in &recorders {
+        let role = roles
+            .iter()
+            .find(|f| f.binary == *name)
+            .unwrap_or_else(|| panic!("{name}: no function in template.yaml"));
+        let granted = granted(role);
+        let calls = recorder.calls();
+        assert!(!calls.is_empty(), "{name} made no AWS call");
+        for call in calls {
+            for action in &call.iam_actions {
+                assert!(
+                    allows(&granted, action),
+                    "{name} called {} (needs {action}); {} allows {granted:?}",
+                    call.operation,
+                    role.logical
+                );
+            }
+        }
+    }
     kpi_tests::moto::remove_dir(&logs);
 }

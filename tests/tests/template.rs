@@ -7,123 +7,16 @@
 //! role allows the AWS calls its function's adapters make.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use axum::body::Body;
 use axum::http::{Method, Request};
 use kpi_app::AppState;
 use kpi_tests::app::TestApp;
+use kpi_tests::template::{
+    Function, allows, entries, functions, granted, list, root, template, text,
+};
 use tower::ServiceExt as _;
-use yaml_rust2::{Yaml, YamlLoader};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn template() -> Yaml {
-    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
-    YamlLoader::load_from_str(&text).unwrap().remove(0)
-}
-
-fn text(y: &Yaml) -> Option<String> {
-    match y {
-        Yaml::String(s) => Some(s.clone()),
-        Yaml::Integer(i) => Some(i.to_string()),
-        Yaml::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn list(y: &Yaml) -> Vec<Yaml> {
-    match y {
-        Yaml::Array(a) => a.clone(),
-        Yaml::BadValue => Vec::new(),
-        other => vec![other.clone()],
-    }
-}
-
-fn entries(y: &Yaml) -> Vec<(String, Yaml)> {
-    match y {
-        Yaml::Hash(h) => h
-            .iter()
-            .filter_map(|(k, v)| text(k).map(|k| (k, v.clone())))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// One `AWS::Serverless::Function` of the template.
-struct Function {
-    logical: String,
-    binary: String,
-    timeout: i64,
-    environment: BTreeMap<String, String>,
-    /// HTTP API routes: (method, path pattern).
-    routes: Vec<(String, String)>,
-    /// Queues it consumes (logical ids).
-    queues: Vec<String>,
-    policies: Yaml,
-}
-
-fn functions(t: &Yaml) -> Vec<Function> {
-    let globals = &t["Globals"]["Function"];
-    let default_timeout = globals["Timeout"].as_i64().unwrap_or(3);
-    let global_env: BTreeMap<String, String> = entries(&globals["Environment"]["Variables"])
-        .into_iter()
-        .map(|(k, v)| (k, text(&v).unwrap_or_default()))
-        .collect();
-    entries(&t["Resources"])
-        .into_iter()
-        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
-        .map(|(logical, r)| {
-            let p = &r["Properties"];
-            let mut environment = global_env.clone();
-            for (k, v) in entries(&p["Environment"]["Variables"]) {
-                environment.insert(k, text(&v).unwrap_or_default());
-            }
-            let mut routes = Vec::new();
-            let mut queues = Vec::new();
-            for (_, e) in entries(&p["Events"]) {
-                match e["Type"].as_str() {
-                    Some("HttpApi") => routes.push((
-                        e["Properties"]["Method"].as_str().unwrap().to_uppercase(),
-                        e["Properties"]["Path"].as_str().unwrap().to_owned(),
-                    )),
-                    Some("SQS") => {
-                        let arn = e["Properties"]["Queue"].as_str().unwrap();
-                        queues.push(arn.trim_end_matches(".Arn").to_owned());
-                        assert!(
-                            list(&e["Properties"]["FunctionResponseTypes"])
-                                .iter()
-                                .any(|t| t.as_str() == Some("ReportBatchItemFailures")),
-                            "{logical}: SQS events report batch item failures"
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            Function {
-                binary: r["Metadata"]["BuildProperties"]["Binary"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{logical}: no Metadata.BuildProperties.Binary"))
-                    .to_owned(),
-                timeout: p["Timeout"].as_i64().unwrap_or(default_timeout),
-                environment,
-                routes,
-                queues,
-                policies: p["Policies"].clone(),
-                logical,
-            }
-        })
-        .collect()
-}
-
-impl Function {
-    /// A provider's sync worker: it consumes a work queue (not a dead-letter one).
-    fn queues_work(&self) -> bool {
-        self.binary.starts_with("sync-") && !self.queues.is_empty() && self.binary != "sync-dlq"
-    }
-}
+use yaml_rust2::Yaml;
 
 #[test]
 fn every_function_package_has_its_resource_and_back() {
@@ -461,70 +354,6 @@ fn snake(pascal: &str) -> String {
         out.push(c.to_ascii_lowercase());
     }
     out
-}
-
-/// The actions SAM's policy templates grant (the ones the template uses).
-fn sam_policy(name: &str) -> Vec<&'static str> {
-    match name {
-        "DynamoDBCrudPolicy" => vec![
-            "dynamodb:GetItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:PutItem",
-            "dynamodb:Scan",
-            "dynamodb:Query",
-            "dynamodb:UpdateItem",
-            "dynamodb:BatchWriteItem",
-            "dynamodb:BatchGetItem",
-            "dynamodb:DescribeTable",
-            "dynamodb:ConditionCheckItem",
-        ],
-        "DynamoDBReadPolicy" => vec![
-            "dynamodb:GetItem",
-            "dynamodb:Scan",
-            "dynamodb:Query",
-            "dynamodb:BatchGetItem",
-            "dynamodb:DescribeTable",
-        ],
-        "SQSSendMessagePolicy" => vec!["sqs:SendMessage*", "sqs:ChangeMessageVisibility*"],
-        "SQSPollerPolicy" => vec![
-            "sqs:ChangeMessageVisibility",
-            "sqs:ChangeMessageVisibilityBatch",
-            "sqs:DeleteMessage",
-            "sqs:DeleteMessageBatch",
-            "sqs:GetQueueAttributes",
-            "sqs:ReceiveMessage",
-        ],
-        "AWSSecretsManagerGetSecretValuePolicy" => vec!["secretsmanager:GetSecretValue"],
-        "KMSDecryptPolicy" => vec!["kms:Decrypt"],
-        other => panic!("the template uses policy template {other}; add its actions here"),
-    }
-}
-
-fn granted(f: &Function) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for policy in list(&f.policies) {
-        for (name, body) in entries(&policy) {
-            if name == "Statement" {
-                for st in list(&body) {
-                    if st["Effect"].as_str() == Some("Allow") {
-                        for a in list(&st["Action"]) {
-                            out.insert(a.as_str().unwrap().to_owned());
-                        }
-                    }
-                }
-            } else {
-                out.extend(sam_policy(&name).into_iter().map(str::to_owned));
-            }
-        }
-    }
-    out
-}
-
-fn allows(granted: &BTreeSet<String>, action: &str) -> bool {
-    granted.iter().any(|g| match g.strip_suffix('*') {
-        Some(prefix) => action.starts_with(prefix),
-        None => g == action,
-    })
 }
 
 #[test]

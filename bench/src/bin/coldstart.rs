@@ -5,7 +5,8 @@
 //! (configuration, the Secrets Manager secret, AWS clients) against
 //! `moto_server`, each on its sample event from `events/`.
 //!
-//! `coldstart <dir of release binaries> [runs]` writes `coldstart.json`.
+//! `coldstart <dir of release binaries> [runs] [function,…]` writes
+//! `coldstart.json`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +37,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let bin_dir = PathBuf::from(args.get(1).expect("usage: coldstart <release dir> [runs]"));
     let runs: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(7);
+    // Optionally only these functions (comma-separated), the floor always.
+    let only: Option<Vec<String>> = args
+        .get(3)
+        .map(|o| o.split(',').map(str::to_owned).collect());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
 
     // What a deployed stack has: the table, the queues, the key, the secret.
@@ -72,6 +77,9 @@ async fn main() {
 
     let mut results = Vec::new();
     for (name, event_file) in FUNCTIONS {
+        if name != "hello" && only.as_ref().is_some_and(|o| !o.iter().any(|f| f == name)) {
+            continue;
+        }
         let binary = bin_dir.join(name);
         let event = std::fs::read_to_string(root.join("events").join(event_file)).unwrap();
         let (mut poll, mut answer, mut rss) = (Vec::new(), Vec::new(), Vec::new());

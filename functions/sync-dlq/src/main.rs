@@ -1,6 +1,6 @@
 //! Lambda: dead-lettered sync messages (all providers' DLQs).
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kpi_lambda::run_dlq().await
 }

@@ -1,6 +1,6 @@
 //! Lambda for the pages: `/settings/…`, `/admin/sync-jobs…` and `/assets/…`.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kpi_lambda::serve(kpi_ui::ui_function()).await
 }

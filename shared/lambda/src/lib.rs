@@ -7,6 +7,10 @@
 //! * [`run_scheduler`]: the EventBridge tick;
 //! * [`run_dlq`]: the dead-letter handler.
 //!
+//! Each function runs on a current-thread Tokio runtime: Lambda hands a
+//! function one event at a time, and the records of a batch wait on I/O
+//! together; worker threads would only add start-up time and memory.
+//!
 //! Start-up happens once per cold start: JSON logs, configuration from the
 //! environment merged with the Secrets Manager JSON (`KPI_SECRET_ID`), the
 //! provider registry, and the AWS adapters wired into an [`AppState`].

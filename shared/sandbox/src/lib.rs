@@ -110,6 +110,10 @@ pub struct Faults {
     /// The next this-many sends are accepted but their answer is lost (504).
     #[serde(default)]
     pub resend_lose_answers: Option<u32>,
+    /// Every provider endpoint answers this many milliseconds late, as a
+    /// provider across the internet does (the sync benchmark's 50 ms).
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -256,6 +260,10 @@ impl Sandbox {
                 "/resend/outbox/{id}/event",
                 post(resend_events::send_from_page),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                simulated_latency,
+            ))
             .route("/_control/resend/events", post(resend_events::send))
             .route("/_control/faults", post(set_faults_route))
             .route("/_control/meta/webhook", post(meta_webhook::send))
@@ -273,6 +281,19 @@ impl Sandbox {
         });
         Ok(format!("http://{addr}"))
     }
+}
+
+/// The round trip of a provider far away (`Faults::latency_ms`); the control
+/// routes are not delayed.
+async fn simulated_latency(
+    axum::extract::State(sandbox): axum::extract::State<Sandbox>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(ms) = sandbox.faults().latency_ms.filter(|ms| *ms > 0) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    next.run(request).await
 }
 
 async fn set_faults_route(

@@ -1,0 +1,119 @@
+//! The scheduler's fan-out with 10,000 due integrations on both backends:
+//! SQLite with the embedded queue, and DynamoDB with SQS (moto), every AWS
+//! call counted on the wire. Runs the scheduler until every due integration
+//! has its job queued (a run creates at most 5,000), and reports per backend
+//! the runs, queue batch calls (budget ≤ 1,000), store calls by operation and
+//! that none is a scan (DynamoDB: no `Scan` call; SQLite: the due query's plan
+//! is an index search).
+//!
+//! `fanout [due on SQLite] [due on DynamoDB]` writes `fanout.json`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kpi_bench::engine;
+use kpi_core::ports::{CredentialVault, Queue, Store};
+use kpi_local::{LocalQueue, LocalQueueSettings, SqliteStore};
+use kpi_sandbox::{Sandbox, SandboxConfig};
+use kpi_tests::aws_calls::AwsCalls;
+use kpi_tests::moto::{MotoServer, sdk_config_at};
+use serde_json::{Value, json};
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    // moto's TransactWriteItems deep-copies the whole table once per item
+    // before it applies a transaction, so a claim costs time in proportion to
+    // the table: 10,000 claims would take hours there. DynamoDB gets fewer due
+    // integrations; its calls per due integration are what is compared.
+    let n_dynamodb: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1_000);
+    // Tokens only; no provider is called.
+    let sandbox = Sandbox::new(SandboxConfig::default());
+    let vault: Arc<dyn CredentialVault> = Arc::new(kpi_tests::fixtures::local_vault());
+
+    // SQLite and the embedded queue.
+    let dir = kpi_tests::moto::temp_dir("kpi-bench-fanout");
+    let db = dir.join("kpi.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).unwrap());
+    let queue: Arc<dyn Queue> = Arc::new(LocalQueue::new(LocalQueueSettings::default()));
+    engine::meta_integrations(n, 16, &*store, &*vault, &sandbox).await;
+    let mut sqlite = fan_out(store, queue, n).await;
+    let plan = due_query_plan(&db);
+    sqlite["due_query_plan"] = json!(plan);
+    sqlite["scan"] = json!(plan.iter().any(|step| step.starts_with("SCAN")));
+    println!("sqlite: {sqlite}");
+    kpi_tests::moto::remove_dir(&dir);
+
+    // DynamoDB and SQS on moto, through the recorder.
+    let moto = MotoServer::start();
+    let table = kpi_tests::fixtures::dynamo_store_on(&moto).await;
+    let urls = kpi_tests::fixtures::create_sqs_queues(&moto.sdk_config().await).await;
+    let wire = AwsCalls::start(moto.endpoint()).await;
+    let sdk = sdk_config_at(&wire.url).await;
+    let store: Arc<dyn Store> = Arc::new(kpi_aws::DynamoStore::new(&sdk, table.table_name()));
+    let queue: Arc<dyn Queue> = Arc::new(kpi_aws::SqsQueue::new(&sdk, urls));
+    engine::meta_integrations(n_dynamodb, 16, &*store, &*vault, &sandbox).await;
+    wire.reset();
+    let mut dynamodb = fan_out(store, queue, n_dynamodb).await;
+    let calls = wire.counts();
+    dynamodb["sqs_send_message_batch_calls"] =
+        json!(calls.get("sqs:SendMessageBatch").copied().unwrap_or(0));
+    dynamodb["scan"] = json!(calls.get("dynamodb:Scan").copied().unwrap_or(0) > 0);
+    dynamodb["aws_calls"] = json!(calls);
+    println!("dynamodb: {dynamodb}");
+
+    let out = kpi_bench::results_dir().join("fanout.json");
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&json!({ "sqlite": sqlite, "dynamodb": dynamodb })).unwrap(),
+    )
+    .unwrap();
+    println!("written: {}", out.display());
+}
+
+/// Scheduler runs until `n` jobs are queued.
+async fn fan_out(store: Arc<dyn Store>, queue: Arc<dyn Queue>, n: usize) -> Value {
+    let scheduler = engine::scheduler(store, queue);
+    let started = Instant::now();
+    let (mut runs, mut jobs, mut batch_calls, mut due_seen) = (Vec::new(), 0, 0, 0);
+    while jobs < n && runs.len() < 10 {
+        let run_started = Instant::now();
+        let report = scheduler.run_once().await.unwrap();
+        jobs += report.jobs_created;
+        batch_calls += report.batch_calls;
+        due_seen += report.due_seen;
+        runs.push(json!({
+            "jobs_created": report.jobs_created,
+            "messages_sent": report.messages_sent,
+            "batch_calls": report.batch_calls,
+            "capped": report.capped,
+            "ms": run_started.elapsed().as_secs_f64() * 1000.0,
+        }));
+    }
+    json!({
+        "due": n,
+        "jobs_created": jobs,
+        "due_seen": due_seen,
+        "batch_calls": batch_calls,
+        "runs": runs,
+        "seconds": started.elapsed().as_secs_f64(),
+    })
+}
+
+/// SQLite's plan for the scheduler's due query, one line per step.
+fn due_query_plan(db: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            kpi_local::DUE_INTEGRATIONS_QUERY
+        ))
+        .unwrap();
+    stmt.query_map(rusqlite::params!["9999", "", "", 100], |r| {
+        r.get::<_, String>(3)
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}

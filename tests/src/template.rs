@@ -1,0 +1,190 @@
+//! `template.yaml` as the tests read it: its functions (binary, timeout,
+//! variables, routes, queues, policies) and what each role allows, with SAM's
+//! policy templates expanded. CloudFormation's tags (`!Ref`, `!Sub`, …) are
+//! dropped by the YAML reader; their values are kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `template.yaml`, parsed.
+pub fn template() -> Yaml {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    YamlLoader::load_from_str(&text).unwrap().remove(0)
+}
+
+/// A scalar as text.
+pub fn text(y: &Yaml) -> Option<String> {
+    match y {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A sequence (a scalar as a one-item list, nothing as none).
+pub fn list(y: &Yaml) -> Vec<Yaml> {
+    match y {
+        Yaml::Array(a) => a.clone(),
+        Yaml::BadValue => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+/// A mapping's entries with text keys.
+pub fn entries(y: &Yaml) -> Vec<(String, Yaml)> {
+    match y {
+        Yaml::Hash(h) => h
+            .iter()
+            .filter_map(|(k, v)| text(k).map(|k| (k, v.clone())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// One `AWS::Serverless::Function` of the template.
+pub struct Function {
+    pub logical: String,
+    pub binary: String,
+    pub timeout: i64,
+    pub environment: BTreeMap<String, String>,
+    /// HTTP API routes: (method, path pattern).
+    pub routes: Vec<(String, String)>,
+    /// Queues it consumes (logical ids).
+    pub queues: Vec<String>,
+    pub policies: Yaml,
+}
+
+/// Every function of the template, with the globals applied.
+pub fn functions(t: &Yaml) -> Vec<Function> {
+    let globals = &t["Globals"]["Function"];
+    let default_timeout = globals["Timeout"].as_i64().unwrap_or(3);
+    let global_env: BTreeMap<String, String> = entries(&globals["Environment"]["Variables"])
+        .into_iter()
+        .map(|(k, v)| (k, text(&v).unwrap_or_default()))
+        .collect();
+    entries(&t["Resources"])
+        .into_iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(logical, r)| {
+            let p = &r["Properties"];
+            let mut environment = global_env.clone();
+            for (k, v) in entries(&p["Environment"]["Variables"]) {
+                environment.insert(k, text(&v).unwrap_or_default());
+            }
+            let mut routes = Vec::new();
+            let mut queues = Vec::new();
+            for (_, e) in entries(&p["Events"]) {
+                match e["Type"].as_str() {
+                    Some("HttpApi") => routes.push((
+                        e["Properties"]["Method"].as_str().unwrap().to_uppercase(),
+                        e["Properties"]["Path"].as_str().unwrap().to_owned(),
+                    )),
+                    Some("SQS") => {
+                        let arn = e["Properties"]["Queue"].as_str().unwrap();
+                        queues.push(arn.trim_end_matches(".Arn").to_owned());
+                        assert!(
+                            list(&e["Properties"]["FunctionResponseTypes"])
+                                .iter()
+                                .any(|t| t.as_str() == Some("ReportBatchItemFailures")),
+                            "{logical}: SQS events report batch item failures"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Function {
+                binary: r["Metadata"]["BuildProperties"]["Binary"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{logical}: no Metadata.BuildProperties.Binary"))
+                    .to_owned(),
+                timeout: p["Timeout"].as_i64().unwrap_or(default_timeout),
+                environment,
+                routes,
+                queues,
+                policies: p["Policies"].clone(),
+                logical,
+            }
+        })
+        .collect()
+}
+
+impl Function {
+    /// A provider's sync worker: it consumes a work queue (not a dead-letter one).
+    pub fn queues_work(&self) -> bool {
+        self.binary.starts_with("sync-") && !self.queues.is_empty() && self.binary != "sync-dlq"
+    }
+}
+
+/// The actions SAM's policy templates grant (the ones the template uses).
+pub fn sam_policy(name: &str) -> Vec<&'static str> {
+    match name {
+        "DynamoDBCrudPolicy" => vec![
+            "dynamodb:GetItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:PutItem",
+            "dynamodb:Scan",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:DescribeTable",
+            "dynamodb:ConditionCheckItem",
+        ],
+        "DynamoDBReadPolicy" => vec![
+            "dynamodb:GetItem",
+            "dynamodb:Scan",
+            "dynamodb:Query",
+            "dynamodb:BatchGetItem",
+            "dynamodb:DescribeTable",
+        ],
+        "SQSSendMessagePolicy" => vec!["sqs:SendMessage*", "sqs:ChangeMessageVisibility*"],
+        "SQSPollerPolicy" => vec![
+            "sqs:ChangeMessageVisibility",
+            "sqs:ChangeMessageVisibilityBatch",
+            "sqs:DeleteMessage",
+            "sqs:DeleteMessageBatch",
+            "sqs:GetQueueAttributes",
+            "sqs:ReceiveMessage",
+        ],
+        "AWSSecretsManagerGetSecretValuePolicy" => vec!["secretsmanager:GetSecretValue"],
+        "KMSDecryptPolicy" => vec!["kms:Decrypt"],
+        other => panic!("the template uses policy template {other}; add its actions here"),
+    }
+}
+
+/// Every action `f`'s role allows (wildcards as written).
+pub fn granted(f: &Function) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for policy in list(&f.policies) {
+        for (name, body) in entries(&policy) {
+            if name == "Statement" {
+                for st in list(&body) {
+                    if st["Effect"].as_str() == Some("Allow") {
+                        for a in list(&st["Action"]) {
+                            out.insert(a.as_str().unwrap().to_owned());
+                        }
+                    }
+                }
+            } else {
+                out.extend(sam_policy(&name).into_iter().map(str::to_owned));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `granted` covers `action` (`sqs:SendMessage*` covers `sqs:SendMessageBatch`).
+pub fn allows(granted: &BTreeSet<String>, action: &str) -> bool {
+    granted.iter().any(|g| match g.strip_suffix('*') {
+        Some(prefix) => action.starts_with(prefix),
+        None => g == action,
+    })
+}
