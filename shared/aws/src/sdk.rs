@@ -1,6 +1,5 @@
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
-use base64::Engine as _;
 
 /// Shared SDK configuration for every AWS client of a process, built once per
 /// cold start. The HTTP client is hyper 1 + rustls with ring: the same TLS stack
@@ -24,29 +23,23 @@ pub fn sdk_config_loader() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest()).http_client(http)
 }
 
-/// The Mozilla root certificates compiled in (as the providers' client has
-/// them), instead of the system store: reading and parsing the system's
-/// certificate files took most of a function's cold start (about 10 ms of
-/// 15). The SDK takes custom roots as PEM only, so each is framed as PEM here.
-fn compiled_in_roots() -> TrustStore {
-    let mut store = TrustStore::empty().with_native_roots(false);
-    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        store.add_pem_certificate(pem(cert.as_ref()));
-    }
-    store
-}
+/// The roots AWS endpoints chain to, compiled in (see build.rs).
+const AWS_ROOTS_PEM: &str = include_str!(concat!(env!("OUT_DIR"), "/aws-roots.pem"));
 
-/// One DER certificate as PEM.
-fn pem(der: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::with_capacity(body.len() + body.len() / 64 + 60);
-    pem.push_str("-----BEGIN CERTIFICATE-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        pem.push('\n');
+/// Set to `system` to trust the system's certificate store instead (AWS in
+/// China, or a proxy that re-signs TLS).
+pub const TRUST_VARIABLE: &str = "KPI_AWS_TLS_ROOTS";
+
+/// The SDK client's trust roots: Amazon's, compiled in. The system store is
+/// read and parsed file by file at every cold start, which took most of a
+/// function's start-up (about 10 ms of 15).
+fn compiled_in_roots() -> TrustStore {
+    if std::env::var(TRUST_VARIABLE).as_deref() == Ok("system") {
+        return TrustStore::default();
     }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
+    TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(AWS_ROOTS_PEM)
 }
 
 #[cfg(test)]
@@ -54,22 +47,38 @@ mod tests {
     use base64::Engine as _;
 
     #[test]
-    fn every_compiled_in_root_survives_its_pem_framing() {
-        let engine = base64::engine::general_purpose::STANDARD;
-        for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-            let pem = super::pem(cert.as_ref());
-            let body: String = pem
-                .lines()
-                .filter(|l| !l.starts_with("-----"))
-                .inspect(|l| assert!(l.len() <= 64))
-                .collect();
-            assert_eq!(engine.decode(body).unwrap(), cert.as_ref());
+    fn amazons_roots_are_compiled_in_whole() {
+        let certs: Vec<Vec<u8>> = super::AWS_ROOTS_PEM
+            .split("-----END CERTIFICATE-----")
+            .filter(|c| c.contains("BEGIN"))
+            .map(|c| {
+                let body: String = c.lines().filter(|l| !l.starts_with("-----")).collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .unwrap()
+            })
+            .collect();
+        for name in [
+            "Amazon Root CA 1",
+            "Amazon Root CA 2",
+            "Amazon Root CA 3",
+            "Amazon Root CA 4",
+            "Starfield Services Root Certificate Authority - G2",
+        ] {
+            assert!(
+                certs
+                    .iter()
+                    .any(|c| c.windows(name.len()).any(|w| w == name.as_bytes())),
+                "{name} is missing"
+            );
         }
-        // AWS endpoints chain to Amazon's roots: they are among them.
-        assert!(
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                .iter()
-                .any(|c| c.windows(16).any(|w| w == b"Amazon Root CA 1"))
-        );
+        // Each is one of the Mozilla set, byte for byte.
+        for c in &certs {
+            assert!(
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                    .iter()
+                    .any(|m| m.as_ref() == c.as_slice())
+            );
+        }
     }
 }

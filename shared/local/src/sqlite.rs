@@ -7,6 +7,7 @@
 //! thread: SQLite serialises writers anyway, and one process owns the file.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -144,8 +145,17 @@ CREATE TABLE IF NOT EXISTS provider_links (
 
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// The one writer (SQLite takes one writer at a time anyway).
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections for the API's hot reads: under WAL they read
+    /// beside the writer and each other, so concurrent KPI queries do not
+    /// queue on one connection. None for an in-memory database.
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<AtomicUsize>,
 }
+
+/// Read connections of a file database.
+const READERS: usize = 4;
 
 fn db_error(e: rusqlite::Error) -> Error {
     match e {
@@ -224,7 +234,23 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(|e| {
             Error::config(format!("cannot open the database {}", path.display())).with_source(e)
         })?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(db_error)?;
+                reader
+                    .pragma_update(None, "busy_timeout", 5000)
+                    .map_err(db_error)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        store.readers = Arc::new(readers);
+        Ok(store)
     }
 
     /// A private in-memory database, for tests.
@@ -243,7 +269,32 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(db_error)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Vec::new()),
+            next_reader: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Runs the read `f` on a read connection (a free one, else the next in
+    /// turn), or on the writer when there are none.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        if self.readers.is_empty() {
+            return self.with(f).await;
+        }
+        let readers = self.readers.clone();
+        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let n = readers.len();
+            let mut guard = (0..n)
+                .find_map(|k| readers[(turn + k) % n].try_lock().ok())
+                .unwrap_or_else(|| readers[turn % n].lock().unwrap_or_else(|e| e.into_inner()));
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::internal("database task failed").with_source(e))?
     }
 
     /// Runs `f` with the connection on a blocking thread.
@@ -391,7 +442,7 @@ impl IntegrationStore for SqliteStore {
         id: IntegrationId,
     ) -> Result<Integration> {
         let ws = scope.workspace().to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             one_body(
                 c,
                 "SELECT body FROM integrations WHERE id = ?1 AND workspace = ?2",
@@ -410,7 +461,7 @@ impl IntegrationStore for SqliteStore {
         let ws = scope.workspace().to_string();
         let after = page.cursor.as_ref().map(Cursor::decode).transpose()?;
         let limit = page.limit;
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare(
                     "SELECT body FROM integrations WHERE workspace = ?1 AND id > ?2
@@ -569,7 +620,7 @@ impl JobStore for SqliteStore {
 
     async fn get_job(&self, scope: &WorkspaceScope, id: JobId) -> Result<SyncJob> {
         let ws = scope.workspace().to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             one_body(
                 c,
                 "SELECT body FROM sync_jobs WHERE id = ?1 AND workspace = ?2",
@@ -631,7 +682,7 @@ impl JobStore for SqliteStore {
         let ws = scope.workspace().to_string();
         let before = page.cursor.as_ref().map(Cursor::decode).transpose()?;
         let limit = page.limit;
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare(
                     "SELECT body FROM sync_jobs
@@ -759,7 +810,7 @@ impl KpiStore for SqliteStore {
     async fn query_kpis(&self, scope: &WorkspaceScope, query: &KpiQuery) -> Result<Vec<KpiPoint>> {
         let ws = scope.workspace().to_string();
         let q = query.clone();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare(
                     "SELECT body FROM kpi_points
