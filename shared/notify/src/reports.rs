@@ -57,6 +57,20 @@ pub struct ReportSettings {
 }
 
 impl ReportSettings {
+    /// What a workspace has before it sets a schedule: no reports (weekly,
+    /// once switched on).
+    pub fn off() -> Self {
+        Self {
+            enabled: false,
+            frequency: Frequency::Weekly,
+            weekday: None,
+            hour: None,
+            time_zone: None,
+            recipients: Vec::new(),
+            metrics: Vec::new(),
+        }
+    }
+
     pub fn tz(&self) -> Result<Tz> {
         self.time_zone
             .as_deref()

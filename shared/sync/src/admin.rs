@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use kpi_core::page::PageRequest;
-use kpi_core::ports::queue::OutgoingMessage;
+use kpi_core::ports::queue::{OutgoingMessage, QueueStats};
 use kpi_core::ports::store::JobFilter;
 use kpi_core::ports::{Clock, Queue, QueueName, Store};
 use kpi_core::{
@@ -17,6 +17,34 @@ use kpi_core::{
 };
 
 use crate::worker::mark_integration;
+
+/// One provider's work queue and dead-letter queue, as operators see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub provider: Provider,
+    pub work: QueueStats,
+    pub dead: QueueStats,
+}
+
+/// The depths of every queue this deployment has among `providers` (a
+/// provider without a worker has none).
+pub async fn queue_depths(
+    queue: &dyn Queue,
+    providers: impl IntoIterator<Item = Provider>,
+) -> Result<Vec<QueueDepth>> {
+    let mut out = Vec::new();
+    for provider in providers {
+        if !queue.serves(QueueName::Work(provider)) {
+            continue;
+        }
+        out.push(QueueDepth {
+            provider,
+            work: queue.stats(QueueName::Work(provider)).await?,
+            dead: queue.stats(QueueName::DeadLetter(provider)).await?,
+        });
+    }
+    Ok(out)
+}
 
 /// Queues a failed or dead job again, and gives its integration another chance
 /// when it only went to `error` because of that job.

@@ -9,7 +9,6 @@ use axum::response::Response;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use kpi_app::AppState;
 use kpi_core::page::{Cursor, PageRequest};
-use kpi_core::ports::QueueName;
 use kpi_core::ports::store::JobFilter;
 use kpi_core::scope::AdminScope;
 use kpi_core::{JobId, JobStatus, Provider, SyncJob, WorkspaceId};
@@ -265,22 +264,18 @@ fn next_link(
 }
 
 async fn queue_rows(state: &AppState) -> Result<Vec<QueueRow>, PageError> {
+    let depths = kpi_sync::admin::queue_depths(&*state.queue, state.registry.providers()).await?;
     let mut out = Vec::new();
-    for entry in state.registry.entries() {
-        let provider = entry.descriptor.id;
-        if !state.queue.serves(QueueName::Work(provider)) {
-            continue;
-        }
-        let work = state.queue.stats(QueueName::Work(provider)).await?;
-        let dead = state.queue.stats(QueueName::DeadLetter(provider)).await?;
+    for d in depths {
+        let provider = d.provider;
         out.push(QueueRow {
             provider: provider.to_string(),
-            provider_name: entry.descriptor.display_name,
-            visible: work.visible,
-            in_flight: work.in_flight,
-            delayed: work.delayed,
-            dlq_visible: dead.visible,
-            dlq_in_flight: dead.in_flight,
+            provider_name: state.registry.descriptor(provider)?.display_name,
+            visible: d.work.visible,
+            in_flight: d.work.in_flight,
+            delayed: d.work.delayed,
+            dlq_visible: d.dead.visible,
+            dlq_in_flight: d.dead.in_flight,
             dead_jobs: format!("/admin/sync-jobs?status=dead&provider={provider}&since=all"),
         });
     }

@@ -317,15 +317,7 @@ pub async fn reports_page(
     let now = state.clock.now();
     let settings = ReportSettings::load(&*state.store, &scope)
         .await?
-        .unwrap_or(ReportSettings {
-            enabled: false,
-            frequency: Frequency::Weekly,
-            weekday: None,
-            hour: None,
-            time_zone: None,
-            recipients: Vec::new(),
-            metrics: Vec::new(),
-        });
+        .unwrap_or_else(ReportSettings::off);
     let next_run = if settings.enabled {
         settings.next_run(now).ok().flatten()
     } else {

@@ -123,23 +123,20 @@ pub async fn queues(
     Auth(p): Auth,
 ) -> Result<Json<Vec<QueueView>>, ApiError> {
     p.admin_scope()?;
-    let mut out = Vec::new();
-    for provider in state.registry.providers() {
-        if !state.queue.serves(QueueName::Work(provider)) {
-            continue; // no worker, no queue in this deployment
-        }
-        let work = state.queue.stats(QueueName::Work(provider)).await?;
-        let dead = state.queue.stats(QueueName::DeadLetter(provider)).await?;
-        out.push(QueueView {
-            provider,
-            visible: work.visible,
-            in_flight: work.in_flight,
-            delayed: work.delayed,
-            dlq_visible: dead.visible,
-            dlq_in_flight: dead.in_flight,
-        });
-    }
-    Ok(Json(out))
+    let depths = kpi_sync::admin::queue_depths(&*state.queue, state.registry.providers()).await?;
+    Ok(Json(
+        depths
+            .into_iter()
+            .map(|d| QueueView {
+                provider: d.provider,
+                visible: d.work.visible,
+                in_flight: d.work.in_flight,
+                delayed: d.work.delayed,
+                dlq_visible: d.dead.visible,
+                dlq_in_flight: d.dead.in_flight,
+            })
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/admin/sync-jobs/{job}/retry", operation_id = "retrySyncJob", tag = "admin",

@@ -71,15 +71,7 @@ pub async fn get(
     let scope = workspace_scope(&p, &ws)?;
     let settings = ReportSettings::load(&*state.store, &scope)
         .await?
-        .unwrap_or(ReportSettings {
-            enabled: false,
-            frequency: kpi_notify::schedule::Frequency::Weekly,
-            weekday: None,
-            hour: None,
-            time_zone: None,
-            recipients: Vec::new(),
-            metrics: Vec::new(),
-        });
+        .unwrap_or_else(ReportSettings::off);
     let next = settings.next_run(state.clock.now())?;
     Ok(Json(view(settings, next)))
 }
