@@ -324,3 +324,51 @@ async fn sync_windows_stay_within_the_providers_history_and_workspaces_are_rate_
         assert!((1..=3600).contains(&wait), "{wait}");
     }
 }
+
+#[tokio::test]
+async fn a_page_under_another_name_cannot_reach_the_dev_server() {
+    // DNS rebinding: a site's name made to resolve to 127.0.0.1 sends its own
+    // name as Host. Such a request gets no dev login and no data.
+    let app = TestApp::spawn().await;
+    let port = app.base.rsplit(':').next().unwrap().to_owned();
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".into(),
+        "bad host".into(),
+    ] {
+        let resp = app
+            .browser()
+            .get(app.url("/dev/login?workspace=demo&operator=true"))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 421, "{host}");
+        assert!(resp.headers().get("set-cookie").is_none(), "{host}");
+        assert!(resp.text().await.unwrap().contains("KPI_PUBLIC_URL"));
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("LOCALHOST:{port}"),
+    ] {
+        let resp = app
+            .browser()
+            .get(app.url("/dev/login?workspace=demo"))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303, "{host}");
+    }
+    // The public URL's name is this server's too.
+    let named = TestApp::spawn_with(&[("KPI_PUBLIC_URL", "http://kpi.dev.test:3000")]).await;
+    let resp = named
+        .browser()
+        .get(named.url("/healthz"))
+        .header("host", "kpi.dev.test:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

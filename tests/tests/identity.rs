@@ -289,3 +289,85 @@ async fn an_issuer_outage_is_ridden_out_on_known_keys_with_few_fetches() {
         issuer.fetches.load(Ordering::SeqCst)
     );
 }
+
+#[tokio::test]
+async fn claim_names_are_configurable_and_lists_may_be_strings() {
+    let issuer = jwks_server().await;
+    let (rsa, rsa_jwk) = rsa_key();
+    *issuer.jwks.lock().unwrap() = vec![rsa_jwk];
+    // Cognito: custom attributes are strings; Auth0: namespaced claims.
+    let auth = Authenticator::new(
+        None,
+        Some(
+            JwksSettings::new(issuer.url.parse().unwrap(), ISSUER.into(), AUDIENCE.into())
+                .with_claims(kpi_app::auth::ClaimNames {
+                    workspaces: "custom:workspaces".into(),
+                    admin: "https://kpi.example.com/operator".into(),
+                }),
+        ),
+        kpi_tests::client(),
+    )
+    .with_min_refresh(Duration::ZERO);
+    let exp = chrono::Utc::now().timestamp() + 300;
+    for (workspaces, admin, want_ws, want_admin) in [
+        (
+            json!("acme, beta"),
+            json!("true"),
+            vec!["acme", "beta"],
+            true,
+        ),
+        (json!("acme beta"), json!(true), vec!["acme", "beta"], true),
+        (json!(["acme"]), json!(false), vec!["acme"], false),
+        (json!("acme,,bad!"), json!("false"), vec!["acme"], false),
+    ] {
+        let token = sign(
+            Algorithm::RS256,
+            "rsa-1",
+            &rsa,
+            &json!({"sub": "u1", "iss": ISSUER, "aud": AUDIENCE, "exp": exp,
+                "custom:workspaces": workspaces,
+                "https://kpi.example.com/operator": admin,
+                // The default names mean nothing here.
+                "workspaces": ["other"], "platform_admin": true}),
+        );
+        let p = auth.verify(&token).await.unwrap();
+        let got: Vec<&str> = p.workspaces.iter().map(|w| w.as_str()).collect();
+        assert_eq!(got, want_ws, "{workspaces}");
+        assert_eq!(p.platform_admin, want_admin, "{admin}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_without_aud_passes_on_its_client_id_only() {
+    let issuer = jwks_server().await;
+    let (rsa, rsa_jwk) = rsa_key();
+    *issuer.jwks.lock().unwrap() = vec![rsa_jwk];
+    let auth = authenticator(&issuer);
+    let exp = chrono::Utc::now().timestamp() + 300;
+    // A Cognito access token: `client_id`, `token_use`, no `aud`.
+    let access = json!({"sub": "u1", "iss": ISSUER, "client_id": AUDIENCE, "token_use": "access",
+        "exp": exp, "workspaces": "acme"});
+    let p = auth
+        .verify(&sign(Algorithm::RS256, "rsa-1", &rsa, &access))
+        .await
+        .unwrap();
+    assert_eq!(p.workspaces[0].as_str(), "acme");
+    for claims in [
+        // Another app's client.
+        json!({"sub": "u1", "iss": ISSUER, "client_id": "another-app", "exp": exp}),
+        // Neither.
+        json!({"sub": "u1", "iss": ISSUER, "exp": exp}),
+        // An `aud` that is not ours is not rescued by a matching client_id.
+        json!({"sub": "u1", "iss": ISSUER, "aud": "another-app", "client_id": AUDIENCE, "exp": exp}),
+        // Still no issuer check skipped.
+        json!({"sub": "u1", "iss": "https://evil.example/", "client_id": AUDIENCE, "exp": exp}),
+        // Nor expiry.
+        json!({"sub": "u1", "iss": ISSUER, "client_id": AUDIENCE, "exp": exp - 3600}),
+    ] {
+        let e = auth
+            .verify(&sign(Algorithm::RS256, "rsa-1", &rsa, &claims))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "unauthenticated", "{claims}");
+    }
+}

@@ -1,8 +1,10 @@
 //! Application secrets: one Secrets Manager JSON secret (through moto), cached.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use kpi_aws::SecretsManagerSecrets;
+use kpi_core::Provider;
 use kpi_core::ports::AppSecrets;
 use kpi_tests::moto::{MotoServer, unique_name};
 use secrecy::ExposeSecret;
@@ -72,4 +74,114 @@ async fn a_malformed_or_missing_secret_is_a_configuration_error() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "configuration", "{}", err.log_chain());
+}
+
+/// A function's environment on `stack`, with identity configured as a
+/// deployment sets it.
+fn function_env(stack: &kpi_tests::stack::Stack) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = stack.env.iter().cloned().collect();
+    for (k, v) in [
+        (
+            "KPI_AUTH_JWKS_URL",
+            "https://auth.example.com/.well-known/jwks.json",
+        ),
+        ("KPI_AUTH_ISSUER", "https://auth.example.com/"),
+        ("KPI_AUTH_AUDIENCE", "kpi"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    env
+}
+
+#[tokio::test]
+async fn a_function_follows_the_secret_without_a_restart() {
+    let moto = MotoServer::start();
+    // The template creates the secret as `{}`: every function starts, and a
+    // provider without its credentials is only "not available".
+    let stack = kpi_tests::stack::Stack::create(&moto, &serde_json::json!({})).await;
+    let env = function_env(&stack);
+    let secret_id = env[kpi_lambda::SECRET_ID_VARIABLE].clone();
+    let client = aws_sdk_secretsmanager::Client::new(&stack.sdk);
+    let ttl = Duration::from_millis(500);
+    let live = kpi_lambda::Live::from_env(&stack.sdk, env, ttl)
+        .await
+        .expect("starts with an empty secret");
+    let (state, generation) = live.state_and_generation().await;
+    let missing = state.registry.adapter(Provider::GA4).err().unwrap();
+    assert!(missing.is_config(), "{}", missing.log_chain());
+    assert!(missing.message().contains("GOOGLE_CLIENT_ID"));
+    assert!(state.registry.adapter(Provider::RESEND).is_ok());
+
+    // The operator configures Google later: the warm function sees it within
+    // the TTL, not before, with no restart.
+    put_secret(
+        &client,
+        &secret_id,
+        r#"{"GOOGLE_CLIENT_ID":"1234-abc.apps.googleusercontent.com","GOOGLE_CLIENT_SECRET":"gcs-live"}"#,
+    )
+    .await;
+    let (state, same) = live.state_and_generation().await;
+    assert_eq!(same, generation, "the cached copy is used within the TTL");
+    assert!(state.registry.adapter(Provider::GA4).is_err());
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let (state, newer) = live.state_and_generation().await;
+    assert!(newer > generation, "configured again");
+    state
+        .registry
+        .adapter(Provider::GA4)
+        .expect("Google is available once the secret has its app");
+
+    // Values a function refuses (a development setting) leave the working
+    // configuration in place.
+    put_secret(
+        &client,
+        &secret_id,
+        r#"{"GOOGLE_CLIENT_ID":"1234-abc.apps.googleusercontent.com","GOOGLE_CLIENT_SECRET":"gcs-live","KPI_AUTH_DEV_SECRET":"dev"}"#,
+    )
+    .await;
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let (state, kept) = live.state_and_generation().await;
+    assert_eq!(kept, newer);
+    assert!(!state.auth.has_dev_secret(), "no dev tokens in a function");
+    assert!(state.registry.adapter(Provider::GA4).is_ok());
+
+    // Secrets Manager failing: the last copy stays in use.
+    client
+        .delete_secret()
+        .secret_id(&secret_id)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let state = live.state().await;
+    assert!(state.registry.adapter(Provider::GA4).is_ok());
+}
+
+#[tokio::test]
+async fn a_function_refuses_development_settings_at_start() {
+    let moto = MotoServer::start();
+    let stack = kpi_tests::stack::Stack::create(&moto, &serde_json::json!({})).await;
+    for (name, value) in [
+        ("KPI_ENV", "development"),
+        ("KPI_AUTH_DEV_SECRET", "dev-secret"),
+        (
+            "KPI_AUTH_JWKS_URL",
+            "http://auth.example.com/.well-known/jwks.json",
+        ),
+    ] {
+        let mut env = function_env(&stack);
+        env.insert(name.into(), value.into());
+        let err = kpi_lambda::Live::from_env(&stack.sdk, env, Duration::from_secs(60))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name}={value} was accepted"));
+        assert!(err.is_config(), "{name}: {}", err.log_chain());
+        assert!(
+            err.log_chain().contains(name),
+            "{name}: {}",
+            err.log_chain()
+        );
+        assert!(!err.log_chain().contains("dev-secret"));
+    }
 }

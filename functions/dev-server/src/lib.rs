@@ -113,7 +113,8 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
     })
 }
 
-/// Every router of the system, the dev sign-in and the sandbox, in one app.
+/// Every router of the system, the dev sign-in and the sandbox, in one app,
+/// behind the `Host` check.
 pub fn router(server: &DevServer) -> axum::Router {
     use kpi_app::http;
     let mut app = http::with_defaults(
@@ -125,7 +126,60 @@ pub fn router(server: &DevServer) -> axum::Router {
     if let Some(sandbox) = &server.sandbox {
         app = app.nest("/sandbox", sandbox.router());
     }
-    app
+    let public_host = server
+        .state
+        .config
+        .public_url
+        .host_str()
+        .map(str::to_ascii_lowercase);
+    app.layer(axum::middleware::from_fn(move |request, next| {
+        let allowed = host_allowed(&request, public_host.as_deref());
+        refuse_foreign_host(allowed, request, next)
+    }))
+}
+
+/// Whether a request's `Host` names this server: an IP address, `localhost`,
+/// or `KPI_PUBLIC_URL`'s host. A page on another site whose name was made to
+/// resolve to this machine (DNS rebinding) sends its own name, and must not
+/// reach `/dev/login` or a workspace's real provider tokens. A request
+/// without `Host` comes from no browser.
+pub fn host_allowed(request: &axum::extract::Request, public_host: Option<&str>) -> bool {
+    let Some(value) = request.headers().get(axum::http::header::HOST) else {
+        return true;
+    };
+    let Some(host) = value
+        .to_str()
+        .ok()
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+    else {
+        return false;
+    };
+    let name = host.host().to_ascii_lowercase();
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || public_host.is_some_and(|p| p.trim_start_matches('[').trim_end_matches(']') == bare)
+}
+
+async fn refuse_foreign_host(
+    allowed: bool,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if allowed {
+        return next.run(request).await;
+    }
+    (
+        axum::http::StatusCode::MISDIRECTED_REQUEST,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        "This dev server answers only to its own address (an IP address, localhost, \
+         or the host of KPI_PUBLIC_URL).\n",
+    )
+        .into_response()
 }
 
 /// Reads `.env` (if present) and the environment into a configuration.

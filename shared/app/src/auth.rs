@@ -9,6 +9,13 @@
 //! accept HS256 tokens signed with `KPI_AUTH_DEV_SECRET` (issuer
 //! [`DEV_ISSUER`], audience [`DEV_AUDIENCE`]); production refuses that setting
 //! at start-up.
+//!
+//! Identity providers name custom claims their own way (Auth0 wants them
+//! namespaced, Cognito's custom attributes are `custom:…` strings), so the
+//! workspaces and operator claims of production tokens are read under the
+//! names [`ClaimNames`] holds (`KPI_AUTH_WORKSPACES_CLAIM`,
+//! `KPI_AUTH_ADMIN_CLAIM`). A token without `aud` passes when its
+//! `client_id` is the audience: Cognito's access tokens carry only that.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -17,7 +24,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use kpi_core::{Error, Principal, Result, WorkspaceId};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::RwLock;
 use url::Url;
 
@@ -33,43 +40,105 @@ pub const JWKS_MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub const DEV_ISSUER: &str = "kpi-integrations-dev";
 pub const DEV_AUDIENCE: &str = "kpi-integrations";
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    #[serde(default)]
-    workspaces: Vec<String>,
-    #[serde(default)]
-    platform_admin: bool,
-    exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iss: Option<String>,
-    /// A string or a list of strings (RFC 7519 §4.1.3); checked by `jsonwebtoken`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    nbf: Option<u64>,
-    /// Optional; used only as the address previews are sent to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    email: Option<String>,
+/// The default name of the claim listing the workspaces a user may manage.
+pub const DEFAULT_WORKSPACES_CLAIM: &str = "workspaces";
+/// The default name of the claim that makes a user an operator.
+pub const DEFAULT_ADMIN_CLAIM: &str = "platform_admin";
+
+/// Where a token keeps the workspaces and the operator flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNames {
+    pub workspaces: String,
+    pub admin: String,
 }
 
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            workspaces: DEFAULT_WORKSPACES_CLAIM.into(),
+            admin: DEFAULT_ADMIN_CLAIM.into(),
+        }
+    }
+}
+
+/// What a dev token carries (the claim names are the defaults: we issue them).
+#[derive(Debug, Serialize)]
+struct DevClaims<'a> {
+    sub: &'a str,
+    workspaces: Vec<String>,
+    platform_admin: bool,
+    exp: u64,
+    iss: &'a str,
+    aud: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+}
+
+/// A verified token's claims, read by name: the standard ones are checked by
+/// `jsonwebtoken` before this sees them.
+struct Claims(serde_json::Map<String, serde_json::Value>);
+
 impl Claims {
-    fn into_principal(self) -> Result<Principal> {
-        if self.sub.is_empty() {
+    fn str(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(serde_json::Value::as_str)
+    }
+
+    /// `aud` (a string or a list) contains `audience`; without `aud`, the
+    /// `client_id` is `audience` (Cognito access tokens).
+    fn is_for(&self, audience: &str) -> bool {
+        match self.0.get("aud") {
+            Some(serde_json::Value::String(aud)) => aud == audience,
+            Some(serde_json::Value::Array(auds)) => {
+                auds.iter().any(|a| a.as_str() == Some(audience))
+            }
+            Some(_) => false,
+            None => self.str("client_id") == Some(audience),
+        }
+    }
+
+    /// A list claim: an array of strings, or one string of items separated by
+    /// spaces or commas (how Cognito's custom attributes and OAuth scopes look).
+    fn list(&self, name: &str) -> Vec<String> {
+        match self.0.get(name) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+            Some(serde_json::Value::String(text)) => text
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A flag claim: `true`, or the string `"true"` (string-typed attributes).
+    fn flag(&self, name: &str) -> bool {
+        match self.0.get(name) {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            _ => false,
+        }
+    }
+
+    fn into_principal(self, names: &ClaimNames) -> Result<Principal> {
+        let sub = self.str("sub").unwrap_or_default();
+        if sub.is_empty() {
             return Err(Error::unauthenticated("the token has no subject"));
         }
         Ok(Principal {
-            sub: self.sub,
+            sub: sub.to_owned(),
             // Ids that could not be ours are ignored rather than failing the token.
             workspaces: self
-                .workspaces
+                .list(&names.workspaces)
                 .iter()
                 .filter_map(|w| WorkspaceId::parse(w).ok())
                 .collect(),
-            platform_admin: self.platform_admin,
+            platform_admin: self.flag(&names.admin),
             email: self
-                .email
-                .map(|e| kpi_core::ports::store::normalize_address(&e))
+                .str("email")
+                .map(kpi_core::ports::store::normalize_address)
                 .filter(|e| kpi_core::email::is_address(e)),
         })
     }
@@ -79,15 +148,17 @@ pub struct JwksSettings {
     pub url: Url,
     pub issuer: String,
     pub audience: String,
+    pub claims: ClaimNames,
 }
 
 impl JwksSettings {
     /// The production verification settings, when all three are configured.
     pub fn from_config(auth: &crate::config::AuthConfig) -> Option<Self> {
         match (&auth.jwks_url, &auth.issuer, &auth.audience) {
-            (Some(url), Some(issuer), Some(audience)) => {
-                Some(Self::new(url.clone(), issuer.clone(), audience.clone()))
-            }
+            (Some(url), Some(issuer), Some(audience)) => Some(
+                Self::new(url.clone(), issuer.clone(), audience.clone())
+                    .with_claims(auth.claims.clone()),
+            ),
             _ => None,
         }
     }
@@ -97,7 +168,14 @@ impl JwksSettings {
             url,
             issuer,
             audience,
+            claims: ClaimNames::default(),
         }
+    }
+
+    /// Reads the workspaces and operator claims under these names.
+    pub fn with_claims(mut self, claims: ClaimNames) -> Self {
+        self.claims = claims;
+        self
     }
 }
 
@@ -191,7 +269,7 @@ impl Authenticator {
     /// Verifies `token` and returns who it names.
     pub async fn verify(&self, token: &str) -> Result<Principal> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
-        let claims = match header.alg {
+        match header.alg {
             Algorithm::HS256 => {
                 let secret = self.dev_secret.as_ref().ok_or_else(invalid)?;
                 let mut v = Validation::new(Algorithm::HS256);
@@ -200,13 +278,14 @@ impl Authenticator {
                 v.leeway = LEEWAY_SECONDS;
                 v.validate_nbf = true;
                 v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-                jsonwebtoken::decode::<Claims>(
+                let claims = jsonwebtoken::decode::<serde_json::Map<_, _>>(
                     token,
                     &DecodingKey::from_secret(secret.expose_secret().as_bytes()),
                     &v,
                 )
                 .map_err(|e| dev_token_refused(&e))?
-                .claims
+                .claims;
+                Claims(claims).into_principal(&ClaimNames::default())
             }
             Algorithm::RS256 | Algorithm::ES256 => {
                 let (settings, _) = self.jwks.as_ref().ok_or_else(invalid)?;
@@ -217,17 +296,23 @@ impl Authenticator {
                 }
                 let mut v = Validation::new(alg);
                 v.set_issuer(&[settings.issuer.as_str()]);
-                v.set_audience(&[settings.audience.as_str()]);
+                // `aud`, or `client_id` without it: checked below.
+                v.validate_aud = false;
                 v.leeway = LEEWAY_SECONDS;
                 v.validate_nbf = true;
-                v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-                jsonwebtoken::decode::<Claims>(token, &key, &v)
-                    .map_err(|_| invalid())?
-                    .claims
+                v.set_required_spec_claims(&["exp", "sub", "iss"]);
+                let claims = Claims(
+                    jsonwebtoken::decode::<serde_json::Map<_, _>>(token, &key, &v)
+                        .map_err(|_| invalid())?
+                        .claims,
+                );
+                if !claims.is_for(&settings.audience) {
+                    return Err(invalid());
+                }
+                claims.into_principal(&settings.claims)
             }
-            _ => return Err(invalid()),
-        };
-        claims.into_principal()
+            _ => Err(invalid()),
+        }
     }
 
     async fn key_for(&self, kid: &str) -> Result<(DecodingKey, Algorithm)> {
@@ -349,15 +434,14 @@ pub fn sign_dev_token_with_email(
         .unwrap_or_default()
         .as_secs()
         + ttl.as_secs();
-    let claims = Claims {
-        sub: sub.to_owned(),
+    let claims = DevClaims {
+        sub,
         workspaces: workspaces.iter().map(|w| w.to_string()).collect(),
         platform_admin,
         exp,
-        iss: Some(DEV_ISSUER.into()),
-        aud: Some(DEV_AUDIENCE.into()),
-        nbf: None,
-        email: email.map(str::to_owned),
+        iss: DEV_ISSUER,
+        aud: DEV_AUDIENCE,
+        email,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -414,14 +498,13 @@ mod tests {
         assert!(a.verify("").await.is_err());
 
         // Expired beyond the leeway.
-        let claims = Claims {
-            sub: "u".into(),
+        let claims = DevClaims {
+            sub: "u",
             workspaces: vec![],
             platform_admin: true,
             exp: 1_000,
-            iss: Some(DEV_ISSUER.into()),
-            aud: Some(DEV_AUDIENCE.into()),
-            nbf: None,
+            iss: DEV_ISSUER,
+            aud: DEV_AUDIENCE,
             email: None,
         };
         let old = jsonwebtoken::encode(

@@ -53,6 +53,9 @@ pub struct AuthConfig {
     pub audience: Option<String>,
     /// HS256 secret for the dev server; refused in production.
     pub dev_secret: Option<SecretString>,
+    /// Where production tokens keep the workspaces and the operator flag
+    /// (`KPI_AUTH_WORKSPACES_CLAIM`, `KPI_AUTH_ADMIN_CLAIM`).
+    pub claims: crate::auth::ClaimNames,
 }
 
 /// The platform's own sender for notices to workspaces without a Resend integration.
@@ -168,6 +171,12 @@ impl Config {
             issuer: r.get("KPI_AUTH_ISSUER"),
             audience: r.get("KPI_AUTH_AUDIENCE"),
             dev_secret: r.secret("KPI_AUTH_DEV_SECRET"),
+            claims: crate::auth::ClaimNames {
+                workspaces: claim_name(r, "KPI_AUTH_WORKSPACES_CLAIM")?
+                    .unwrap_or_else(|| crate::auth::DEFAULT_WORKSPACES_CLAIM.into()),
+                admin: claim_name(r, "KPI_AUTH_ADMIN_CLAIM")?
+                    .unwrap_or_else(|| crate::auth::DEFAULT_ADMIN_CLAIM.into()),
+            },
         };
 
         let notices = NoticeConfig {
@@ -222,6 +231,17 @@ impl Config {
         }
         if matches!(self.vault, VaultConfig::Local(_)) {
             return Err(err("KPI_VAULT", format!("local {dev_only}")));
+        }
+        // Keys fetched over plain http could be swapped on the way; only a
+        // loopback address (a sidecar in the same sandbox) never leaves it.
+        if let Some(url) = &self.auth.jwks_url
+            && url.scheme() != "https"
+            && !is_loopback(url)
+        {
+            return Err(err(
+                "KPI_AUTH_JWKS_URL",
+                "must be an https URL in production",
+            ));
         }
         for (name, missing) in [
             ("KPI_AUTH_JWKS_URL", self.auth.jwks_url.is_none()),
@@ -296,6 +316,29 @@ impl Config {
             )),
             _ => Ok(urls),
         }
+    }
+}
+
+/// A URL whose host is a loopback IP address (not a name: DNS can say anything).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
+/// A claim name: any non-empty printable text (`custom:workspaces`,
+/// `https://kpi.example.com/workspaces`), at most 200 characters.
+fn claim_name(vars: &Vars, variable: &str) -> Result<Option<String>, ConfigError> {
+    match vars.get(variable) {
+        None => Ok(None),
+        Some(name)
+            if !name.is_empty() && name.len() <= 200 && !name.chars().any(char::is_control) =>
+        {
+            Ok(Some(name))
+        }
+        Some(_) => Err(err(variable, "expected the name of a token claim")),
     }
 }
 
@@ -381,6 +424,8 @@ mod tests {
             ("KPI_STORE", "sqlite:x.db"),
             ("KPI_QUEUE", "local"),
             ("KPI_VAULT", "local:key"),
+            ("KPI_AUTH_JWKS_URL", "http://auth.example.com/jwks.json"),
+            ("KPI_AUTH_JWKS_URL", "http://localhost:9000/jwks.json"),
         ] {
             let mut vars = PRODUCTION.to_vec();
             vars.retain(|(k, _)| *k != name);
@@ -397,6 +442,39 @@ mod tests {
         // KPI_ENV overrides the binary's default.
         let e = parse(&[("KPI_ENV", "production")], Environment::Development).unwrap_err();
         assert_eq!(e.variable, "KPI_PUBLIC_URL");
+    }
+
+    #[test]
+    fn jwks_over_plain_http_only_on_a_loopback_address() {
+        for url in [
+            "http://127.0.0.1:9000/jwks.json",
+            "http://[::1]:9000/jwks.json",
+        ] {
+            let mut vars = PRODUCTION.to_vec();
+            vars.retain(|(k, _)| *k != "KPI_AUTH_JWKS_URL");
+            vars.push(("KPI_AUTH_JWKS_URL", url));
+            parse(&vars, Environment::Production).unwrap();
+        }
+    }
+
+    #[test]
+    fn claim_names_default_and_are_configurable() {
+        let c = parse(PRODUCTION, Environment::Production).unwrap();
+        assert_eq!(c.auth.claims, crate::auth::ClaimNames::default());
+        assert_eq!(c.auth.claims.workspaces, "workspaces");
+        assert_eq!(c.auth.claims.admin, "platform_admin");
+        let mut vars = PRODUCTION.to_vec();
+        vars.push(("KPI_AUTH_WORKSPACES_CLAIM", "custom:workspaces"));
+        vars.push(("KPI_AUTH_ADMIN_CLAIM", "https://kpi.example.com/operator"));
+        let c = parse(&vars, Environment::Production).unwrap();
+        assert_eq!(c.auth.claims.workspaces, "custom:workspaces");
+        assert_eq!(c.auth.claims.admin, "https://kpi.example.com/operator");
+        let e = parse(
+            &[("KPI_AUTH_ADMIN_CLAIM", "a\u{7}b")],
+            Environment::Development,
+        )
+        .unwrap_err();
+        assert_eq!(e.variable, "KPI_AUTH_ADMIN_CLAIM");
     }
 
     #[test]

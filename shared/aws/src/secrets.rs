@@ -14,6 +14,11 @@ use crate::error::aws_error;
 /// Application secrets from one Secrets Manager secret holding a JSON object whose
 /// keys are the configuration names. Cached for `ttl` so a warm function does not
 /// call Secrets Manager per request, yet picks up a rotation within minutes.
+/// While Secrets Manager fails, the last copy keeps being served and the next
+/// attempt waits [`STALE_RETRY`], so an outage costs no call per request.
+/// How long a failed refresh waits before the next attempt, serving the last copy.
+pub const STALE_RETRY: Duration = Duration::from_secs(30);
+
 pub struct SecretsManagerSecrets {
     client: Client,
     secret_id: String,
@@ -39,6 +44,26 @@ impl SecretsManagerSecrets {
         {
             return Ok(values.clone());
         }
+        match self.fetch().await {
+            Ok(values) => {
+                *cache = Some((Instant::now(), values.clone()));
+                Ok(values)
+            }
+            Err(e) => match cache.as_mut() {
+                Some((at, values)) => {
+                    tracing::warn!(error = %e.log_chain(), "the application secret could not be refreshed; its last copy stays in use");
+                    // Due again STALE_RETRY from now (or at the TTL, if sooner).
+                    *at = Instant::now()
+                        .checked_sub(self.ttl.saturating_sub(STALE_RETRY))
+                        .unwrap_or_else(Instant::now);
+                    Ok(values.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, String>> {
         let out = self
             .client
             .get_secret_value()
@@ -60,7 +85,6 @@ impl SecretsManagerSecrets {
                 _ => None,
             })
             .collect();
-        *cache = Some((Instant::now(), values.clone()));
         Ok(values)
     }
 }

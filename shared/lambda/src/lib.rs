@@ -13,25 +13,27 @@
 //!
 //! Start-up happens once per cold start: JSON logs, configuration from the
 //! environment merged with the Secrets Manager JSON (`KPI_SECRET_ID`), the
-//! provider registry, and the AWS adapters wired into an [`AppState`].
+//! provider registry, and the AWS adapters wired into an [`AppState`]. The
+//! configuration then follows the secret while the function is warm
+//! ([`Live`]).
+
+mod live;
+pub use live::Live;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use kpi_app::auth::{Authenticator, JwksSettings};
 use kpi_app::config::{QueueConfig, StoreConfig, VaultConfig};
 use kpi_app::http::request_id::RequestId;
 use kpi_app::{AppState, Config, Environment};
-use kpi_aws::{DynamoStore, KmsKeySource, SecretsManagerSecrets, SqsQueue};
 use kpi_core::ports::queue::{ReceiptHandle, ReceivedMessage};
-use kpi_core::ports::{AppSecrets, Queue, QueueName, SystemClock};
+use kpi_core::ports::{AppSecrets, Queue, QueueName};
 use kpi_core::{Error, Provider, Result};
 use kpi_sync::Notifier;
 use kpi_sync::dlq::DlqHandler;
 use kpi_sync::{Disposition, Scheduler, Worker, WorkerSettings};
-use kpi_vault::{CacheSettings, EnvelopeVault};
 use lambda_runtime::{LambdaEvent, service_fn};
 use tracing::Instrument as _;
 
@@ -57,48 +59,6 @@ pub fn init_tracing() {
     }
 }
 
-/// Builds the state from the process environment.
-pub async fn app_state() -> Result<AppState> {
-    let sdk = kpi_aws::load_sdk_config().await;
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let manager = env
-        .get(SECRET_ID_VARIABLE)
-        .map(|id| Arc::new(SecretsManagerSecrets::new(&sdk, id, SECRET_TTL)));
-    let from_secret = match &manager {
-        Some(s) => s.values().await?,
-        None => HashMap::new(),
-    };
-    // The environment wins over the secret, so one value can be overridden per function.
-    let lookup = move |name: &str| env.get(name).or_else(|| from_secret.get(name)).cloned();
-    let http = kpi_app::providers::http_client()?;
-    let Configured {
-        config,
-        registry,
-        queue_urls,
-        table,
-        key_id,
-    } = configure(lookup, &http)?;
-    let jwks = JwksSettings::from_config(&config.auth);
-    let auth = Authenticator::new(config.auth.dev_secret.clone(), jwks, http);
-    let secrets: Arc<dyn AppSecrets> = match manager {
-        Some(s) => s,
-        None => Arc::new(EnvOnly),
-    };
-    Ok(AppState {
-        store: Arc::new(DynamoStore::new(&sdk, &table)),
-        queue: Arc::new(SqsQueue::new(&sdk, queue_urls)),
-        vault: Arc::new(EnvelopeVault::new(
-            KmsKeySource::new(&sdk, &key_id),
-            CacheSettings::default(),
-        )),
-        secrets,
-        clock: Arc::new(SystemClock),
-        auth: Arc::new(auth),
-        registry: Arc::new(registry),
-        config: Arc::new(config),
-    })
-}
-
 /// What a Lambda's configuration resolves to before any AWS client exists.
 pub struct Configured {
     pub config: Config,
@@ -117,6 +77,13 @@ pub fn configure(
     http: &reqwest::Client,
 ) -> Result<Configured> {
     let config = Config::from_lookup(lookup, Environment::Production)?;
+    if config.environment != Environment::Production {
+        // Development turns on HS256 dev tokens (operators' included) and the
+        // sandbox: never in a deployed function.
+        return Err(Error::config(
+            "KPI_ENV: a Lambda function runs in production only; development is the dev server's",
+        ));
+    }
     let StoreConfig::DynamoDb { table } = &config.store else {
         return Err(Error::config("KPI_STORE: a Lambda needs dynamodb:TABLE"));
     };
@@ -139,7 +106,7 @@ pub fn configure(
 }
 
 /// No Secrets Manager secret configured: secrets come from the environment.
-struct EnvOnly;
+pub(crate) struct EnvOnly;
 
 #[async_trait::async_trait]
 impl AppSecrets for EnvOnly {
@@ -153,9 +120,9 @@ impl AppSecrets for EnvOnly {
 
 /// Start-up, logged on failure so Lambda reports an init error instead of
 /// serving half-wired.
-async fn start() -> std::result::Result<AppState, lambda_runtime::Error> {
+async fn start() -> std::result::Result<Arc<Live>, lambda_runtime::Error> {
     init_tracing();
-    app_state().await.map_err(|e| {
+    Live::start().await.map(Arc::new).map_err(|e| {
         tracing::error!(error = %e.log_chain(), "start-up failed");
         e.log_chain().into()
     })
@@ -184,12 +151,35 @@ pub fn http_app(router: axum::Router<AppState>, state: AppState) -> axum::Router
 }
 
 /// Serves `router` as this Lambda's HTTP function (the `ui` function passes
-/// the pages' router, which lives in its own crate).
+/// the pages' router, which lives in its own crate). The router gets its state
+/// again when the configuration changes ([`Live`]).
 pub async fn serve(
     router: axum::Router<AppState>,
 ) -> std::result::Result<(), lambda_runtime::Error> {
-    let state = start().await?;
-    lambda_http::run(http_app(router, state)).await
+    use tower::ServiceExt as _;
+    let live = start().await?;
+    let app: Arc<std::sync::Mutex<Option<(u64, axum::Router)>>> = Arc::default();
+    lambda_http::run(lambda_http::service_fn(
+        move |request: lambda_http::Request| {
+            let (live, router, app) = (live.clone(), router.clone(), app.clone());
+            async move {
+                let (state, generation) = live.state_and_generation().await;
+                let current = {
+                    let mut app = app.lock().unwrap_or_else(|e| e.into_inner());
+                    match &*app {
+                        Some((built, router)) if *built == generation => router.clone(),
+                        _ => {
+                            let router = http_app(router, state);
+                            *app = Some((generation, router.clone()));
+                            router
+                        }
+                    }
+                };
+                current.oneshot(request).await
+            }
+        },
+    ))
+    .await
 }
 
 /// The `api` function.
@@ -347,13 +337,15 @@ pub async fn worker_batch(
 
 /// The `sync-<provider>` function.
 pub async fn run_worker(provider: Provider) -> std::result::Result<(), lambda_runtime::Error> {
-    let state = start().await?;
-    let worker = worker(&state, provider).map_err(|e| e.log_chain())?;
-    let (worker, queue) = (&worker, &*state.queue);
+    let live = start().await?;
+    let live = &live;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = Some(event.context.deadline());
+        let state = live.state().await;
+        // Not configured (yet): the batch fails whole and waits in the queue.
+        let worker = worker(&state, provider).map_err(|e| e.log_chain())?;
         Ok::<_, lambda_runtime::Error>(
-            worker_batch(worker, queue, provider, event.payload, deadline).await,
+            worker_batch(&worker, &*state.queue, provider, event.payload, deadline).await,
         )
     }))
     .await
@@ -372,11 +364,11 @@ pub fn scheduler(state: &AppState) -> Scheduler {
 
 /// The `sync-scheduler` function: on each EventBridge tick, fan due integrations out.
 pub async fn run_scheduler() -> std::result::Result<(), lambda_runtime::Error> {
-    let state = start().await?;
-    let scheduler = &scheduler(&state);
+    let live = start().await?;
+    let live = &live;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            let report = scheduler
+            let report = scheduler(&live.state().await)
                 .run_once()
                 .instrument(tracing::info_span!("scheduler_run"))
                 .await
@@ -408,10 +400,11 @@ pub async fn dlq_batch(handler: &DlqHandler, event: SqsEvent) -> SqsBatchRespons
 
 /// The `sync-dlq` function: dead-lettered sync messages of every provider.
 pub async fn run_dlq() -> std::result::Result<(), lambda_runtime::Error> {
-    let state = start().await?;
-    let handler = &dlq_handler(&state);
+    let live = start().await?;
+    let live = &live;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(dlq_batch(handler, event.payload).await)
+        let handler = dlq_handler(&live.state().await);
+        Ok::<_, lambda_runtime::Error>(dlq_batch(&handler, event.payload).await)
     }))
     .await
 }

@@ -1,0 +1,219 @@
+//! A Lambda's state that follows the application secret.
+//!
+//! A warm function lives for hours, and operators fill or rotate the Secrets
+//! Manager secret (a provider's app credentials, the platform sender) without
+//! redeploying. So the configuration is not read once per cold start: before
+//! each event the function asks [`Live::state`], which re-reads the secret when
+//! its cached copy is older than [`crate::SECRET_TTL`] and, when the values
+//! changed, configures again (registry, identity, notices). The AWS adapters
+//! (table, queues, key, with the key's data-key cache) stay as they are: their
+//! names come from the template's environment, and a change of them takes a
+//! deploy, which a changed secret cannot replace.
+//!
+//! A secret that cannot be read, or whose new values do not configure, never
+//! takes a working function down: the previous configuration stays in use, and
+//! the log says why.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kpi_app::AppState;
+use kpi_app::auth::{Authenticator, JwksSettings};
+use kpi_aws::{DynamoStore, KmsKeySource, SecretsManagerSecrets, SqsQueue};
+use kpi_core::ports::{AppSecrets, SystemClock};
+use kpi_core::{Error, Provider, Result};
+use kpi_vault::{CacheSettings, EnvelopeVault};
+use tokio::sync::Mutex;
+
+use crate::{Configured, SECRET_ID_VARIABLE, SECRET_TTL, configure};
+
+/// The names the AWS adapters were built for.
+#[derive(Clone, PartialEq, Eq)]
+struct Infrastructure {
+    table: String,
+    key_id: String,
+    queue_urls: HashMap<Provider, String>,
+}
+
+struct Current {
+    /// The secret's values the state was configured from (or last refused).
+    values: HashMap<String, String>,
+    state: AppState,
+    /// Counts configurations, so callers can cache what they build from one.
+    generation: u64,
+}
+
+pub struct Live {
+    env: HashMap<String, String>,
+    secret: Option<Arc<SecretsManagerSecrets>>,
+    http: reqwest::Client,
+    infrastructure: Infrastructure,
+    current: Mutex<Current>,
+}
+
+impl Live {
+    /// The first configuration, from the process environment and the secret
+    /// named by `KPI_SECRET_ID`. An error here is the function's init error.
+    pub async fn start() -> Result<Self> {
+        let sdk = kpi_aws::load_sdk_config().await;
+        Self::from_env(&sdk, std::env::vars().collect(), SECRET_TTL).await
+    }
+
+    /// [`Live::start`] with the given AWS configuration, environment and
+    /// secret TTL (tests shorten it).
+    pub async fn from_env(
+        sdk: &aws_config::SdkConfig,
+        env: HashMap<String, String>,
+        ttl: std::time::Duration,
+    ) -> Result<Self> {
+        let sdk = sdk.clone();
+        let secret = env
+            .get(SECRET_ID_VARIABLE)
+            .map(|id| Arc::new(SecretsManagerSecrets::new(&sdk, id, ttl)));
+        let values = match &secret {
+            Some(s) => s.values().await?,
+            None => HashMap::new(),
+        };
+        let http = kpi_app::providers::http_client()?;
+        let configured = configure(lookup(&env, &values), &http)?;
+        let infrastructure = Infrastructure {
+            table: configured.table.clone(),
+            key_id: configured.key_id.clone(),
+            queue_urls: configured.queue_urls.clone(),
+        };
+        let secrets: Arc<dyn AppSecrets> = match &secret {
+            Some(s) => s.clone(),
+            None => Arc::new(crate::EnvOnly),
+        };
+        let state = assemble(
+            configured,
+            &http,
+            Adapters {
+                store: Arc::new(DynamoStore::new(&sdk, &infrastructure.table)),
+                queue: Arc::new(SqsQueue::new(&sdk, infrastructure.queue_urls.clone())),
+                vault: Arc::new(EnvelopeVault::new(
+                    KmsKeySource::new(&sdk, &infrastructure.key_id),
+                    CacheSettings::default(),
+                )),
+                secrets,
+            },
+        );
+        Ok(Self {
+            env,
+            secret,
+            http,
+            infrastructure,
+            current: Mutex::new(Current {
+                values,
+                state,
+                generation: 0,
+            }),
+        })
+    }
+
+    /// The state to handle the next event with, configured from the secret's
+    /// values as of at most [`SECRET_TTL`] ago.
+    pub async fn state(&self) -> AppState {
+        self.state_and_generation().await.0
+    }
+
+    /// [`Live::state`] with its generation, which changes with each new
+    /// configuration.
+    pub async fn state_and_generation(&self) -> (AppState, u64) {
+        let mut current = self.current.lock().await;
+        if let Some(secret) = &self.secret {
+            match secret.values().await {
+                Ok(values) if values != current.values => {
+                    match self.reconfigure(&values, &current.state) {
+                        Ok(state) => {
+                            current.state = state;
+                            current.generation += 1;
+                            tracing::info!(
+                                "the application secret changed: configuration reloaded"
+                            );
+                        }
+                        Err(e) => tracing::error!(
+                            error = %e.log_chain(),
+                            "the application secret changed, but its values are refused; \
+                             the previous configuration stays in use"
+                        ),
+                    }
+                    // Refused values are not tried again until they change.
+                    current.values = values;
+                }
+                Ok(_) => {}
+                // The secret's reader keeps serving its last copy while
+                // Secrets Manager fails; reaching here means it has none.
+                Err(e) => tracing::warn!(
+                    error = %e.log_chain(),
+                    "the application secret could not be read; the previous configuration stays in use"
+                ),
+            }
+        }
+        (current.state.clone(), current.generation)
+    }
+
+    fn reconfigure(
+        &self,
+        values: &HashMap<String, String>,
+        previous: &AppState,
+    ) -> Result<AppState> {
+        let configured = configure(lookup(&self.env, values), &self.http)?;
+        let now = Infrastructure {
+            table: configured.table.clone(),
+            key_id: configured.key_id.clone(),
+            queue_urls: configured.queue_urls.clone(),
+        };
+        if now != self.infrastructure {
+            return Err(Error::config(
+                "KPI_STORE, KPI_VAULT and the queue URLs take effect at the next deploy, \
+                 not through the application secret",
+            ));
+        }
+        Ok(assemble(
+            configured,
+            &self.http,
+            Adapters {
+                store: previous.store.clone(),
+                queue: previous.queue.clone(),
+                vault: previous.vault.clone(),
+                secrets: previous.secrets.clone(),
+            },
+        ))
+    }
+}
+
+/// The environment over the secret's values: one value can be overridden per
+/// function.
+fn lookup(
+    env: &HashMap<String, String>,
+    values: &HashMap<String, String>,
+) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+    let (env, values) = (env.clone(), values.clone());
+    move |name: &str| env.get(name).or_else(|| values.get(name)).cloned()
+}
+
+struct Adapters {
+    store: Arc<dyn kpi_core::ports::Store>,
+    queue: Arc<dyn kpi_core::ports::Queue>,
+    vault: Arc<dyn kpi_core::ports::CredentialVault>,
+    secrets: Arc<dyn AppSecrets>,
+}
+
+fn assemble(configured: Configured, http: &reqwest::Client, adapters: Adapters) -> AppState {
+    let Configured {
+        config, registry, ..
+    } = configured;
+    let jwks = JwksSettings::from_config(&config.auth);
+    let auth = Authenticator::new(config.auth.dev_secret.clone(), jwks, http.clone());
+    AppState {
+        store: adapters.store,
+        queue: adapters.queue,
+        vault: adapters.vault,
+        secrets: adapters.secrets,
+        clock: Arc::new(SystemClock),
+        auth: Arc::new(auth),
+        registry: Arc::new(registry),
+        config: Arc::new(config),
+    }
+}
