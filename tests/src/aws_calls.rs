@@ -12,12 +12,16 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-/// One call: its operation (`dynamodb:TransactWriteItems`) and what IAM must
-/// allow for it (a transaction needs the actions of its parts).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One call: its operation (`dynamodb:TransactWriteItems`), what IAM must
+/// allow for it (a transaction needs the actions of its parts), the resources
+/// it names (table, queue URL, key, secret: as the client sent them) and, for
+/// KMS, the encryption context it passed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AwsCall {
     pub operation: String,
     pub iam_actions: Vec<String>,
+    pub resources: Vec<String>,
+    pub encryption_context: BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -120,10 +124,54 @@ pub fn classify(headers: &HeaderMap, body: &[u8]) -> AwsCall {
         }
         (service, op) => vec![format!("{service}:{op}")],
     };
+    let json: Value = serde_json::from_slice(body).unwrap_or_default();
+    let form = || {
+        url::form_urlencoded::parse(body)
+            .find(|(k, _)| k == "QueueUrl")
+            .map(|(_, v)| v.into_owned())
+    };
     AwsCall {
         operation: format!("{service}:{operation}"),
         iam_actions,
+        resources: named_resources(&json)
+            .or_else(|| form().map(|u| vec![u]))
+            .unwrap_or_default(),
+        encryption_context: json["EncryptionContext"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect(),
     }
+}
+
+/// The resources a JSON-protocol request names: `TableName` (also inside
+/// transactions and batches), `QueueUrl`, `KeyId`, `SecretId`.
+fn named_resources(body: &Value) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for field in ["TableName", "QueueUrl", "QueueName", "KeyId", "SecretId"] {
+        if let Some(v) = body[field].as_str() {
+            out.push(v.to_owned());
+        }
+    }
+    for item in body["TransactItems"].as_array().into_iter().flatten() {
+        for (_, part) in item.as_object().into_iter().flatten() {
+            if let Some(t) = part["TableName"].as_str() {
+                out.push(t.to_owned());
+            }
+        }
+    }
+    // BatchGetItem and BatchWriteItem: tables are the keys.
+    out.extend(
+        body["RequestItems"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(t, _)| t.clone()),
+    );
+    out.sort();
+    out.dedup();
+    (!out.is_empty()).then_some(out)
 }
 
 fn transaction_parts(body: &[u8], field: &str, action: fn(&str) -> &'static str) -> Vec<String> {
@@ -207,8 +255,23 @@ mod tests {
         let c = classify(&target("AmazonSQS.SendMessageBatch"), b"{}");
         assert_eq!(c.operation, "sqs:SendMessageBatch");
         assert_eq!(c.iam_actions, ["sqs:SendMessage"]);
-        let c = classify(&target("TrentService.GenerateDataKey"), b"{}");
+        let c = classify(
+            &target("TrentService.GenerateDataKey"),
+            br#"{"KeyId":"k-1","EncryptionContext":{"workspace":"acme","integration":"i-1"}}"#,
+        );
         assert_eq!(c.iam_actions, ["kms:GenerateDataKey"]);
+        assert_eq!(c.resources, ["k-1"]);
+        assert_eq!(c.encryption_context["workspace"], "acme");
+        let c = classify(
+            &target("DynamoDB_20120810.TransactWriteItems"),
+            br#"{"TransactItems":[{"Put":{"TableName":"t-1"}},{"Update":{"TableName":"t-1"}}]}"#,
+        );
+        assert_eq!(c.resources, ["t-1"]);
+        let c = classify(
+            &target("DynamoDB_20120810.BatchWriteItem"),
+            br#"{"RequestItems":{"t-2":[]}}"#,
+        );
+        assert_eq!(c.resources, ["t-2"]);
         let c = classify(
             &HeaderMap::new(),
             b"Action=ReceiveMessage&Version=2012-11-05",

@@ -12,6 +12,7 @@ pub const GA4_TOTAL_REVENUE: kpi_core::metric::MetricSpec = kpi_providers::ga4::
 pub mod conformance;
 pub mod fixtures;
 pub mod flows;
+pub mod iam;
 pub mod moto;
 pub mod runtime;
 pub mod stack;
