@@ -6,6 +6,8 @@
 //! writes and transactions. All access goes through one connection on a blocking
 //! thread: SQLite serialises writers anyway, and one process owns the file.
 
+mod ephemeral;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +60,12 @@ CREATE TABLE IF NOT EXISTS kpi_points (
     body TEXT NOT NULL,
     PRIMARY KEY (workspace, metric, date, integration)
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS ephemeral (
+    key TEXT PRIMARY KEY,
+    expires_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS oauth_states (
     key TEXT PRIMARY KEY,

@@ -894,6 +894,7 @@ macro_rules! all_store_cases {
             workspace_settings_are_per_workspace_and_overwritten,
             alert_rules_and_their_history,
             due_reports_come_from_an_index,
+            ephemeral_records_expire_and_are_taken_once,
         );
     };
 }
@@ -1168,4 +1169,73 @@ pub async fn due_reports_come_from_an_index<S: Store>(store: &S) {
         1,
         "limit"
     );
+}
+
+pub async fn ephemeral_records_expire_and_are_taken_once<S: Store>(store: &S) {
+    let t = Utc::now();
+    let body = serde_json::json!({"sub": "u-1", "csrf": "c"});
+    store
+        .put_ephemeral("session-a", &body, t + Duration::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_ephemeral("session-a", t).await.unwrap(),
+        Some(body.clone())
+    );
+    assert_eq!(
+        store.get_ephemeral("session-a", t).await.unwrap(),
+        Some(body.clone()),
+        "a get leaves it"
+    );
+    assert_eq!(
+        store
+            .get_ephemeral("session-a", t + Duration::minutes(11))
+            .await
+            .unwrap(),
+        None,
+        "expired before it is deleted"
+    );
+    // Replaced whole.
+    let newer = serde_json::json!({"sub": "u-1", "csrf": "d"});
+    store
+        .put_ephemeral("session-a", &newer, t + Duration::minutes(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_ephemeral("session-a", t + Duration::minutes(15))
+            .await
+            .unwrap(),
+        Some(newer.clone())
+    );
+    store.delete_ephemeral("session-a").await.unwrap();
+    store.delete_ephemeral("session-a").await.unwrap();
+    assert_eq!(store.get_ephemeral("session-a", t).await.unwrap(), None);
+
+    // Taken once, by one of many; an expired one by none.
+    store
+        .put_ephemeral("attempt-1", &body, t + Duration::minutes(10))
+        .await
+        .unwrap();
+    let takers =
+        futures::future::join_all((0..6).map(|_| store.take_ephemeral("attempt-1", t))).await;
+    let won: Vec<_> = takers
+        .into_iter()
+        .map(|r| r.unwrap())
+        .filter(Option::is_some)
+        .collect();
+    assert_eq!(won, vec![Some(body.clone())]);
+    assert_eq!(store.get_ephemeral("attempt-1", t).await.unwrap(), None);
+    store
+        .put_ephemeral("attempt-2", &body, t + Duration::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_ephemeral("attempt-2", t + Duration::minutes(10))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.take_ephemeral("never-made", t).await.unwrap(), None);
 }

@@ -1,5 +1,6 @@
 //! The store on one DynamoDB table (key layout in [`items`]).
 
+mod ephemeral;
 pub mod items;
 
 use std::collections::HashMap;

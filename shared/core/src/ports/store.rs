@@ -176,6 +176,38 @@ pub trait OAuthStateStore: Send + Sync {
     ) -> Result<Option<OAuthState>>;
 }
 
+/// Short-lived records by key, each gone at its expiry for every method: the
+/// pages' sign-in sessions and sign-in attempts. Not workspace data: a key is
+/// the hash of a secret only its browser holds.
+#[async_trait]
+pub trait EphemeralStore: Send + Sync {
+    /// Writes `body` under `key` until `expires_at`, replacing what was there.
+    async fn put_ephemeral(
+        &self,
+        key: &str,
+        body: &serde_json::Value,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// The record, if it exists and has not expired at `now`.
+    async fn get_ephemeral(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<serde_json::Value>>;
+
+    /// Removes and returns the record if it has not expired at `now`. Of two
+    /// concurrent takers exactly one gets it.
+    async fn take_ephemeral(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<serde_json::Value>>;
+
+    /// Removes the record (idempotent).
+    async fn delete_ephemeral(&self, key: &str) -> Result<()>;
+}
+
 #[async_trait]
 pub trait DedupeStore: Send + Sync {
     /// Records `key` until `expires_at`. `true` if it was not already recorded (or
@@ -405,6 +437,7 @@ pub trait Store:
     + JobStore
     + KpiStore
     + OAuthStateStore
+    + EphemeralStore
     + DedupeStore
     + EmailStore
     + LeaseStore
@@ -420,6 +453,7 @@ impl<T> Store for T where
         + JobStore
         + KpiStore
         + OAuthStateStore
+        + EphemeralStore
         + DedupeStore
         + EmailStore
         + LeaseStore
