@@ -372,3 +372,136 @@ async fn a_page_under_another_name_cannot_reach_the_dev_server() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn cross_origin_calls_only_from_the_listed_origins_and_never_with_credentials() {
+    let app = TestApp::spawn_with(&[(
+        "KPI_CORS_ORIGINS",
+        "https://dash.example.com,http://localhost:5173",
+    )])
+    .await;
+    let client = kpi_tests::client();
+    let path = app.url("/v1/workspaces/demo/integrations");
+    let cors_headers = |r: &reqwest::Response| -> Vec<String> {
+        r.headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .filter(|k| k.starts_with("access-control-"))
+            .collect()
+    };
+
+    // The dashboard's preflight: answered, bearer and JSON allowed, no credentials.
+    let pre = client
+        .request(reqwest::Method::OPTIONS, &path)
+        .header("origin", "https://dash.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(pre.status().is_success(), "{}", pre.status());
+    let h = pre.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://dash.example.com");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(h.get("access-control-allow-credentials").is_none());
+
+    // The call itself, with a bearer token.
+    let token = app.token("u1", &["demo"], false);
+    let get = client
+        .get(&path)
+        .header("origin", "http://localhost:5173")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(
+        get.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    assert!(
+        get.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    assert!(
+        get.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-request-id")
+    );
+
+    // Any other origin, or a path outside /v1's API, gets no CORS header.
+    for origin in [
+        "https://evil.example",
+        "https://dash.example.com.evil.example",
+        "null",
+    ] {
+        let pre = client
+            .request(reqwest::Method::OPTIONS, &path)
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            cors_headers(&pre).is_empty(),
+            "{origin}: {:?}",
+            cors_headers(&pre)
+        );
+        let get = client
+            .get(&path)
+            .header("origin", origin)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            cors_headers(&get).is_empty(),
+            "{origin}: {:?}",
+            cors_headers(&get)
+        );
+    }
+    for other in [
+        "/healthz",
+        "/settings/integrations?workspace=demo",
+        "/v1/webhooks/meta",
+    ] {
+        let r = client
+            .get(app.url(other))
+            .header("origin", "https://dash.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            cors_headers(&r).is_empty(),
+            "{other}: {:?}",
+            cors_headers(&r)
+        );
+    }
+    // Without KPI_CORS_ORIGINS nobody is allowed.
+    let closed = TestApp::spawn().await;
+    let r = client
+        .get(closed.url("/v1/providers"))
+        .header("origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(cors_headers(&r).is_empty());
+}

@@ -126,16 +126,18 @@ pub fn router(server: &DevServer) -> axum::Router {
     if let Some(sandbox) = &server.sandbox {
         app = app.nest("/sandbox", sandbox.router());
     }
+    let cors = kpi_app::http::cors::CorsOrigins::new(&server.state.config.cors_origins);
     let public_host = server
         .state
         .config
         .public_url
         .host_str()
         .map(str::to_ascii_lowercase);
-    app.layer(axum::middleware::from_fn(move |request, next| {
-        let allowed = host_allowed(&request, public_host.as_deref());
-        refuse_foreign_host(allowed, request, next)
-    }))
+    app.layer(axum::Extension(cors))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            let allowed = host_allowed(&request, public_host.as_deref());
+            refuse_foreign_host(allowed, request, next)
+        }))
 }
 
 /// Whether a request's `Host` names this server: an IP address, `localhost`,

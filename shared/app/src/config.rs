@@ -58,6 +58,21 @@ pub struct AuthConfig {
     pub claims: crate::auth::ClaimNames,
 }
 
+/// Signing in to the pages at the dashboard's identity provider (OpenID
+/// Connect): set when `KPI_OIDC_ISSUER` is.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Found by discovery at `{issuer}/.well-known/openid-configuration`.
+    pub issuer: Url,
+    pub client_id: String,
+    /// `None` for a public client (PKCE alone).
+    pub client_secret: Option<SecretString>,
+    pub scopes: Vec<String>,
+}
+
+/// The default `KPI_OIDC_SCOPES`.
+pub const DEFAULT_OIDC_SCOPES: &str = "openid email profile";
+
 /// The platform's own sender for notices to workspaces without a Resend integration.
 #[derive(Debug, Clone)]
 pub struct NoticeConfig {
@@ -74,6 +89,11 @@ pub struct Config {
     pub queue: QueueConfig,
     pub vault: VaultConfig,
     pub auth: AuthConfig,
+    /// Sign-in for the pages; `None` keeps the 401 page (and the dev login).
+    pub oidc: Option<OidcConfig>,
+    /// Exact origins (`https://app.example.com`) whose pages may call `/v1/*`
+    /// from a browser with bearer tokens (`KPI_CORS_ORIGINS`).
+    pub cors_origins: Vec<String>,
     pub notices: NoticeConfig,
     /// `None`: decided per provider (on when it has no credentials, in development).
     pub sandbox: Option<bool>,
@@ -179,6 +199,48 @@ impl Config {
             },
         };
 
+        let oidc = match r.get("KPI_OIDC_ISSUER") {
+            None => None,
+            Some(_) => {
+                let issuer = r.url("KPI_OIDC_ISSUER", "")?;
+                let client_id = r.get("KPI_OIDC_CLIENT_ID").ok_or_else(|| {
+                    err(
+                        "KPI_OIDC_CLIENT_ID",
+                        "is required when KPI_OIDC_ISSUER is set",
+                    )
+                })?;
+                let scopes: Vec<String> = r
+                    .get("KPI_OIDC_SCOPES")
+                    .unwrap_or_else(|| DEFAULT_OIDC_SCOPES.into())
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect();
+                if !scopes.iter().any(|s| s == "openid") {
+                    return Err(err("KPI_OIDC_SCOPES", "must include openid"));
+                }
+                Some(OidcConfig {
+                    issuer,
+                    client_id,
+                    client_secret: r.secret("KPI_OIDC_CLIENT_SECRET"),
+                    scopes,
+                })
+            }
+        };
+        let cors_origins = match r.get("KPI_CORS_ORIGINS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(|o| cors_origin(o).ok_or_else(|| {
+                    err(
+                        "KPI_CORS_ORIGINS",
+                        format!("expected exact origins such as https://app.example.com, got {o:.80}"),
+                    )
+                }))
+                .collect::<Result<_, _>>()?,
+        };
+
         let notices = NoticeConfig {
             system_api_key: r.secret("KPI_SYSTEM_RESEND_API_KEY"),
             system_email_from: r.get("KPI_SYSTEM_EMAIL_FROM"),
@@ -204,6 +266,8 @@ impl Config {
             queue,
             vault,
             auth,
+            oidc,
+            cors_origins,
             notices,
             sandbox,
             vars,
@@ -234,14 +298,16 @@ impl Config {
         }
         // Keys fetched over plain http could be swapped on the way; only a
         // loopback address (a sidecar in the same sandbox) never leaves it.
-        if let Some(url) = &self.auth.jwks_url
-            && url.scheme() != "https"
-            && !is_loopback(url)
-        {
-            return Err(err(
-                "KPI_AUTH_JWKS_URL",
-                "must be an https URL in production",
-            ));
+        for (name, url) in [
+            ("KPI_AUTH_JWKS_URL", self.auth.jwks_url.as_ref()),
+            ("KPI_OIDC_ISSUER", self.oidc.as_ref().map(|o| &o.issuer)),
+        ] {
+            if let Some(url) = url
+                && url.scheme() != "https"
+                && !is_loopback(url)
+            {
+                return Err(err(name, "must be an https URL in production"));
+            }
         }
         for (name, missing) in [
             ("KPI_AUTH_JWKS_URL", self.auth.jwks_url.is_none()),
@@ -317,6 +383,15 @@ impl Config {
             _ => Ok(urls),
         }
     }
+}
+
+/// An exact web origin (`scheme://host[:port]`, nothing after), as browsers
+/// send it in `Origin`.
+fn cors_origin(raw: &str) -> Option<String> {
+    let url = Url::parse(raw).ok()?;
+    let origin = url.origin().ascii_serialization();
+    (matches!(url.scheme(), "http" | "https") && origin == raw.trim_end_matches('/'))
+        .then_some(origin)
 }
 
 /// A URL whose host is a loopback IP address (not a name: DNS can say anything).
@@ -455,6 +530,51 @@ mod tests {
             vars.push(("KPI_AUTH_JWKS_URL", url));
             parse(&vars, Environment::Production).unwrap();
         }
+    }
+
+    #[test]
+    fn oidc_and_cors_settings() {
+        let c = parse(PRODUCTION, Environment::Production).unwrap();
+        assert!(c.oidc.is_none());
+        assert!(c.cors_origins.is_empty());
+        let mut vars = PRODUCTION.to_vec();
+        vars.extend([
+            ("KPI_OIDC_ISSUER", "https://login.example.com/"),
+            ("KPI_OIDC_CLIENT_ID", "kpi-pages"),
+            (
+                "KPI_CORS_ORIGINS",
+                "https://app.example.com, http://localhost:5173",
+            ),
+        ]);
+        let c = parse(&vars, Environment::Production).unwrap();
+        let oidc = c.oidc.unwrap();
+        assert_eq!(oidc.scopes, ["openid", "email", "profile"]);
+        assert!(oidc.client_secret.is_none());
+        assert_eq!(
+            c.cors_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        for (name, value) in [
+            ("KPI_OIDC_ISSUER", "http://login.example.com/"),
+            ("KPI_CORS_ORIGINS", "https://app.example.com/path"),
+            ("KPI_CORS_ORIGINS", "*"),
+            ("KPI_OIDC_SCOPES", "email profile"),
+        ] {
+            let mut v = vars.clone();
+            v.retain(|(k, _)| *k != name);
+            v.push((name, value));
+            assert_eq!(
+                parse(&v, Environment::Production).unwrap_err().variable,
+                name,
+                "{value}"
+            );
+        }
+        let mut v = vars.clone();
+        v.retain(|(k, _)| *k != "KPI_OIDC_CLIENT_ID");
+        assert_eq!(
+            parse(&v, Environment::Production).unwrap_err().variable,
+            "KPI_OIDC_CLIENT_ID"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod http;
 pub mod mail;
 pub mod providers;
 pub mod service;
+pub mod session;
 pub mod state;
 pub mod webhooks;
 

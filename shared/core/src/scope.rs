@@ -8,13 +8,13 @@
 //! from a URL therefore cannot reach another tenant's data without going through
 //! the authorisation check.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::ids::WorkspaceId;
 
 /// The verified identity of an API caller (claims of its token).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     pub sub: String,
     #[serde(default)]

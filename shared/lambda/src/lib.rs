@@ -145,8 +145,10 @@ async fn with_gateway_request_id(mut request: axum::extract::Request) -> axum::e
 
 /// An HTTP function: `router` (with its state) behind API Gateway.
 pub fn http_app(router: axum::Router<AppState>, state: AppState) -> axum::Router {
+    let cors = kpi_app::http::cors::CorsOrigins::new(&state.config.cors_origins);
     router
         .with_state(state)
+        .layer(axum::Extension(cors))
         .layer(axum::middleware::map_request(with_gateway_request_id))
 }
 

@@ -54,14 +54,22 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        let sign_in = || PageError::sign_in(parts, state);
         let token = session_cookie(parts, state)
-            .map_err(|_| PageError::SignIn)?
-            .ok_or(PageError::SignIn)?;
-        let principal = state
-            .auth
-            .verify(token)
-            .await
-            .map_err(|_| PageError::SignIn)?;
+            .map_err(|_| sign_in())?
+            .ok_or_else(sign_in)?;
+        if kpi_app::session::is_session_id(token) {
+            let session = kpi_app::session::find(state, token)
+                .await
+                .map_err(PageError::Domain)?
+                .ok_or_else(sign_in)?;
+            return Ok(Self {
+                principal: session.principal,
+                csrf: session.csrf,
+                csrf_is_new: false,
+            });
+        }
+        let principal = state.auth.verify(token).await.map_err(|_| sign_in())?;
         let existing = cookie(parts, &state.config.cookie_name(CSRF_COOKIE))
             .filter(|c| (16..=128).contains(&c.len()))
             .map(str::to_owned);
@@ -157,11 +165,32 @@ impl Frame {
 pub enum PageError {
     /// No valid session: sign in through the dashboard first.
     SignIn,
+    /// No valid session, and sign-in is ours to start: there, then back.
+    SignInAt(String),
     /// Not there, or not the viewer's (the two look the same).
     NotFound,
     /// The viewer did not say which workspace.
     PickWorkspace(Vec<String>, &'static str),
     Domain(Error),
+}
+
+impl PageError {
+    /// What a page answers a browser without a session: the way to sign in
+    /// and back when sign-in is configured, else the page that says so.
+    pub fn sign_in(parts: &Parts, state: &AppState) -> Self {
+        if state.config.oidc.is_none() {
+            return Self::SignIn;
+        }
+        let back = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/settings/integrations");
+        Self::SignInAt(format!(
+            "/auth/login?return_to={}",
+            percent_encoding::utf8_percent_encode(back, percent_encoding::NON_ALPHANUMERIC)
+        ))
+    }
 }
 
 impl From<Error> for PageError {
@@ -186,6 +215,16 @@ struct Message<'a> {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
+            Self::SignInAt(location) => {
+                let mut response = StatusCode::SEE_OTHER.into_response();
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    response.headers_mut().insert(header::LOCATION, v);
+                }
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                return response;
+            }
             Self::SignIn => (
                 StatusCode::UNAUTHORIZED,
                 Message {

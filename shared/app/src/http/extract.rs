@@ -84,13 +84,26 @@ impl FromRequestParts<AppState> for Auth {
                 }
             },
         };
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let header = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if from_cookie && crate::session::is_session_id(token) {
+            // A page session: the CSRF token is the session's own.
+            let session = crate::session::find(state, token)
+                .await?
+                .ok_or_else(|| Error::unauthenticated("the session has ended; sign in again"))?;
+            if !safe && !header.is_some_and(|h| constant_time_eq(h, &session.csrf)) {
+                return Err(Error::unauthenticated(
+                    "missing or wrong CSRF token for a cookie-authenticated request",
+                )
+                .into());
+            }
+            return Ok(Auth(session.principal));
+        }
         let principal = state.auth.verify(token).await?;
         // A browser sends cookies on cross-site requests too: a state-changing
         // request authenticated by cookie must prove it comes from our pages
         // (double-submit token: header equal to the CSRF cookie).
-        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if from_cookie && !safe {
-            let header = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
             let expected = cookie(parts, &state.config.cookie_name(CSRF_COOKIE));
             let ok = matches!((header, expected), (Some(h), Some(c)) if !c.is_empty() && constant_time_eq(h, c));
             if !ok {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod cors;
 pub mod dev;
 pub mod extract;
 pub mod integrations;
@@ -32,8 +33,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn system_router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(system::healthz))
-        .route("/v1/providers", get(providers::list))
         .route("/openapi.json", get(openapi::document))
+        .merge(
+            Router::new()
+                .route("/v1/providers", get(providers::list))
+                .layer(axum::middleware::from_fn(cors::middleware)),
+        )
 }
 
 /// The workspace API: integrations, jobs, KPIs.
@@ -102,6 +107,7 @@ pub fn api_router() -> Router<AppState> {
             "/v1/workspaces/{ws}/suppressions/{email}",
             axum::routing::delete(notifications::lift),
         )
+        .layer(axum::middleware::from_fn(cors::middleware))
 }
 
 /// OAuth start and callback.
@@ -125,6 +131,7 @@ pub fn admin_router() -> Router<AppState> {
             "/v1/admin/dlq/{provider}/redrive",
             axum::routing::post(admin::redrive),
         )
+        .layer(axum::middleware::from_fn(cors::middleware))
 }
 
 /// Provider webhooks (signed by the provider, no session).
