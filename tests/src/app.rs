@@ -40,6 +40,23 @@ impl TestApp {
         extra: &[(&str, &str)],
         plugins: Vec<kpi_core::registry::Plugin>,
     ) -> Self {
+        Self::spawn_serving(extra, plugins, dev_server::router).await
+    }
+
+    /// The same app serving only the `ui` function's router, as API Gateway
+    /// hands it the pages' routes on AWS (the engine still runs beside it).
+    pub async fn spawn_ui_function(extra: &[(&str, &str)]) -> Self {
+        Self::spawn_serving(extra, Vec::new(), |server| {
+            kpi_lambda::http_app(kpi_ui::ui_function(), server.state.clone())
+        })
+        .await
+    }
+
+    async fn spawn_serving(
+        extra: &[(&str, &str)],
+        plugins: Vec<kpi_core::registry::Plugin>,
+        router: fn(&dev_server::DevServer) -> axum::Router,
+    ) -> Self {
         let dir = temp_dir("kpi-app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -78,7 +95,7 @@ impl TestApp {
             }
             server.state.registry = std::sync::Arc::new(registry);
         }
-        let router = dev_server::router(&server);
+        let router = router(&server);
         dev_server::spawn_engine(&server);
         tokio::spawn(async move {
             let _ = axum_serve(listener, router).await;

@@ -14,6 +14,7 @@ pub mod fixtures;
 pub mod flows;
 pub mod iam;
 pub mod moto;
+pub mod oidc;
 pub mod runtime;
 pub mod stack;
 pub mod tally;

@@ -371,3 +371,206 @@ async fn a_token_without_aud_passes_on_its_client_id_only() {
         assert_eq!(e.code(), "unauthenticated", "{claims}");
     }
 }
+
+// ---- Signing in to the pages (OpenID Connect) ----------------------------
+
+use kpi_tests::app::TestApp;
+use kpi_tests::oidc::{self, CLIENT_ID, CLIENT_SECRET, Forgery, ForgingProvider, OidcProvider};
+
+/// The accounts of the test provider: a member of acme, and an operator
+/// whose workspaces come as a Cognito-style string attribute.
+fn accounts() -> Value {
+    json!({
+        "alice": {"workspaces": ["acme"], "email": "alice@acme.test", "email_verified": true},
+        "olga": {"custom:workspaces": "acme, beta", "platform_admin": "true"},
+    })
+}
+
+/// A client of the test provider for each app: ids `kpi-pages`, `kpi-pages-1`, ….
+fn client_vars<'a>(
+    issuer: &'a str,
+    n: usize,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(String, String)> {
+    let mut vars = vec![
+        ("KPI_OIDC_ISSUER".to_owned(), issuer.to_owned()),
+        (
+            "KPI_OIDC_CLIENT_ID".to_owned(),
+            if n == 0 {
+                CLIENT_ID.to_owned()
+            } else {
+                format!("{CLIENT_ID}-{n}")
+            },
+        ),
+        (
+            "KPI_OIDC_CLIENT_SECRET".to_owned(),
+            CLIENT_SECRET.to_owned(),
+        ),
+    ];
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    vars
+}
+
+fn borrowed(vars: &[(String, String)]) -> Vec<(&str, &str)> {
+    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+#[tokio::test]
+async fn pages_sign_in_at_the_identity_provider_and_out_again() {
+    // The apps need the issuer, the provider their redirect URIs: the apps
+    // are made first with the issuer, the provider learns them after.
+    let starting = OidcProvider::start();
+    let issuer = starting.issuer.clone();
+    let dev = TestApp::spawn_with(&borrowed(&client_vars(&issuer, 0, &[]))).await;
+    let ui = TestApp::spawn_ui_function(&borrowed(&client_vars(&issuer, 1, &[]))).await;
+    // Claims under configured names, the workspaces as one string (Cognito).
+    let named = TestApp::spawn_with(&borrowed(&client_vars(
+        &issuer,
+        2,
+        &[("KPI_AUTH_WORKSPACES_CLAIM", "custom:workspaces")],
+    )))
+    .await;
+    let _provider = starting.serve(&[&dev.base, &ui.base, &named.base], accounts());
+
+    for (name, app) in [("dev server", &dev), ("ui function", &ui)] {
+        let browser = app.browser();
+        // A page without a session sends the browser to sign in, and back.
+        let page = browser
+            .get(app.url("/settings/integrations?workspace=acme"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 303, "{name}");
+        let to = oidc::location(&page).unwrap();
+        assert!(
+            to.starts_with(&app.url("/auth/login?return_to=")),
+            "{name}: {to}"
+        );
+
+        let signed = oidc::sign_in(
+            &browser,
+            &app.base,
+            "/settings/integrations?workspace=acme",
+            "alice",
+            true,
+        )
+        .await;
+        let back = browser.get(&signed.callback).send().await.unwrap();
+        assert_eq!(back.status(), 303, "{name}: {}", back.text().await.unwrap());
+        assert_eq!(
+            oidc::location(&back).unwrap(),
+            app.url("/settings/integrations?workspace=acme"),
+            "{name}"
+        );
+        let cookie = oidc::session_cookie(&back).expect("a session cookie");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        // Only our own random id: no code, no token, no secret.
+        let value = cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned();
+        assert_eq!(value.len(), 43, "{cookie}");
+        let code = url::Url::parse(&signed.callback)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned();
+        assert!(!cookie.contains(&code) && !cookie.contains(CLIENT_SECRET));
+
+        // Signed in: the page of acme, with the session's CSRF token.
+        let page = browser
+            .get(app.url("/settings/integrations?workspace=acme"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{name}");
+        let html = page.text().await.unwrap();
+        let csrf = html
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_owned();
+        // Another workspace is not alice's.
+        let other = browser
+            .get(app.url("/settings/integrations?workspace=beta"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), 404, "{name}");
+
+        // A sign-out without the session's token (another site's form) changes nothing.
+        let forged = browser
+            .post(app.url("/auth/logout"))
+            .form(&[("csrf", "not-the-token")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 401, "{name}");
+        let still = browser
+            .get(app.url("/settings/integrations?workspace=acme"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(still.status(), 200, "{name}");
+
+        // Sign out: the session ends here and at the provider.
+        let out = browser
+            .post(app.url("/auth/logout"))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), 303, "{name}");
+        let end = oidc::location(&out).unwrap();
+        assert!(
+            end.starts_with(&format!("{issuer}/session/end")),
+            "{name}: {end}"
+        );
+        assert!(end.contains("post_logout_redirect_uri="), "{end}");
+        let cleared = out
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().contains("kpi_session=;"));
+        assert!(cleared, "{name}: the cookie is cleared");
+        let gone = app
+            .browser()
+            .get(app.url("/settings/integrations?workspace=acme"))
+            .header("cookie", format!("kpi_session={value}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            gone.status(),
+            303,
+            "{name}: a copied cookie ends with the session"
+        );
+    }
+
+    // An operator whose workspaces come as one string under a configured name.
+    let browser = named.browser();
+    let signed = oidc::sign_in(&browser, &named.base, "/admin/sync-jobs", "olga", true).await;
+    let back = browser.get(&signed.callback).send().await.unwrap();
+    assert_eq!(
+        oidc::location(&back).unwrap(),
+        named.url("/admin/sync-jobs")
+    );
+    for path in ["/admin/sync-jobs", "/settings/integrations?workspace=beta"] {
+        let page = browser.get(named.url(path)).send().await.unwrap();
+        assert_eq!(page.status(), 200, "{path}");
+    }
+}

@@ -144,6 +144,15 @@ impl Claims {
     }
 }
 
+/// Who a verified token's claims name, with the workspaces and operator
+/// claims read under `names` (the pages' sign-in reads ID tokens with it).
+pub fn principal_from_claims(
+    claims: serde_json::Map<String, serde_json::Value>,
+    names: &ClaimNames,
+) -> Result<Principal> {
+    Claims(claims).into_principal(names)
+}
+
 pub struct JwksSettings {
     pub url: Url,
     pub issuer: String,

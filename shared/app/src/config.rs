@@ -62,8 +62,10 @@ pub struct AuthConfig {
 /// Connect): set when `KPI_OIDC_ISSUER` is.
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
-    /// Found by discovery at `{issuer}/.well-known/openid-configuration`.
-    pub issuer: Url,
+    /// Found by discovery at `{issuer}/.well-known/openid-configuration`;
+    /// kept as written, since the provider's `issuer` must match it exactly
+    /// (Auth0's ends with `/`, others do not).
+    pub issuer: String,
     pub client_id: String,
     /// `None` for a public client (PKCE alone).
     pub client_secret: Option<SecretString>,
@@ -202,7 +204,8 @@ impl Config {
         let oidc = match r.get("KPI_OIDC_ISSUER") {
             None => None,
             Some(_) => {
-                let issuer = r.url("KPI_OIDC_ISSUER", "")?;
+                r.url("KPI_OIDC_ISSUER", "")?;
+                let issuer = r.get("KPI_OIDC_ISSUER").unwrap_or_default();
                 let client_id = r.get("KPI_OIDC_CLIENT_ID").ok_or_else(|| {
                     err(
                         "KPI_OIDC_CLIENT_ID",
@@ -298,9 +301,10 @@ impl Config {
         }
         // Keys fetched over plain http could be swapped on the way; only a
         // loopback address (a sidecar in the same sandbox) never leaves it.
+        let issuer = self.oidc.as_ref().and_then(|o| Url::parse(&o.issuer).ok());
         for (name, url) in [
             ("KPI_AUTH_JWKS_URL", self.auth.jwks_url.as_ref()),
-            ("KPI_OIDC_ISSUER", self.oidc.as_ref().map(|o| &o.issuer)),
+            ("KPI_OIDC_ISSUER", issuer.as_ref()),
         ] {
             if let Some(url) = url
                 && url.scheme() != "https"

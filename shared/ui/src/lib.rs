@@ -4,6 +4,9 @@
 //! embedded script (no third-party code) adds the modal dialogs, toasts,
 //! polling and the writes, which go to the JSON API with the CSRF token.
 //!
+//! Sign-in is this service's own session, made after the person signs in at
+//! the dashboard's identity provider (`signin`, OpenID Connect).
+//!
 //! The dev server mounts [`router`] beside the API; on AWS the `ui` function
 //! serves [`ui_function`].
 
@@ -14,6 +17,7 @@ mod describe;
 mod integrations;
 mod page;
 mod settings;
+mod signin;
 mod templates;
 
 use axum::Router;
@@ -24,7 +28,7 @@ pub use page::SECURITY_HEADERS;
 
 /// Every route of [`router`], as `template.yaml` must route them to the `ui`
 /// function (checked by the template test).
-pub const ROUTES: [(&str, &str); 7] = [
+pub const ROUTES: [(&str, &str); 11] = [
     ("GET", "/settings/integrations"),
     ("GET", "/settings/alerts"),
     ("GET", "/settings/reports"),
@@ -32,6 +36,10 @@ pub const ROUTES: [(&str, &str); 7] = [
     ("GET", "/admin/sync-jobs/{job}"),
     ("GET", "/assets/{name}"),
     ("GET", "/favicon.ico"),
+    ("GET", "/auth/login"),
+    ("GET", "/auth/callback"),
+    ("POST", "/auth/logout"),
+    ("GET", "/auth/signed-out"),
 ];
 
 /// The page routes and their assets.
@@ -45,6 +53,11 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{name}", get(assets::serve))
         // Browsers ask for it on every page, ours or not (the sandbox's).
         .route("/favicon.ico", get(assets::favicon))
+        // Sign-in at the dashboard's identity provider (OpenID Connect).
+        .route("/auth/login", get(signin::login))
+        .route("/auth/callback", get(signin::callback))
+        .route("/auth/logout", axum::routing::post(signin::logout))
+        .route("/auth/signed-out", get(signin::signed_out))
         .layer(axum::middleware::from_fn(page::security_headers))
 }
 

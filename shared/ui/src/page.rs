@@ -203,13 +203,46 @@ impl From<Error> for PageError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Message<'a> {
     title: &'a str,
     detail: String,
     workspaces: Vec<String>,
     path: &'static str,
     sign_in: bool,
+    /// A way on: (path, words).
+    link: Option<&'a str>,
+    link_text: &'a str,
+}
+
+/// A page of one message, with an optional link (path, words).
+pub fn message_page(
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    link: Option<(&str, &str)>,
+) -> Response {
+    render_message(
+        status,
+        &Message {
+            title,
+            detail: detail.to_owned(),
+            link: link.map(|l| l.0),
+            link_text: link.map_or("", |l| l.1),
+            ..Message::default()
+        },
+    )
+}
+
+fn render_message(status: StatusCode, message: &Message<'_>) -> Response {
+    let body = templates::render("message.html", message).unwrap_or_else(|_| {
+        "<!doctype html><html lang=\"en\"><title>Error</title><p>Something went wrong.</p></html>".into()
+    });
+    let mut response = (status, Html(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 impl IntoResponse for PageError {
@@ -233,6 +266,7 @@ impl IntoResponse for PageError {
                     workspaces: Vec::new(),
                     path: "",
                     sign_in: true,
+                    ..Message::default()
                 },
             ),
             Self::NotFound => (
@@ -243,6 +277,7 @@ impl IntoResponse for PageError {
                     workspaces: Vec::new(),
                     path: "",
                     sign_in: false,
+                    ..Message::default()
                 },
             ),
             Self::PickWorkspace(workspaces, path) => (
@@ -253,6 +288,7 @@ impl IntoResponse for PageError {
                     workspaces,
                     path,
                     sign_in: false,
+                    ..Message::default()
                 },
             ),
             Self::Domain(e) => {
@@ -272,18 +308,12 @@ impl IntoResponse for PageError {
                         workspaces: Vec::new(),
                         path: "",
                         sign_in: false,
+                        ..Message::default()
                     },
                 )
             }
         };
-        let body = templates::render("message.html", &message).unwrap_or_else(|_| {
-            "<!doctype html><html lang=\"en\"><title>Error</title><p>Something went wrong.</p></html>".into()
-        });
-        let mut response = (status, Html(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        render_message(status, &message)
     }
 }
 
