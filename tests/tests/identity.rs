@@ -574,3 +574,199 @@ async fn pages_sign_in_at_the_identity_provider_and_out_again() {
         assert_eq!(page.status(), 200, "{path}");
     }
 }
+
+/// A refused sign-in: a 4xx page that says what to do, and no session.
+async fn assert_refused(what: &str, response: reqwest::Response) {
+    let status = response.status();
+    let cookie = oidc::session_cookie(&response);
+    let body = response.text().await.unwrap();
+    assert!(status.is_client_error(), "{what}: {status} {body:.300}");
+    assert!(cookie.is_none(), "{what}: a session was made");
+    assert!(
+        body.contains("sign in") || body.contains("Sign in") || body.contains("sign-in"),
+        "{what}: {body:.400}"
+    );
+}
+
+#[tokio::test]
+async fn forged_replayed_foreign_and_cancelled_sign_ins_make_no_session() {
+    let starting = OidcProvider::start();
+    let issuer = starting.issuer.clone();
+    let dev = TestApp::spawn_with(&borrowed(&client_vars(&issuer, 0, &[]))).await;
+    let ui = TestApp::spawn_ui_function(&borrowed(&client_vars(&issuer, 1, &[]))).await;
+    let _provider = starting.serve(&[&dev.base, &ui.base], accounts());
+
+    for (name, app) in [("dev server", &dev), ("ui function", &ui)] {
+        let what = |case: &str| format!("{name}: {case}");
+        // A return_to off this site never reaches the provider.
+        for evil in [
+            "//evil.example",
+            "https://evil.example/x",
+            "/\\evil.example",
+        ] {
+            let r = app
+                .browser()
+                .get(
+                    url::Url::parse_with_params(&app.url("/auth/login"), [("return_to", evil)])
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 422, "{}", what(evil));
+            assert!(r.headers().get("location").is_none());
+        }
+
+        // A forged state (never issued), and one without a code.
+        let browser = app.browser();
+        assert_refused(
+            &what("forged state"),
+            browser
+                .get(app.url("/auth/callback?code=abc&state=forged-state-value"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_refused(
+            &what("no state"),
+            browser
+                .get(app.url("/auth/callback?code=abc"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+
+        // A real sign-in, then its callback replayed: the state is spent.
+        let signed =
+            oidc::sign_in(&browser, &app.base, "/settings/integrations", "alice", true).await;
+        let first = browser.get(&signed.callback).send().await.unwrap();
+        assert!(
+            oidc::session_cookie(&first).is_some(),
+            "{}",
+            what("control")
+        );
+        assert_refused(
+            &what("replayed code"),
+            app.browser().get(&signed.callback).send().await.unwrap(),
+        )
+        .await;
+        assert_refused(
+            &what("replayed in the same browser"),
+            browser.get(&signed.callback).send().await.unwrap(),
+        )
+        .await;
+
+        // Finished in another browser (a link sent to a victim): refused, and
+        // spent for the first browser too.
+        let started_here = app.browser();
+        let signed = oidc::sign_in(
+            &started_here,
+            &app.base,
+            "/settings/integrations",
+            "alice",
+            true,
+        )
+        .await;
+        assert_refused(
+            &what("callback in another browser"),
+            app.browser().get(&signed.callback).send().await.unwrap(),
+        )
+        .await;
+        assert_refused(
+            &what("then in its own"),
+            started_here.get(&signed.callback).send().await.unwrap(),
+        )
+        .await;
+
+        // Consent denied at the provider.
+        let cancelled = app.browser();
+        let signed = oidc::sign_in(
+            &cancelled,
+            &app.base,
+            "/settings/integrations",
+            "alice",
+            false,
+        )
+        .await;
+        assert!(
+            signed.callback.contains("error=access_denied"),
+            "{}",
+            signed.callback
+        );
+        let r = cancelled.get(&signed.callback).send().await.unwrap();
+        let body_has_cancelled = {
+            let status = r.status();
+            let cookie = oidc::session_cookie(&r);
+            let body = r.text().await.unwrap();
+            assert!(
+                status.is_client_error() && cookie.is_none(),
+                "{}",
+                what("denied")
+            );
+            body.contains("cancelled")
+        };
+        assert!(
+            body_has_cancelled,
+            "{}",
+            what("the page says it was cancelled")
+        );
+    }
+}
+
+#[tokio::test]
+async fn id_tokens_with_the_wrong_nonce_audience_issuer_expiry_or_signature_are_refused() {
+    let forger = ForgingProvider::start(json!({"workspaces": ["acme"]})).await;
+    let dev = TestApp::spawn_with(&borrowed(&client_vars(&forger.issuer, 0, &[]))).await;
+    let ui = TestApp::spawn_ui_function(&borrowed(&client_vars(&forger.issuer, 0, &[]))).await;
+    for (name, app) in [("dev server", &dev), ("ui function", &ui)] {
+        for mode in [
+            Forgery::WrongNonce,
+            Forgery::OtherAudience,
+            Forgery::OtherIssuer,
+            Forgery::Expired,
+            Forgery::Unsigned,
+            Forgery::ForeignKey,
+            Forgery::None,
+        ] {
+            let browser = app.browser();
+            let start = browser
+                .get(app.url("/auth/login?return_to=/settings/integrations"))
+                .send()
+                .await
+                .unwrap();
+            let authorize = oidc::location(&start).unwrap();
+            assert!(authorize.starts_with(&forger.issuer), "{authorize}");
+            for pkce in [
+                "code_challenge_method=S256",
+                "code_challenge=",
+                "nonce=",
+                "state=",
+            ] {
+                assert!(authorize.contains(pkce), "{pkce}: {authorize}");
+            }
+            forger.arm(mode, &authorize);
+            let state = url::Url::parse(&authorize)
+                .unwrap()
+                .query_pairs()
+                .find(|(k, _)| k == "state")
+                .unwrap()
+                .1
+                .into_owned();
+            let callback = url::Url::parse_with_params(
+                &app.url("/auth/callback"),
+                [("code", "forged-code"), ("state", state.as_str())],
+            )
+            .unwrap();
+            let answer = browser.get(callback).send().await.unwrap();
+            if mode == Forgery::None {
+                // The control: the same provider's honest token signs in.
+                assert_eq!(answer.status(), 303, "{name}");
+                assert!(oidc::session_cookie(&answer).is_some(), "{name}");
+            } else {
+                assert_refused(&format!("{name}: {mode:?}"), answer).await;
+            }
+        }
+    }
+}

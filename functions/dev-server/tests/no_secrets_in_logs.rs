@@ -184,3 +184,139 @@ async fn no_secret_reaches_a_log_line_an_error_body_or_a_redirect() {
         );
     }
 }
+
+/// Signing in to the pages at a real OpenID Provider, then out, with trace
+/// logging: neither the code, the ID token, the client secret nor the
+/// session id reaches a log line, and the cookie holds only the session id.
+#[tokio::test]
+async fn signing_in_leaves_no_code_token_or_secret_in_the_logs() {
+    use kpi_tests::oidc::{self, CLIENT_ID, CLIENT_SECRET, OidcProvider};
+    let dir = temp_dir("kpi-signin-logs");
+    let starting = OidcProvider::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dev-server"))
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KPI_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KPI_OIDC_ISSUER", &starting.issuer)
+        .env("KPI_OIDC_CLIENT_ID", CLIENT_ID)
+        .env("KPI_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+        .env("KPI_SANDBOX", "on")
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _provider = starting.serve(
+        &[&base],
+        json!({"alice": {"workspaces": ["demo"], "email": "alice@demo.test"}}),
+    );
+    let http = kpi_tests::client();
+    for _ in 0..100 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let browser = kpi_tests::client_builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed = oidc::sign_in(
+        &browser,
+        &base,
+        "/settings/integrations?workspace=demo",
+        "alice",
+        true,
+    )
+    .await;
+    let code = url::Url::parse(&signed.callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let back = browser.get(&signed.callback).send().await.unwrap();
+    let cookie = oidc::session_cookie(&back).expect("signed in");
+    let session_id = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    assert_eq!(
+        session_id.len(),
+        43,
+        "only our own id in the cookie: {cookie}"
+    );
+    assert!(!cookie.contains(&code) && !cookie.contains(CLIENT_SECRET) && !cookie.contains("eyJ"));
+    let page = browser
+        .get(format!("{base}/settings/integrations?workspace=demo"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let out = browser
+        .post(format!("{base}/auth/logout"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let redirect = out.headers()["location"].to_str().unwrap().to_owned();
+
+    let _ = child.kill();
+    let mut logs = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let _ = child.wait();
+    remove_dir(&dir);
+
+    assert!(logs.lines().count() > 20, "trace logging was captured");
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+    };
+    for needle in [
+        code.as_str(),
+        CLIENT_SECRET,
+        basic.as_str(),
+        session_id.as_str(),
+        "eyJ",
+    ] {
+        assert!(!logs.contains(needle), "{needle:?} in the logs");
+        assert!(
+            !redirect.contains(needle),
+            "{needle:?} in the sign-out redirect"
+        );
+    }
+}
