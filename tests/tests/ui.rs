@@ -525,3 +525,48 @@ async fn without_script_every_page_still_reads() {
     assert_eq!(b.text("[data-job-status]").await, "succeeded");
     b.close().await;
 }
+
+/// Signing in at the dashboard's identity provider (a real OpenID Provider's
+/// own login and consent forms), landing back on the page asked for, and
+/// signing out of both; then the page asks to sign in again.
+#[tokio::test]
+async fn a_page_signs_in_at_the_identity_provider_and_out_again() {
+    use kpi_tests::oidc::{CLIENT_ID, CLIENT_SECRET, OidcProvider};
+    let starting = OidcProvider::start();
+    let app = TestApp::spawn_with(&[
+        ("KPI_OIDC_ISSUER", &starting.issuer),
+        ("KPI_OIDC_CLIENT_ID", CLIENT_ID),
+        ("KPI_OIDC_CLIENT_SECRET", CLIENT_SECRET),
+    ])
+    .await;
+    let provider = starting.serve(
+        &[&app.base],
+        json!({"alice": {"workspaces": [WS], "email": "alice@demo.test"}}),
+    );
+    let b = Browser::start(1280).await;
+    let page = format!("/settings/integrations?workspace={WS}");
+    b.goto(&app.url(&page)).await;
+    // The provider's login form, on the provider's origin.
+    b.type_into("input[name=login]", "alice").await;
+    b.type_into("input[name=password]", "any password").await;
+    assert!(b.url().await.as_str().starts_with(&provider.issuer));
+    b.click("button[type=submit]").await;
+    // Its consent form, then back to the page asked for, signed in.
+    b.click("button[type=submit]").await;
+    b.wait_for_text("main h1", "Integrations").await;
+    let here = b.url().await;
+    assert_eq!(
+        format!("{}?{}", here.path(), here.query().unwrap_or("")),
+        page
+    );
+    assert!(b.text("header .ws").await.contains(WS));
+
+    // Sign out: ours, then the provider's own confirmation, then our page.
+    b.click("form.signout button").await;
+    b.click("button[name=logout][value=yes]").await;
+    b.wait_for_text("main h1", "signed out").await;
+    // The sessions are gone: the page sends the browser to sign in again.
+    b.goto(&app.url(&page)).await;
+    b.find("input[name=login]").await;
+    b.close().await;
+}

@@ -213,6 +213,24 @@ struct Message<'a> {
     /// A way on: (path, words).
     link: Option<&'a str>,
     link_text: &'a str,
+    /// Where the browser goes next by itself (another site: the identity
+    /// provider), with a link for those that do not.
+    onward: Option<&'a str>,
+}
+
+/// A page that sends the browser on to `url` (another site) by itself. A
+/// redirect would not do after a form: the pages' `form-action 'self'`
+/// stops a form's redirect to another origin.
+pub fn onward_page(title: &str, detail: &str, url: &str) -> Response {
+    render_message(
+        StatusCode::OK,
+        &Message {
+            title,
+            detail: detail.to_owned(),
+            onward: Some(url),
+            ..Message::default()
+        },
+    )
 }
 
 /// A page of one message, with an optional link (path, words).

@@ -434,22 +434,30 @@ pub async fn logout(
     session::end(&state, cookie_value).await?;
     let clear = session::cookie(&state, "", 0);
     let signed_out = public(&state, SIGNED_OUT_PATH);
-    let mut location = signed_out.clone();
     if let Some(oidc) = state.config.oidc.as_ref()
         && let Ok(metadata) = discover(oidc, false).await
         && let Some(end) = metadata.additional_metadata().end_session_endpoint.as_ref()
     {
+        // The provider's session too (RP-initiated logout), coming back to
+        // our signed-out page.
         let mut url = end.url().clone();
-        let back = PostLogoutRedirectUrl::new(signed_out).ok();
         url.query_pairs_mut()
             .append_pair("client_id", &oidc.client_id);
-        if let Some(back) = back {
+        if let Ok(back) = PostLogoutRedirectUrl::new(signed_out) {
             url.query_pairs_mut()
                 .append_pair("post_logout_redirect_uri", back.as_str());
         }
-        location = url.to_string();
+        let mut page = crate::page::onward_page(
+            "Signing you out",
+            "You are signed out of KPI Integrations. Your identity provider signs you out next.",
+            url.as_str(),
+        );
+        if let Ok(v) = HeaderValue::from_str(&clear) {
+            page.headers_mut().append(header::SET_COOKIE, v);
+        }
+        return Ok(page);
     }
-    Ok(redirect(&location, &[clear]))
+    Ok(redirect(&signed_out, &[clear]))
 }
 
 /// `GET /auth/signed-out`: where sign-out ends.
