@@ -173,6 +173,9 @@ pub async fn follow(
 pub struct SignedIn {
     /// The app's callback URL the provider sent the browser to.
     pub callback: String,
+    /// How many of the provider's forms the browser filled in (none when the
+    /// provider still had a session).
+    pub forms: usize,
 }
 
 /// Starts a sign-in at the app, signs in at the provider as `login` (and
@@ -193,9 +196,12 @@ pub async fn sign_in(
     .to_string();
     let callback_prefix = format!("{app_base}/auth/callback");
     let (mut url, mut page) = follow(browser, &start, &callback_prefix).await;
-    for _ in 0..6 {
+    for forms in 0..6 {
         if url.starts_with(&callback_prefix) {
-            return SignedIn { callback: url };
+            return SignedIn {
+                callback: url,
+                forms,
+            };
         }
         let html = page.text().await.unwrap();
         let (action, mut fields) =
@@ -221,7 +227,10 @@ pub async fn sign_in(
             location(&response).unwrap_or_else(|| panic!("the {prompt} form did not redirect"));
         let (n, p) = follow(browser, &next, &callback_prefix).await;
         if n.starts_with(&callback_prefix) {
-            return SignedIn { callback: n };
+            return SignedIn {
+                callback: n,
+                forms: forms + 1,
+            };
         }
         url = n;
         page = p;

@@ -497,6 +497,40 @@ async fn pages_sign_in_at_the_identity_provider_and_out_again() {
             .await
             .unwrap();
         assert_eq!(page.status(), 200, "{name}");
+        assert!(page.text().await.unwrap().contains("name=\"csrf-token\""));
+        // The session ends (its hour is up): the page sends the browser to the
+        // provider, which still knows it: back without a form, signed in again.
+        app.server
+            .state
+            .store
+            .delete_ephemeral(&kpi_app::session::store_key("session", &value))
+            .await
+            .unwrap();
+        let again = oidc::sign_in(
+            &browser,
+            &app.base,
+            "/settings/integrations?workspace=acme",
+            "alice",
+            true,
+        )
+        .await;
+        assert_eq!(again.forms, 0, "{name}: signed in again silently");
+        let back = browser.get(&again.callback).send().await.unwrap();
+        let cookie = oidc::session_cookie(&back).expect("a new session");
+        let value = cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned();
+        let page = browser
+            .get(app.url("/settings/integrations?workspace=acme"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{name}");
         let html = page.text().await.unwrap();
         let csrf = html
             .split("name=\"csrf-token\" content=\"")
