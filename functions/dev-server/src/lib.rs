@@ -352,6 +352,12 @@ pub async fn run() -> ExitCode {
          API document: {public}/openapi.json\n  \
          health: {public}/healthz"
     );
+    if server.state.config.oidc.is_some() {
+        let _ = writeln!(
+            std::io::stdout(),
+            "  sign in at the identity provider (KPI_OIDC_ISSUER): {public}/auth/login"
+        );
+    }
     if server.sandbox.is_some() {
         let _ = writeln!(
             std::io::stdout(),
