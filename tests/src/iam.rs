@@ -416,7 +416,7 @@ fn matches(st: &Statement, request: &Request) -> bool {
     }) && st
         .resources
         .as_ref()
-        .is_none_or(|rs| rs.iter().any(|r| *r == request.resource))
+        .is_none_or(|rs| rs.contains(&request.resource))
         && conditions_hold(&st.conditions, &request.context)
 }
 
