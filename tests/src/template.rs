@@ -54,7 +54,12 @@ pub struct Function {
     pub logical: String,
     pub binary: String,
     pub timeout: i64,
+    /// The variables as text (globals applied); a conditional one
+    /// (`!If [Condition, a, b]`) as `b`, its value when the condition is false
+    /// (left out when that is `!Ref AWS::NoValue`).
     pub environment: BTreeMap<String, String>,
+    /// The variables as written (globals applied), `!If` kept as `[Condition, a, b]`.
+    pub variables: BTreeMap<String, Yaml>,
     /// HTTP API routes: (method, path pattern).
     pub routes: Vec<(String, String)>,
     /// Queues it consumes (logical ids).
@@ -66,19 +71,23 @@ pub struct Function {
 pub fn functions(t: &Yaml) -> Vec<Function> {
     let globals = &t["Globals"]["Function"];
     let default_timeout = globals["Timeout"].as_i64().unwrap_or(3);
-    let global_env: BTreeMap<String, String> = entries(&globals["Environment"]["Variables"])
+    let global_vars: BTreeMap<String, Yaml> = entries(&globals["Environment"]["Variables"])
         .into_iter()
-        .map(|(k, v)| (k, text(&v).unwrap_or_default()))
         .collect();
     entries(&t["Resources"])
         .into_iter()
         .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
         .map(|(logical, r)| {
             let p = &r["Properties"];
-            let mut environment = global_env.clone();
-            for (k, v) in entries(&p["Environment"]["Variables"]) {
-                environment.insert(k, text(&v).unwrap_or_default());
-            }
+            let mut variables = global_vars.clone();
+            variables.extend(entries(&p["Environment"]["Variables"]));
+            let environment = variables
+                .iter()
+                .filter_map(|(k, v)| {
+                    let v = text(&branch(t, v, false)).unwrap_or_default();
+                    (v != NO_VALUE).then(|| (k.clone(), v))
+                })
+                .collect();
             let mut routes = Vec::new();
             let mut queues = Vec::new();
             for (_, e) in entries(&p["Events"]) {
@@ -107,6 +116,7 @@ pub fn functions(t: &Yaml) -> Vec<Function> {
                     .to_owned(),
                 timeout: p["Timeout"].as_i64().unwrap_or(default_timeout),
                 environment,
+                variables,
                 routes,
                 queues,
                 policies: p["Policies"].clone(),
@@ -114,6 +124,32 @@ pub fn functions(t: &Yaml) -> Vec<Function> {
             }
         })
         .collect()
+}
+
+/// `!Ref AWS::NoValue` as read: a variable with it is not set.
+pub const NO_VALUE: &str = "AWS::NoValue";
+
+/// `v` with its `!If [Condition, a, b]` (a condition of the template) resolved
+/// to `a` when `condition_holds`, else `b`; anything else as it is.
+pub fn branch(t: &Yaml, v: &Yaml, condition_holds: bool) -> Yaml {
+    match v {
+        Yaml::Array(a)
+            if a.len() == 3
+                && a[0]
+                    .as_str()
+                    .is_some_and(|c| t["Conditions"][c] != Yaml::BadValue) =>
+        {
+            branch(t, &a[if condition_holds { 1 } else { 2 }], condition_holds)
+        }
+        other => other.clone(),
+    }
+}
+
+/// A reference's logical id: `!GetAtt X.Arn` and `!Ref X` (read as `X.Arn`, `X`) → `X`.
+pub fn logical_id(reference: &Yaml) -> Option<String> {
+    reference
+        .as_str()
+        .map(|r| r.split('.').next().unwrap_or(r).to_owned())
 }
 
 impl Function {
@@ -179,6 +215,30 @@ pub fn granted(f: &Function) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// The statements of `f`'s role that it writes itself (not SAM's policy templates).
+pub fn statements(f: &Function) -> Vec<Yaml> {
+    list(&f.policies)
+        .iter()
+        .flat_map(|p| list(&p["Statement"]))
+        .collect()
+}
+
+/// Every action `f`'s own statements allow on the resource `logical` (named by
+/// `!GetAtt logical.Arn` or `!Ref logical`).
+pub fn granted_on(f: &Function, logical: &str) -> BTreeSet<String> {
+    statements(f)
+        .iter()
+        .filter(|st| st["Effect"].as_str() == Some("Allow"))
+        .filter(|st| {
+            list(&st["Resource"])
+                .iter()
+                .any(|r| logical_id(r).as_deref() == Some(logical))
+        })
+        .flat_map(|st| list(&st["Action"]))
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Whether `granted` covers `action` (`sqs:SendMessage*` covers `sqs:SendMessageBatch`).

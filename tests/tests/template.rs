@@ -3,8 +3,11 @@
 //! reaches the function that serves it and no other, and the template routes
 //! nothing that no function serves; each function starts with the template's
 //! variables; every queue a worker consumes has a dead-letter queue and a
-//! visibility timeout of at least six times the consumer's timeout; and each
-//! role allows the AWS calls its function's adapters make.
+//! visibility timeout of at least six times the consumer's timeout; each role
+//! allows the AWS calls its function's adapters make, and uses the table's key
+//! only through DynamoDB; every function logs to a group with a retention;
+//! every failure has an alarm, with or without a topic; and nothing that
+//! outlives a stack, or whose name stays taken after a delete, has a fixed name.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,7 +16,8 @@ use axum::http::{Method, Request};
 use kpi_app::AppState;
 use kpi_tests::app::TestApp;
 use kpi_tests::template::{
-    Function, allows, entries, functions, granted, list, root, template, text,
+    Function, NO_VALUE, allows, branch, entries, functions, granted, granted_on, list, logical_id,
+    root, statements, template, text,
 };
 use tower::ServiceExt as _;
 use yaml_rust2::Yaml;
@@ -29,15 +33,33 @@ fn every_function_package_has_its_resource_and_back() {
     let fs = functions(&t);
     let resources: BTreeSet<String> = fs.iter().map(|f| f.binary.clone()).collect();
     assert_eq!(packages, resources, "functions/* against the template");
+    // One build path: SAM runs `make build-<LogicalId>` in the repository root,
+    // which reuses `make package`'s build and copies the function's binary.
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+    assert!(
+        makefile.contains("\nbuild-%: lambdas\n") && makefile.contains("\npackage: lambdas\n"),
+        "the Makefile's build-% and package targets share the `lambdas` build"
+    );
     for f in &fs {
         let r = &t["Resources"][f.logical.as_str()];
         assert_eq!(
             r["Metadata"]["BuildMethod"].as_str(),
-            Some("rust-cargolambda"),
+            Some("makefile"),
+            "{}",
+            f.logical
+        );
+        assert_eq!(
+            r["Properties"]["CodeUri"].as_str(),
+            Some("."),
             "{}",
             f.logical
         );
     }
+    let samconfig = std::fs::read_to_string(root().join("samconfig.toml")).unwrap();
+    assert!(
+        samconfig.contains("build_in_source = true"),
+        "sam build runs make in the source tree"
+    );
     assert_eq!(
         t["Globals"]["Function"]["Runtime"].as_str(),
         Some("provided.al2023")
@@ -201,13 +223,21 @@ fn resolved(t: &Yaml, raw: &str) -> String {
             (Some(_), _) => logical.to_owned(),
             (None, _) => match &t["Parameters"][logical] {
                 Yaml::BadValue => name.to_owned(),
-                p => text(&p["Default"]).unwrap_or_else(|| match logical {
+                p => match logical {
                     "PublicUrl" => "https://kpi.example.com".into(),
+                    "DomainName" => "kpi.example.org".into(),
+                    "CertificateArn" => {
+                        "arn:aws:acm:eu-west-1:123456789012:certificate/0f6b4f3e".into()
+                    }
                     "AuthJwksUrl" => "https://auth.example.com/.well-known/jwks.json".into(),
                     "AuthIssuer" => "https://auth.example.com/".into(),
                     "AuthAudience" => "kpi".into(),
-                    other => panic!("no sample for parameter {other}"),
-                }),
+                    "OidcIssuer" => "https://login.example.com/".into(),
+                    "OidcClientId" => "kpi-pages".into(),
+                    "CorsOrigins" => "https://app.example.com".into(),
+                    other => text(&p["Default"])
+                        .unwrap_or_else(|| panic!("no sample for parameter {other}")),
+                },
             },
         }
     };
@@ -249,12 +279,22 @@ fn each_function_starts_with_the_templates_variables() {
         })
         .collect();
     let http = kpi_app::providers::http_client().unwrap();
-    for f in &fs {
+    // With and without the optional features (`!If` on a condition: the custom domain).
+    for (f, with_options) in fs.iter().flat_map(|f| [(f, false), (f, true)]) {
         let env: BTreeMap<String, String> = f
-            .environment
+            .variables
             .iter()
-            .map(|(k, v)| (k.clone(), resolved(&t, v)))
+            .filter_map(|(k, v)| {
+                let v = text(&branch(&t, v, with_options)).unwrap_or_default();
+                (v != NO_VALUE).then(|| (k.clone(), resolved(&t, &v)))
+            })
             .collect();
+        if with_options {
+            assert_eq!(
+                env["KPI_PUBLIC_URL"], "https://kpi.example.org",
+                "with a custom domain, the functions' public URL is the domain's"
+            );
+        }
         let read = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
         let lookup = {
             let env = env.clone();
@@ -264,8 +304,14 @@ fn each_function_starts_with_the_templates_variables() {
                 env.get(name).cloned()
             }
         };
-        let configured = kpi_lambda::configure(lookup, &http)
-            .unwrap_or_else(|e| panic!("{} does not start: {}", f.binary, e.log_chain()));
+        let configured = kpi_lambda::configure(lookup, &http).unwrap_or_else(|e| {
+            panic!(
+                "{} does not start{}: {}",
+                f.binary,
+                if with_options { " (custom domain)" } else { "" },
+                e.log_chain()
+            )
+        });
         // Every variable the template sets is one the code reads.
         let read = read.lock().unwrap().clone();
         for name in env.keys() {
@@ -363,6 +409,7 @@ fn each_role_allows_the_calls_its_adapters_make() {
         &[
             "shared/aws/src/dynamo/mod.rs",
             "shared/aws/src/dynamo/items.rs",
+            "shared/aws/src/dynamo/ephemeral.rs",
         ],
         &[
             "GetItem",
@@ -389,6 +436,19 @@ fn each_role_allows_the_calls_its_adapters_make() {
         })
         .cloned()
         .collect();
+    // Sessions and sign-in attempts: items whose partition key is EPHEMERAL#….
+    let ephemeral_source = "shared/aws/src/dynamo/ephemeral.rs";
+    assert!(
+        std::fs::read_to_string(root().join(ephemeral_source))
+            .unwrap()
+            .contains("format!(\"EPHEMERAL#{key}\")"),
+        "the short-lived records' partition key changed: update the pages' role"
+    );
+    let ephemeral = operations(
+        &[ephemeral_source],
+        &["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"],
+    );
+    assert!(ephemeral.contains("PutItem"), "{ephemeral:?}");
     let queue = operations(
         &["shared/aws/src/sqs.rs"],
         &[
@@ -414,8 +474,10 @@ fn each_role_allows_the_calls_its_adapters_make() {
         let g = granted(&f);
         let mut need: BTreeSet<String> = BTreeSet::new();
         need.extend(secrets.iter().map(|op| format!("secretsmanager:{op}")));
-        // The pages only read; every other function writes jobs, state or records.
-        let store_ops = if f.binary == "ui" { &reads } else { &store };
+        // The pages read, and write only their sessions and sign-in attempts
+        // (short-lived records); every other function writes jobs, state or records.
+        let pages_ops: BTreeSet<String> = reads.union(&ephemeral).cloned().collect();
+        let store_ops = if f.binary == "ui" { &pages_ops } else { &store };
         for op in store_ops {
             // IAM checks a transaction's parts, not the transaction.
             match op.as_str() {
@@ -433,12 +495,33 @@ fn each_role_allows_the_calls_its_adapters_make() {
         }
         // Credentials: sealed where connections are made (and by the workers,
         // which seal a refreshed token again), opened where providers are called.
+        // Both with the credentials key, under the vault's encryption context.
         let seals = ["api", "oauth"].contains(&f.binary.as_str()) || f.queues_work();
+        let mut vault_need: BTreeSet<String> = BTreeSet::new();
         if seals {
-            need.insert("kms:GenerateDataKey".into());
+            vault_need.insert("kms:GenerateDataKey".into());
         }
         if !["ui", "meta-webhook", "resend-webhook"].contains(&f.binary.as_str()) {
-            need.insert("kms:Decrypt".into());
+            vault_need.insert("kms:Decrypt".into());
+        }
+        let vault_granted: BTreeSet<String> = statements(&f)
+            .iter()
+            .filter(|st| {
+                list(&st["Resource"])
+                    .iter()
+                    .any(|r| logical_id(r).as_deref() == Some("CredentialsKey"))
+                    && format!("{:?}", st["Condition"]).contains("kms:EncryptionContextKeys")
+            })
+            .flat_map(|st| list(&st["Action"]))
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        for action in &vault_need {
+            assert!(
+                allows(&vault_granted, action),
+                "{} ({}) needs {action} on CredentialsKey with the vault's encryption context; it has {vault_granted:?}",
+                f.logical,
+                f.binary
+            );
         }
         // Jobs are sent by the API (manual syncs, retries), the scheduler and the
         // Meta webhook (and the dead-letter handler, which redrives).
@@ -483,14 +566,31 @@ fn each_role_allows_the_calls_its_adapters_make() {
         }
         if !seals {
             assert!(
-                !allows(&g, "kms:GenerateDataKey"),
+                !allows(&granted_on(&f, "CredentialsKey"), "kms:GenerateDataKey"),
                 "{} may make data keys",
                 f.logical
             );
         }
         if f.binary == "ui" {
-            for op in ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"] {
+            for op in ["UpdateItem", "BatchWriteItem"] {
                 assert!(!allows(&g, &format!("dynamodb:{op}")), "ui may {op}");
+            }
+            // Its writes reach only the short-lived records' partition keys.
+            for st in statements(&f).iter().filter(|st| {
+                list(&st["Action"]).iter().any(|a| {
+                    ["dynamodb:PutItem", "dynamodb:DeleteItem"].contains(&a.as_str().unwrap_or(""))
+                })
+            }) {
+                let keys: Vec<String> =
+                    list(&st["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+                        .iter()
+                        .map(|k| k.as_str().unwrap_or("?").to_owned())
+                        .collect();
+                assert_eq!(
+                    keys,
+                    ["EPHEMERAL#*"],
+                    "ui writes beyond its sessions: {st:?}"
+                );
             }
         }
     }
@@ -525,9 +625,21 @@ fn state_is_kept_safe_and_every_failure_has_an_alarm() {
         .expect("a ScheduleV2 event")
         .1;
     assert!(tick["Properties"]["RetryPolicy"]["MaximumRetryAttempts"].as_i64() > Some(0));
-    let dlq = tick["Properties"]["DeadLetterConfig"]["QueueLogicalId"]
-        .as_str()
+    let dlq = logical_id(&tick["Properties"]["DeadLetterConfig"]["Arn"])
         .expect("the schedule's dead-letter queue");
+    assert_eq!(
+        r[dlq.as_str()]["Type"].as_str(),
+        Some("AWS::SQS::Queue"),
+        "{dlq}"
+    );
+    // Scheduler invokes the function asynchronously: what fails inside it after
+    // Lambda's retries goes to the same queue.
+    let scheduler = &r["SyncSchedulerFunction"]["Properties"];
+    assert_eq!(
+        logical_id(&scheduler["DeadLetterQueue"]["TargetArn"]).as_deref(),
+        Some(dlq.as_str())
+    );
+    assert!(scheduler["EventInvokeConfig"]["MaximumRetryAttempts"].as_i64() > Some(0));
     // Every dead-letter queue has an alarm on its depth.
     let alarmed: Vec<String> = entries(r)
         .into_iter()
@@ -547,13 +659,18 @@ fn state_is_kept_safe_and_every_failure_has_an_alarm() {
                 .map(|a| a.trim_end_matches(".Arn").to_owned())
         })
         .collect();
-    dead_letter_queues.push(dlq.to_owned());
+    dead_letter_queues.push(dlq.clone());
     for q in &dead_letter_queues {
         assert!(alarmed.contains(q), "no alarm on {q}");
     }
     for alarm in [
         "WorkerErrorsAlarm",
-        "ThrottlesAlarm",
+        "HttpFunctionErrorsAlarm",
+        "Api5xxAlarm",
+        "SyncQueueAgeAlarm",
+        "SyncFailureRateAlarm",
+        "HttpThrottlesAlarm",
+        "BackgroundThrottlesAlarm",
         "WebhookSignatureFailuresAlarm",
     ] {
         assert_eq!(
@@ -567,9 +684,10 @@ fn state_is_kept_safe_and_every_failure_has_an_alarm() {
         Some("AWS::CloudWatch::Dashboard")
     );
     // What an operator pastes into Google's and Meta's consoles comes out of the stack.
+    // (`!Sub` as text, or as [text, variables].)
     let outputs: Vec<String> = entries(&t["Outputs"])
         .into_iter()
-        .filter_map(|(_, o)| text(&o["Value"]))
+        .filter_map(|(_, o)| text(&o["Value"]).or_else(|| text(&list(&o["Value"])[0])))
         .collect();
     for path in [
         "/v1/oauth/ga4/callback",
@@ -581,5 +699,372 @@ fn state_is_kept_safe_and_every_failure_has_an_alarm() {
             outputs.iter().any(|o| o.ends_with(path)),
             "no output for {path}"
         );
+    }
+}
+
+/// The table has a key of its own, and each role may use it exactly as
+/// DynamoDB does on its behalf: through DynamoDB only, decrypting for reads and
+/// also encrypting for writes. The credentials key is never used through DynamoDB.
+#[test]
+fn the_table_key_is_used_only_through_dynamodb() {
+    let t = template();
+    let r = &t["Resources"];
+    let sse = &r["Table"]["Properties"]["SSESpecification"];
+    assert_eq!(sse["KMSMasterKeyId"].as_str(), Some("TableKey"));
+    assert_eq!(r["TableKey"]["Type"].as_str(), Some("AWS::KMS::Key"));
+    assert_eq!(
+        r["TableKey"]["Properties"]["EnableKeyRotation"].as_bool(),
+        Some(true)
+    );
+    let alias = entries(r).into_iter().find(|(_, a)| {
+        a["Type"].as_str() == Some("AWS::KMS::Alias")
+            && a["Properties"]["TargetKeyId"].as_str() == Some("TableKey")
+    });
+    assert!(alias.is_some(), "TableKey has an alias");
+    let crud = [
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+    ];
+    for f in functions(&t) {
+        let templates: Vec<String> = list(&f.policies)
+            .iter()
+            .flat_map(entries)
+            .map(|(name, _)| name)
+            .collect();
+        // Writers: the CRUD template, or a statement of their own that writes items.
+        let writes = templates.iter().any(|n| n == "DynamoDBCrudPolicy")
+            || statements(&f).iter().any(|st| {
+                list(&st["Action"]).iter().any(|a| {
+                    a.as_str().is_some_and(|a| {
+                        [
+                            "dynamodb:PutItem",
+                            "dynamodb:DeleteItem",
+                            "dynamodb:UpdateItem",
+                        ]
+                        .contains(&a)
+                    })
+                })
+            });
+        let expected: &[&str] = if writes {
+            &crud
+        } else if templates.iter().any(|n| n == "DynamoDBReadPolicy") {
+            &["kms:Decrypt"]
+        } else {
+            &[]
+        };
+        let table_key: Vec<Yaml> = statements(&f)
+            .into_iter()
+            .filter(|st| {
+                list(&st["Resource"])
+                    .iter()
+                    .any(|r| logical_id(r).as_deref() == Some("TableKey"))
+            })
+            .collect();
+        if expected.is_empty() {
+            assert!(
+                table_key.is_empty(),
+                "{} uses TableKey without the table",
+                f.logical
+            );
+            continue;
+        }
+        assert_eq!(table_key.len(), 1, "{}: one TableKey statement", f.logical);
+        let st = &table_key[0];
+        let actions: Vec<String> = list(&st["Action"])
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(actions, expected, "{}", f.logical);
+        assert_eq!(list(&st["Resource"]).len(), 1, "{}", f.logical);
+        assert_eq!(
+            st["Condition"]["StringEquals"]["kms:ViaService"].as_str(),
+            Some("dynamodb.${AWS::Region}.amazonaws.com"),
+            "{}: TableKey only through DynamoDB",
+            f.logical
+        );
+        for st in statements(&f).iter().filter(|st| {
+            list(&st["Resource"])
+                .iter()
+                .any(|r| logical_id(r).as_deref() == Some("CredentialsKey"))
+        }) {
+            assert!(
+                !format!("{:?}", st["Condition"]).contains("dynamodb."),
+                "{}: CredentialsKey through DynamoDB",
+                f.logical
+            );
+        }
+    }
+}
+
+/// Every function logs to a log group of its own with a retention, and the
+/// API's access log has one too, with the fields the runbooks query.
+#[test]
+fn every_function_logs_to_its_own_group_with_a_retention() {
+    let t = template();
+    let r = &t["Resources"];
+    let retained = |group: &str| {
+        let g = &r[group];
+        assert_eq!(g["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{group}");
+        assert!(
+            g["Properties"]["RetentionInDays"] != Yaml::BadValue,
+            "{group} keeps logs forever"
+        );
+        assert!(
+            g["Properties"]["LogGroupName"] == Yaml::BadValue,
+            "{group} has a fixed name"
+        );
+    };
+    let mut groups = BTreeSet::new();
+    for f in functions(&t) {
+        let config = &r[f.logical.as_str()]["Properties"]["LoggingConfig"];
+        let group = config["LogGroup"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no LoggingConfig.LogGroup", f.logical));
+        retained(group);
+        assert!(groups.insert(group.to_owned()), "{group} is shared");
+        // The functions print JSON lines themselves (tracing, EMF); Lambda's
+        // text format keeps them as they are.
+        assert_eq!(config["LogFormat"].as_str(), Some("Text"), "{}", f.logical);
+    }
+    let access = &r["HttpApi"]["Properties"]["AccessLogSettings"];
+    let group = logical_id(&access["DestinationArn"]).expect("the API's access log");
+    retained(&group);
+    let format = access["Format"].as_str().unwrap();
+    let line: serde_json::Value = serde_json::from_str(format)
+        .unwrap_or_else(|e| panic!("the access log format is not JSON: {e}"));
+    for (field, variable) in [
+        ("requestId", "$context.requestId"),
+        ("routeKey", "$context.routeKey"),
+        ("status", "$context.status"),
+        ("integrationError", "$context.integrationErrorMessage"),
+    ] {
+        assert_eq!(
+            line[field].as_str(),
+            Some(variable),
+            "access log field {field}"
+        );
+    }
+}
+
+/// Every alarm exists whether or not an alarm topic is configured (it then
+/// only changes state); each covers all of what it watches; and the metrics
+/// of the app's own namespace are ones the code emits.
+#[test]
+fn every_failure_has_an_alarm_with_or_without_a_topic() {
+    let t = template();
+    let r = &t["Resources"];
+    let fs = functions(&t);
+    let alarms: Vec<(String, Yaml)> = entries(r)
+        .into_iter()
+        .filter(|(_, a)| a["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .collect();
+    let metrics_source =
+        std::fs::read_to_string(root().join("shared/sync/src/metrics.rs")).unwrap();
+    assert!(metrics_source.contains("pub const NAMESPACE: &str = \"KpiIntegrations\";"));
+    // (metric name, dimension values) of every metric an alarm reads.
+    let watched = |a: &Yaml| -> Vec<(String, String, Vec<String>)> {
+        let p = &a["Properties"];
+        let mut out = Vec::new();
+        let one = |m: &Yaml| {
+            (
+                m["Namespace"].as_str().unwrap_or_default().to_owned(),
+                text(&m["MetricName"]).unwrap_or_default(),
+                list(&m["Dimensions"])
+                    .iter()
+                    .filter_map(|d| {
+                        d["Value"]
+                            .as_str()
+                            .map(|v| v.trim_end_matches(".QueueName").to_owned())
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        if p["MetricName"] != Yaml::BadValue {
+            out.push(one(p));
+        }
+        for m in list(&p["Metrics"]) {
+            if m["MetricStat"] != Yaml::BadValue {
+                out.push(one(&m["MetricStat"]["Metric"]));
+            }
+        }
+        out
+    };
+    for (name, a) in &alarms {
+        assert!(
+            a["Condition"] == Yaml::BadValue,
+            "{name} only exists with a topic"
+        );
+        let actions = list(&a["Properties"]["AlarmActions"]);
+        assert_eq!(
+            actions.first().and_then(|c| c.as_str()),
+            Some("HasAlarmTopic"),
+            "{name}: AlarmActions is !If [HasAlarmTopic, …, !Ref AWS::NoValue]"
+        );
+        assert_eq!(
+            actions.get(2).and_then(|c| c.as_str()),
+            Some("AWS::NoValue"),
+            "{name}"
+        );
+        assert!(
+            list(&a["Properties"]["Metrics"]).len() <= 10,
+            "{name}: at most 10 metrics"
+        );
+        for (namespace, metric, _) in watched(a) {
+            if namespace == "KpiIntegrations" {
+                assert!(
+                    metrics_source.contains(&format!("\"{metric}\"")),
+                    "{name} reads {metric}, which the code does not emit"
+                );
+            }
+        }
+    }
+    let covered = |metric: &str| -> BTreeSet<String> {
+        alarms
+            .iter()
+            .flat_map(|(_, a)| watched(a))
+            .filter(|(_, m, _)| m == metric)
+            .flat_map(|(_, _, d)| d)
+            .collect()
+    };
+    let all: BTreeSet<String> = fs.iter().map(|f| f.logical.clone()).collect();
+    assert_eq!(covered("Throttles"), all, "every function's throttles");
+    let http: BTreeSet<String> = fs
+        .iter()
+        .filter(|f| !f.routes.is_empty())
+        .map(|f| f.logical.clone())
+        .collect();
+    let workers: BTreeSet<String> = fs
+        .iter()
+        .filter(|f| f.queues_work())
+        .map(|f| f.logical.clone())
+        .collect();
+    let errors = covered("Errors");
+    for f in http.iter().chain(&workers) {
+        assert!(errors.contains(f), "no alarm on {f}'s errors");
+    }
+    let work_queues: BTreeSet<String> = fs
+        .iter()
+        .filter(|f| f.queues_work())
+        .flat_map(|f| f.queues.clone())
+        .collect();
+    assert_eq!(
+        covered("ApproximateAgeOfOldestMessage"),
+        work_queues,
+        "the oldest message of every work queue"
+    );
+    let api_errors = covered("5xx");
+    assert!(api_errors.contains("HttpApi") && api_errors.contains("$default"));
+    // The failure rate: failed attempts over all attempts, per provider.
+    let rate = &r["SyncFailureRateAlarm"]["Properties"];
+    let stats: BTreeSet<(String, String)> = list(&rate["Metrics"])
+        .iter()
+        .filter(|m| m["MetricStat"]["Metric"]["MetricName"].as_str() == Some("SyncFailed"))
+        .map(|m| {
+            (
+                list(&m["MetricStat"]["Metric"]["Dimensions"])[0]["Value"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                m["MetricStat"]["Stat"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for provider in ["ga4", "meta_ads", "resend"] {
+        for stat in ["Sum", "SampleCount"] {
+            assert!(
+                stats.contains(&(provider.to_owned(), stat.to_owned())),
+                "SyncFailureRateAlarm: {stat} of {provider}'s SyncFailed"
+            );
+        }
+    }
+    let signatures = covered("WebhookSignatureFailed");
+    assert!(signatures.contains("meta_ads") && signatures.contains("resend"));
+}
+
+/// After a stack delete (or a failed first deploy's rollback) the next deploy
+/// must not find a name taken: resources that are retained, or whose names stay
+/// taken for a while (SQS: 60 s; Secrets Manager: the recovery window), let
+/// CloudFormation name them. The secret exists from the start, so functions start.
+#[test]
+fn a_redeploy_finds_no_name_taken() {
+    let t = template();
+    let r = &t["Resources"];
+    for (logical, res) in entries(r) {
+        let p = &res["Properties"];
+        let retained = res["DeletionPolicy"].as_str() == Some("Retain");
+        let fixed = match res["Type"].as_str().unwrap() {
+            "AWS::DynamoDB::Table" => Some("TableName"),
+            "AWS::SQS::Queue" => Some("QueueName"),
+            "AWS::SecretsManager::Secret" => Some("Name"),
+            "AWS::Logs::LogGroup" => Some("LogGroupName"),
+            "AWS::KMS::Key" => {
+                assert!(retained, "{logical}: a KMS key is retained");
+                None
+            }
+            _ => None,
+        };
+        if let Some(name) = fixed {
+            assert!(p[name] == Yaml::BadValue, "{logical} has a fixed {name}");
+        }
+        if res["Type"].as_str() == Some("AWS::SQS::Queue") {
+            // SQS's AWS managed key: its key policy lets the account's roles
+            // (functions, the schedule) use it through SQS without a grant.
+            assert_eq!(
+                p["KmsMasterKeyId"].as_str(),
+                Some("alias/aws/sqs"),
+                "{logical}"
+            );
+        }
+    }
+    assert_eq!(
+        r["AppSecret"]["Properties"]["SecretString"].as_str(),
+        Some("{}")
+    );
+}
+
+/// Functions anyone on the Internet can reach without a token have a reserved
+/// concurrency (a parameter; 0 for none), so a flood cannot starve the others.
+#[test]
+fn public_functions_have_a_reserved_concurrency() {
+    let t = template();
+    let r = &t["Resources"];
+    assert_eq!(
+        t["Parameters"]["PublicFunctionConcurrency"]["MinValue"].as_i64(),
+        Some(0)
+    );
+    for f in functions(&t) {
+        let reserved = &r[f.logical.as_str()]["Properties"]["ReservedConcurrentExecutions"];
+        if ["oauth", "meta-webhook", "resend-webhook"].contains(&f.binary.as_str()) {
+            assert_eq!(
+                text(&branch(&t, reserved, true)).as_deref(),
+                Some("PublicFunctionConcurrency"),
+                "{}",
+                f.logical
+            );
+            assert_eq!(
+                text(&branch(&t, reserved, false)).as_deref(),
+                Some("AWS::NoValue"),
+                "{}",
+                f.logical
+            );
+        }
+    }
+}
+
+/// checkov's skips are decisions: each names its check and says why.
+#[test]
+fn every_checkov_skip_says_why() {
+    let t = template();
+    for (logical, res) in entries(&t["Resources"]) {
+        for skip in list(&res["Metadata"]["checkov"]["skip"]) {
+            let id = skip["id"].as_str().unwrap_or_default();
+            assert!(id.starts_with("CKV"), "{logical}: skip without an id");
+            assert!(
+                skip["comment"].as_str().is_some_and(|c| c.len() > 40),
+                "{logical}: skip of {id} without a reason"
+            );
+        }
     }
 }
