@@ -662,9 +662,9 @@ pub async fn request_sync(
     let mut limited = false;
     for _ in 0..3 {
         let mut integration = state.store.get_integration(scope, id).await?;
-        if integration.status() != IntegrationStatus::Connected {
+        if !integration.status().accepts_manual_sync() {
             return Err(Error::conflict(format!(
-                "the integration is {}; only connected integrations sync",
+                "the integration is {}; only connected integrations (or ones in error) sync",
                 integration.status()
             )));
         }

@@ -88,6 +88,15 @@ impl IntegrationStatus {
     pub fn is_syncable(self) -> bool {
         self == IntegrationStatus::Connected
     }
+
+    /// Whether a person may ask for a sync now: a connected integration, or
+    /// one in `error`, where a successful sync is how it comes back.
+    pub fn accepts_manual_sync(self) -> bool {
+        matches!(
+            self,
+            IntegrationStatus::Connected | IntegrationStatus::Error
+        )
+    }
 }
 
 impl fmt::Display for IntegrationStatus {

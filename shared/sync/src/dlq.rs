@@ -16,11 +16,19 @@ use crate::worker::{Disposition, mark_if_unchanged, mark_integration};
 /// At most one failure notice per integration in this period.
 pub const NOTICE_PERIOD_HOURS: i64 = 24;
 
-/// Marks `job` dead with `error`, moves its integration to the status the error
-/// calls for (`error`, or `needs_reauth` for credential failures), and sends a
-/// failure notice unless one went out for this integration in the last day.
-/// With `read` (what the failed attempt saw of the integration), the
-/// integration is left alone when the user reconnected or disconnected since.
+/// Marks `job` dead with `error`, records the failure on its integration, and
+/// sends a failure notice unless one went out for this integration in the
+/// last day.
+///
+/// The integration's status moves only for errors that retrying cannot fix
+/// (`error` for configuration, `needs_reauth` for credentials), and only with
+/// `read` — what the failed attempt saw of it — while the user has not
+/// reconnected or disconnected since. A transient or rate-limited failure
+/// that used up its retries (a provider outage) leaves it `connected` and
+/// scheduled: its next regular sync is the next attempt, and the first one
+/// that succeeds ends the run of failures. Without `read` (the dead-letter
+/// handler, the scheduler's give-ups) nothing is known of the attempt's view,
+/// so the status is never changed there: a reconnect made meanwhile stands.
 pub async fn finish_dead(
     store: &dyn Store,
     notifier: &dyn Notifier,
@@ -35,9 +43,7 @@ pub async fn finish_dead(
         job.transition(JobStatus::Dead, now)?;
         job = store.update_job(scope, &job).await?;
     }
-    let target = error
-        .integration_status()
-        .unwrap_or(IntegrationStatus::Error);
+    let target = error.integration_status().filter(|_| read.is_some());
     let record = ErrorRecord::from_error(error, now);
     let clock = FixedClock(now);
     let job_id = job.id;
@@ -48,7 +54,8 @@ pub async fn finish_dead(
         if i.active_job == Some(job_id) {
             i.active_job = None;
         }
-        if i.status() != target
+        if let Some(target) = target
+            && i.status() != target
             && i.status().can_become(target)
             && i.status() != IntegrationStatus::Paused
         {

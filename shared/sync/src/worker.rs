@@ -202,7 +202,9 @@ impl Worker {
             }
             Err(e) => return Err(e),
         };
-        if integration.status() != IntegrationStatus::Connected {
+        // Scheduled jobs are made for connected integrations only; a person's
+        // "Sync now" also tries one in `error`, which a success brings back.
+        if !integration.status().accepts_manual_sync() {
             let why = Error::conflict(format!("the integration is {}", integration.status()));
             self.end_job(&scope, job, JobStatus::Failed, &why).await?;
             return Ok(Disposition::Done);
@@ -262,6 +264,9 @@ impl Worker {
                         i.last_error = None;
                         if i.active_job == Some(job.id) {
                             i.active_job = None;
+                        }
+                        if i.status() == IntegrationStatus::Error {
+                            i.transition(IntegrationStatus::Connected, now)?;
                         }
                         // Whatever started it, a fresh sync moves the next
                         // scheduled one.

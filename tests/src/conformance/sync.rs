@@ -518,8 +518,11 @@ pub async fn an_auth_failure_needs_reauth(e: &Engine) {
 
 pub async fn retries_run_out_into_the_dead_letter_queue(e: &Engine) {
     let i = e.integration("ws-dlq", chrono::Duration::hours(1)).await;
-    e.adapter
-        .script(i.id, std::iter::repeat_n(Outcome::Transient, 10));
+    // Failing for exactly as long as the queue delivers the job.
+    e.adapter.script(
+        i.id,
+        std::iter::repeat_n(Outcome::Transient, ENGINE_MAX_RECEIVES as usize),
+    );
     let job = e.job(&i).await;
     e.send(std::slice::from_ref(&job)).await;
     e.drain(std::slice::from_ref(&job), Duration::from_secs(60))
@@ -533,8 +536,71 @@ pub async fn retries_run_out_into_the_dead_letter_queue(e: &Engine) {
         .get_integration(&Engine::scope("ws-dlq"), i.id)
         .await
         .unwrap();
-    assert_eq!(current.status(), IntegrationStatus::Error);
+    // A provider outage longer than every retry: the integration stays
+    // connected and scheduled, with the failure on show, and one notice.
+    assert_eq!(current.status(), IntegrationStatus::Connected);
+    assert!(current.failing_since.is_some());
+    assert!(current.last_error.is_some());
+    assert!(current.next_sync_at.is_some(), "still scheduled");
+    assert_eq!(current.active_job, None);
     assert_eq!(e.notifier.count(), 1);
+    // The provider is back: the next sync succeeds and ends the run of failures.
+    e.adapter.script(i.id, [Outcome::Success]);
+    let next = e.job(&current).await;
+    e.send(std::slice::from_ref(&next)).await;
+    e.drain(std::slice::from_ref(&next), Duration::from_secs(30))
+        .await;
+    assert_eq!(e.status(&next).await.status(), JobStatus::Succeeded);
+    let healed = e
+        .store
+        .get_integration(&Engine::scope("ws-dlq"), i.id)
+        .await
+        .unwrap();
+    assert_eq!(healed.status(), IntegrationStatus::Connected);
+    assert_eq!(healed.failing_since, None);
+    assert_eq!(e.notifier.recovered.lock().unwrap().len(), 1);
+}
+
+pub async fn a_sync_brings_an_integration_back_from_error_and_a_dead_letter_never_undoes_a_reconnect(
+    e: &Engine,
+) {
+    let scope = Engine::scope("ws-heal");
+    let i = e.integration("ws-heal", chrono::Duration::hours(1)).await;
+    // A failure retrying cannot fix (the property was deleted): `error`.
+    e.adapter.script(i.id, [Outcome::Permanent]);
+    let job = e.job(&i).await;
+    e.send(std::slice::from_ref(&job)).await;
+    e.drain(std::slice::from_ref(&job), Duration::from_secs(30))
+        .await;
+    let failed = e.store.get_integration(&scope, i.id).await.unwrap();
+    assert_eq!(failed.status(), IntegrationStatus::Error);
+    // The user fixes it and asks for a sync: it runs, and brings it back.
+    let job = e.job(&failed).await;
+    e.send(std::slice::from_ref(&job)).await;
+    e.drain(std::slice::from_ref(&job), Duration::from_secs(30))
+        .await;
+    assert_eq!(e.status(&job).await.status(), JobStatus::Succeeded);
+    let back = e.store.get_integration(&scope, i.id).await.unwrap();
+    assert_eq!(back.status(), IntegrationStatus::Connected);
+    assert_eq!(back.failing_since, None);
+
+    // A job of the old grant reaches the dead-letter handler after the user
+    // reconnected: the reconnect stands.
+    let old = e.job(&back).await;
+    let dead_letter = kpi_core::ports::queue::ReceivedMessage {
+        message_id: "dead-1".into(),
+        body: serde_json::to_string(&SyncMessage::for_job(&old)).unwrap(),
+        receipt: kpi_core::ports::queue::ReceiptHandle("r-1".into()),
+        receive_count: ENGINE_MAX_RECEIVES + 1,
+    };
+    assert_eq!(
+        e.dlq().handle(&dead_letter).await,
+        kpi_sync::Disposition::Done
+    );
+    assert_eq!(e.status(&old).await.status(), JobStatus::Dead);
+    let after = e.store.get_integration(&scope, i.id).await.unwrap();
+    assert_eq!(after.status(), IntegrationStatus::Connected);
+    assert!(after.next_sync_at.is_some(), "still scheduled");
 }
 
 pub async fn a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout(e: &Engine) {
@@ -1163,6 +1229,7 @@ macro_rules! all_sync_cases {
             a_run_of_failures_ends_with_one_recovery_notice,
             expiring_credentials_remind_once_then_need_a_reconnect,
             retries_run_out_into_the_dead_letter_queue,
+            a_sync_brings_an_integration_back_from_error_and_a_dead_letter_never_undoes_a_reconnect,
             a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout,
             ten_workers_share_one_token_refresh,
             one_worker_refreshes_once_for_a_batch,
