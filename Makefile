@@ -75,7 +75,8 @@ lint-template: tools
 	$(CHECKOV) -f template.yaml --framework cloudformation --skip-download --compact --quiet
 
 ## The Python tools (tools and checkov venvs); Debian's Chromium and ChromeDriver
-## and axe-core (from tests/ui's lock file) for the page tests.
+## and axe-core (tests/ui) for the page tests; oidc-provider (tests/oidc), the
+## OpenID Provider the sign-in tests start.
 deps: tools
 	@if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then \
 		echo "installing Debian chromium and chromium-driver for the page tests"; \
@@ -84,6 +85,9 @@ deps: tools
 	fi
 	@if [ ! -f tests/ui/node_modules/axe-core/axe.min.js ]; then \
 		npm ci --prefix tests/ui --no-audit --no-fund --silent; \
+	fi
+	@if [ ! -f tests/oidc/node_modules/oidc-provider/package.json ]; then \
+		npm ci --prefix tests/oidc --no-audit --no-fund --silent; \
 	fi
 
 ## The pinned Python tools. Each venv keeps a copy of the pins it was installed
