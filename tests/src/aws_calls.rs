@@ -22,6 +22,8 @@ pub struct AwsCall {
     pub iam_actions: Vec<String>,
     pub resources: Vec<String>,
     pub encryption_context: BTreeMap<String, String>,
+    /// A DynamoDB item call's partition key values (IAM's `dynamodb:LeadingKeys`).
+    pub leading_keys: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -136,6 +138,10 @@ pub fn classify(headers: &HeaderMap, body: &[u8]) -> AwsCall {
         resources: named_resources(&json)
             .or_else(|| form().map(|u| vec![u]))
             .unwrap_or_default(),
+        leading_keys: ["Key", "Item"]
+            .iter()
+            .filter_map(|f| json[*f]["PK"]["S"].as_str().map(str::to_owned))
+            .collect(),
         encryption_context: json["EncryptionContext"]
             .as_object()
             .into_iter()
@@ -272,6 +278,11 @@ mod tests {
             br#"{"RequestItems":{"t-2":[]}}"#,
         );
         assert_eq!(c.resources, ["t-2"]);
+        let c = classify(
+            &target("DynamoDB_20120810.PutItem"),
+            br#"{"TableName":"t-1","Item":{"PK":{"S":"EPHEMERAL#k"},"SK":{"S":"EPHEMERAL"}}}"#,
+        );
+        assert_eq!(c.leading_keys, ["EPHEMERAL#k"]);
         let c = classify(
             &HeaderMap::new(),
             b"Action=ReceiveMessage&Version=2012-11-05",

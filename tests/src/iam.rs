@@ -235,6 +235,9 @@ pub fn requests(template: &Yaml, names: &Names, call: &AwsCall) -> Vec<Request> 
     let mut out = Vec::new();
     for resource in &resources {
         let mut context = BTreeMap::new();
+        if service == "dynamodb" && !call.leading_keys.is_empty() {
+            context.insert("dynamodb:LeadingKeys".to_owned(), call.leading_keys.clone());
+        }
         if service == "kms" && !call.encryption_context.is_empty() {
             let pairs: Vec<(&str, String)> = call
                 .encryption_context
@@ -498,7 +501,21 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            leading_keys: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_pages_write_their_sessions_and_nothing_else() {
+        let t = template();
+        let write = |pk: &str| AwsCall {
+            leading_keys: vec![pk.to_owned()],
+            ..call("dynamodb:PutItem", TABLE, &[])
+        };
+        check(&t, "ui", &write("EPHEMERAL#session#abc")).expect("a session");
+        let err = check(&t, "ui", &write("WS#acme")).unwrap_err();
+        assert!(err.contains("dynamodb:PutItem"), "{err}");
+        check(&t, "api", &write("WS#acme")).expect("the API writes workspaces");
     }
 
     fn check(t: &Yaml, binary: &str, call: &AwsCall) -> Result<(), String> {
