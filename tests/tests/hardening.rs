@@ -505,3 +505,44 @@ async fn cross_origin_calls_only_from_the_listed_origins_and_never_with_credenti
         .unwrap();
     assert!(cors_headers(&r).is_empty());
 }
+
+#[tokio::test]
+async fn a_ga4_backfill_reaches_past_the_data_retention_setting() {
+    // GA4's retention (2 or 14 months) limits explorations, not the Data
+    // API's reports: a backfill two years back is accepted.
+    let app = TestApp::spawn().await;
+    let id = app.connect("demo", "ga4").await;
+    let c = app.client_for(&["demo"]);
+    let patched = c
+        .patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
+        .json(&serde_json::json!({"settings": {"property": "properties/100001"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (
+        today - chrono::Duration::days(730),
+        today - chrono::Duration::days(400),
+    );
+    let jobs_url = app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs"));
+    // The first sync the property's choice started may still be in flight.
+    let mut answer = serde_json::Value::Null;
+    for _ in 0..100 {
+        let resp = c
+            .post(app.url(&format!("/v1/workspaces/demo/integrations/{id}/sync")))
+            .json(&serde_json::json!({"from": from.to_string(), "to": to.to_string()}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        answer = resp.json().await.unwrap();
+        assert_eq!(status, 202, "{answer}");
+        if answer["existing"] == false {
+            break;
+        }
+        kpi_tests::get_json(&c, &jobs_url).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer["existing"], false, "{answer}");
+}

@@ -329,3 +329,95 @@ async fn a_meta_connection_shows_its_expiry_and_expires_soon_in_its_last_week() 
         assert_eq!(got["status"], "connected");
     }
 }
+
+/// A queue whose sends never finish: the function stopped half-way through
+/// a delivery (a timeout, a crash).
+struct StoppedQueue(std::sync::Arc<dyn kpi_core::ports::Queue>);
+
+#[async_trait::async_trait]
+impl kpi_core::ports::Queue for StoppedQueue {
+    async fn send_batch(
+        &self,
+        _: kpi_core::ports::QueueName,
+        _: Vec<kpi_core::ports::queue::OutgoingMessage>,
+    ) -> kpi_core::Result<()> {
+        std::future::pending().await
+    }
+    async fn receive(
+        &self,
+        queue: kpi_core::ports::QueueName,
+        max: u32,
+        wait: Duration,
+    ) -> kpi_core::Result<Vec<kpi_core::ports::queue::ReceivedMessage>> {
+        self.0.receive(queue, max, wait).await
+    }
+    async fn delete(
+        &self,
+        queue: kpi_core::ports::QueueName,
+        receipt: &kpi_core::ports::queue::ReceiptHandle,
+    ) -> kpi_core::Result<()> {
+        self.0.delete(queue, receipt).await
+    }
+    async fn change_visibility(
+        &self,
+        queue: kpi_core::ports::QueueName,
+        receipt: &kpi_core::ports::queue::ReceiptHandle,
+        delay: Duration,
+    ) -> kpi_core::Result<()> {
+        self.0.change_visibility(queue, receipt, delay).await
+    }
+    async fn stats(
+        &self,
+        queue: kpi_core::ports::QueueName,
+    ) -> kpi_core::Result<kpi_core::ports::queue::QueueStats> {
+        self.0.stats(queue).await
+    }
+    fn serves(&self, queue: kpi_core::ports::QueueName) -> bool {
+        self.0.serves(queue)
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_whose_function_stopped_half_way_is_acted_on_when_retried() {
+    use kpi_core::ports::provider::WebhookDelivery;
+    let app = TestApp::spawn().await;
+    let integration = meta_integration(&app, "demo", "act_1000000001").await;
+    let id = integration["id"].as_str().unwrap();
+    // No job in flight (the first sync may still run): the delivery makes one.
+    let started = jobs(&app, "demo", id).await.len();
+    settled(&app, "demo", id, started).await;
+    let secret = kpi_sandbox::SandboxConfig::default().meta_app_secret;
+    let body = kpi_sandbox::meta_webhook::delivery(
+        "act_1000000001",
+        "with_issues_ad_objects",
+        chrono::Utc::now().timestamp(),
+    );
+    let headers = vec![(
+        "x-hub-signature-256".to_owned(),
+        kpi_sandbox::meta_webhook::sign(&secret, body.as_bytes()),
+    )];
+    let delivery = WebhookDelivery {
+        headers: &headers,
+        body: body.as_bytes(),
+        now: chrono::Utc::now(),
+    };
+    let state = app.server.state.clone();
+    let mut stopped = state.clone();
+    stopped.queue = std::sync::Arc::new(StoppedQueue(state.queue.clone()));
+    let cut = tokio::time::timeout(
+        Duration::from_millis(500),
+        kpi_app::webhooks::receive(&stopped, kpi_core::Provider::META_ADS, &delivery, None),
+    )
+    .await;
+    assert!(cut.is_err(), "the function was stopped half-way");
+    // Meta retries the delivery: it is acted on, not taken for a duplicate.
+    let retried = kpi_app::webhooks::receive(&state, kpi_core::Provider::META_ADS, &delivery, None)
+        .await
+        .unwrap();
+    assert!(!retried.duplicate, "{retried:?}");
+    // Done now, it is remembered.
+    let again = kpi_app::webhooks::receive(&state, kpi_core::Provider::META_ADS, &delivery, None)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+}

@@ -29,23 +29,15 @@ pub const STATE_TTL_MINUTES: i64 = 10;
 /// Longest window one manual sync may ask for.
 pub const MAX_SYNC_DAYS: i64 = 400;
 
-/// Read-modify-write with optimistic versioning, retried on a lost race.
+/// Read-modify-write with optimistic versioning, retried on a lost race
+/// (the one policy of `kpi_sync::cas`).
 pub async fn modify_integration(
     state: &AppState,
     scope: &WorkspaceScope,
     id: IntegrationId,
-    mut change: impl FnMut(&mut Integration) -> Result<()>,
+    change: impl FnMut(&mut Integration) -> Result<()>,
 ) -> Result<Integration> {
-    let mut attempt = 0;
-    loop {
-        let mut integration = state.store.get_integration(scope, id).await?;
-        change(&mut integration)?;
-        integration.updated_at = state.clock.now();
-        match state.store.update_integration(scope, &integration).await {
-            Err(e) if e.is_conflict() && attempt < 3 => attempt += 1,
-            other => return other,
-        }
-    }
+    kpi_sync::cas::modify_integration(&*state.store, &*state.clock, scope, id, change).await
 }
 
 /// The integration's credentials, decrypted for one use.

@@ -1,7 +1,8 @@
 //! Provider webhooks, independent of HTTP: verify (the provider's adapter
-//! checks the signature before reading anything), remember each delivery so a
-//! redelivery does nothing, and turn the resources it names into at most one
-//! sync of the recent days per integration within a few minutes.
+//! checks the signature before reading anything), turn the resources a
+//! delivery names into at most one sync of the recent days per integration
+//! within a few minutes, and then remember the delivery so a redelivery does
+//! nothing.
 
 use chrono::Duration;
 use kpi_core::job::JobTrigger;
@@ -42,8 +43,11 @@ pub fn challenge(
     state.registry.adapter(provider)?.webhook_challenge(params)
 }
 
-/// Handles one delivery. On a failure after the delivery was recorded, the
-/// record is dropped again so the provider's retry is acted on.
+/// Handles one delivery. The delivery is remembered only once its work is
+/// done (its jobs queued): a function that fails or is stopped half-way (a
+/// timeout, a crash) leaves no record, and the provider's retry does the work.
+/// Two copies arriving at once both act, which makes no second job: one job
+/// at a time per integration, and one per few minutes.
 pub async fn receive(
     state: &AppState,
     provider: Provider,
@@ -52,33 +56,28 @@ pub async fn receive(
 ) -> Result<Receipt> {
     let events = state.registry.adapter(provider)?.read_webhook(delivery)?;
     let now = state.clock.now();
-    let key = format!("webhook:{provider}:{}", events.delivery);
-    if !state
-        .store
-        .first_seen(&key, now + Duration::hours(DELIVERY_MEMORY_HOURS), now)
-        .await?
-    {
+    let key = format!("webhook-delivery#{provider}:{}", events.delivery);
+    if state.store.get_ephemeral(&key, now).await?.is_some() {
         tracing::info!(%provider, "webhook delivery seen before; ignored");
         return Ok(Receipt {
             duplicate: true,
             jobs: Vec::new(),
         });
     }
-    match act(state, provider, &events, request_id).await {
-        Ok(jobs) => {
-            tracing::info!(%provider, resources = events.resources.len(), jobs = jobs.len(), "webhook delivery handled");
-            Ok(Receipt {
-                duplicate: false,
-                jobs,
-            })
-        }
-        Err(e) => {
-            if let Err(forget) = state.store.forget(&key).await {
-                tracing::warn!(error = %forget.log_chain(), "could not drop a failed delivery's record");
-            }
-            Err(e)
-        }
-    }
+    let jobs = act(state, provider, &events, request_id).await?;
+    state
+        .store
+        .put_ephemeral(
+            &key,
+            &serde_json::json!({ "jobs": jobs.len() }),
+            now + Duration::hours(DELIVERY_MEMORY_HOURS),
+        )
+        .await?;
+    tracing::info!(%provider, resources = events.resources.len(), jobs = jobs.len(), "webhook delivery handled");
+    Ok(Receipt {
+        duplicate: false,
+        jobs,
+    })
 }
 
 async fn act(
@@ -143,15 +142,12 @@ async fn coalesced_sync(
         if active_job(state, scope, &integration).await?.is_some() {
             return Ok(None);
         }
-        // The first event opens a window of a few minutes; later ones in it
-        // find the key and make nothing.
+        // The first event's job opens a window of a few minutes; later
+        // events in it find the record and make nothing. The record is
+        // written once the job is queued, so a stopped function leaves none.
         let now = state.clock.now();
-        let key = format!("webhook-sync:{}", integration.id);
-        if !state
-            .store
-            .first_seen(&key, now + Duration::minutes(COALESCE_MINUTES), now)
-            .await?
-        {
+        let key = format!("webhook-sync#{}", integration.id);
+        if state.store.get_ephemeral(&key, now).await?.is_some() {
             return Ok(None);
         }
         let today = now.date_naive();
@@ -164,20 +160,25 @@ async fn coalesced_sync(
             Some(window),
             request_id,
         )
-        .await
+        .await?
         {
-            Ok(Some(job)) => return Ok(Some(job.id)),
-            Ok(None) => {
+            Some(job) => {
+                state
+                    .store
+                    .put_ephemeral(
+                        &key,
+                        &serde_json::json!({ "job": job.id.to_string() }),
+                        now + Duration::minutes(COALESCE_MINUTES),
+                    )
+                    .await?;
+                return Ok(Some(job.id));
+            }
+            None => {
                 // Another writer changed the integration: read it again.
-                state.store.forget(&key).await?;
                 integration = state.store.get_integration(scope, integration.id).await?;
                 if integration.status() != IntegrationStatus::Connected {
                     return Ok(None);
                 }
-            }
-            Err(e) => {
-                state.store.forget(&key).await?;
-                return Err(e);
             }
         }
     }

@@ -364,27 +364,30 @@ impl AlertEvaluator {
         Ok(())
     }
 
-    /// Read-modify-write of the rule's state, retried on a lost race.
+    /// Read-modify-write of the rule's state (the one policy of
+    /// `kpi_sync::cas`); a rule deleted meanwhile needs none.
     async fn mark(
         &self,
         scope: &WorkspaceScope,
         rule: AlertRule,
         change: impl Fn(&mut AlertRule),
     ) -> Result<()> {
-        let mut current = rule;
-        for _ in 0..3 {
-            change(&mut current);
-            current.updated_at = self.outbox.clock.now();
-            match self.outbox.store.update_alert(scope, &current).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_conflict() => {
-                    current = self.outbox.store.get_alert(scope, current.id).await?;
-                }
-                Err(e) if e.is_not_found() => return Ok(()),
-                Err(e) => return Err(e),
-            }
+        match kpi_sync::cas::modify_alert(
+            &*self.outbox.store,
+            &*self.outbox.clock,
+            scope,
+            rule.id,
+            |r| {
+                change(r);
+                Ok(())
+            },
+        )
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 }
 

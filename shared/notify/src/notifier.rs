@@ -112,20 +112,23 @@ impl EmailNotifier {
             reason,
             at: self.outbox.clock.now(),
         };
-        // Best effort: a lost race only loses this note, not the notice.
-        for _ in 0..3 {
-            let Some(mut i) = self.integration(scope, integration).await? else {
-                break;
-            };
-            i.last_notice = Some(record.clone());
-            i.updated_at = record.at;
-            match self.outbox.store.update_integration(scope, &i).await {
-                Err(e) if e.is_conflict() => continue,
-                other => {
-                    other?;
-                    break;
-                }
-            }
+        // The note on the integration is written like every other change to
+        // it; an integration removed meanwhile needs none.
+        match kpi_sync::cas::modify_integration(
+            &*self.outbox.store,
+            &*self.outbox.clock,
+            scope,
+            integration,
+            |i| {
+                i.last_notice = Some(record.clone());
+                Ok(())
+            },
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
         }
         delivery.map(|_| ())
     }

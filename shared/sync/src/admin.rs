@@ -3,7 +3,10 @@
 //! The DLQ handler consumes dead-lettered messages (it records the job as dead
 //! and sends the notice), so the job store, not the DLQ, is the durable list of
 //! dead work. Redrive therefore moves any messages still waiting in the DLQ back
-//! to the work queue and queues the provider's dead jobs again.
+//! to the work queue and queues the provider's dead jobs again — one per
+//! integration (its newest), and none for an integration with a job in flight:
+//! a sync brings an integration's numbers up to date, however many of its
+//! jobs died, and one job at a time runs for it.
 
 use std::time::Duration;
 
@@ -59,6 +62,23 @@ pub async fn retry_job(
     requeue(store, queue, clock, job).await
 }
 
+/// The job of `integration` that is queued or running, if any.
+async fn job_in_flight(
+    store: &dyn Store,
+    scope: &WorkspaceScope,
+    integration: &kpi_core::Integration,
+) -> Result<Option<JobId>> {
+    let Some(active) = integration.active_job else {
+        return Ok(None);
+    };
+    match store.get_job(scope, active).await {
+        Ok(job) if !job.status().is_final() => Ok(Some(active)),
+        Ok(_) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 async fn requeue(
     store: &dyn Store,
     queue: &dyn Queue,
@@ -75,7 +95,20 @@ async fn requeue(
     let scope =
         WorkspaceScope::for_system(job.workspace.clone(), "operator retry of a recorded job");
     let job_id = job.id;
+    // One job at a time per integration: never beside one queued or running.
+    let integration = store.get_integration(&scope, job.integration).await?;
+    if let Some(other) = job_in_flight(store, &scope, &integration).await? {
+        return Err(Error::conflict(format!(
+            "job {other} of this integration is queued or running; it syncs the same numbers"
+        )));
+    }
+    let seen_active = integration.active_job;
     mark_integration(store, clock, &scope, job.integration, |i| {
+        if i.active_job != seen_active {
+            return Err(Error::conflict(
+                "the integration got another job meanwhile; try again",
+            ));
+        }
         if i.status() == IntegrationStatus::Error {
             i.transition(IntegrationStatus::Connected, now)?;
         }
@@ -95,10 +128,14 @@ async fn requeue(
 pub struct RedriveReport {
     pub messages_moved: usize,
     pub jobs_requeued: usize,
+    /// Dead jobs left as they are: an integration's older dead jobs beside
+    /// its newest, and those of integrations with a job in flight.
+    pub jobs_left: usize,
 }
 
-/// Moves `provider`'s dead-letter messages back and queues its dead jobs again
-/// (at most `max` jobs per call).
+/// Moves `provider`'s dead-letter messages back and queues its dead jobs again:
+/// the newest of each integration, unless it has a job in flight or has
+/// synced since (at most `max` jobs per call).
 pub async fn redrive(
     store: &dyn Store,
     queue: &dyn Queue,
@@ -135,17 +172,55 @@ pub async fn redrive(
         since: None,
         until: None,
     };
-    while report.jobs_requeued < max {
-        // Always the first page: requeued jobs leave the `dead` listing.
-        let page = store
-            .list_jobs_by_status(admin, &filter, &PageRequest::first(100))
-            .await?;
-        if page.items.is_empty() {
-            break;
+    // The newest dead job of each integration (job ids are time-ordered).
+    let mut newest: std::collections::BTreeMap<kpi_core::IntegrationId, SyncJob> =
+        std::collections::BTreeMap::new();
+    let mut page = PageRequest::first(100);
+    loop {
+        let dead = store.list_jobs_by_status(admin, &filter, &page).await?;
+        for job in dead.items {
+            match newest.get(&job.integration) {
+                Some(kept) if kept.id >= job.id => report.jobs_left += 1,
+                Some(_) => {
+                    report.jobs_left += 1;
+                    newest.insert(job.integration, job);
+                }
+                None => {
+                    newest.insert(job.integration, job);
+                }
+            }
         }
-        for job in page.items.into_iter().take(max - report.jobs_requeued) {
-            requeue(store, queue, clock, job).await?;
-            report.jobs_requeued += 1;
+        match dead.next {
+            Some(cursor) => page = PageRequest::after(100, cursor),
+            None => break,
+        }
+    }
+    for job in newest.into_values() {
+        if report.jobs_requeued >= max {
+            report.jobs_left += 1;
+            continue;
+        }
+        // A dead job older than the integration's last success is behind it:
+        // that sync read the same days later.
+        let scope = WorkspaceScope::for_system(job.workspace.clone(), "operator redrive");
+        match store.get_integration(&scope, job.integration).await {
+            Ok(i) if i.last_success_at.is_some_and(|at| at >= job.created_at) => {
+                report.jobs_left += 1;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                report.jobs_left += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        match requeue(store, queue, clock, job).await {
+            Ok(_) => report.jobs_requeued += 1,
+            // A job in flight for it (or one just made): this one waits.
+            Err(e) if e.is_conflict() => report.jobs_left += 1,
+            Err(e) if e.is_not_found() => report.jobs_left += 1,
+            Err(e) => return Err(e),
         }
     }
     Ok(report)

@@ -10,9 +10,11 @@
 //! * [`dlq`] ends jobs whose messages ran out of receives, and sends at most one
 //!   failure notice per integration per day;
 //! * [`enqueue`] is the one way a job reaches a queue;
+//! * [`cas`] is the one read-modify-write of versioned records, with one retry policy;
 //! * [`mock`] (feature `mock`, tests only) holds scripted adapters.
 
 pub mod admin;
+pub mod cas;
 pub mod dlq;
 mod enqueue;
 pub mod metrics;

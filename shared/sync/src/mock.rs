@@ -57,6 +57,9 @@ pub struct MockAdapter {
     pub entered: tokio::sync::Notify,
     /// Lets a held sync go on.
     pub release: tokio::sync::Notify,
+    /// The next refresh is held like a held sync (`entered`, then `release`)
+    /// and rotates the refresh token, as providers that rotate do.
+    pub hold_next_refresh: AtomicBool,
 }
 
 impl MockAdapter {
@@ -77,6 +80,7 @@ impl MockAdapter {
             tokens_used: Mutex::new(Vec::new()),
             entered: tokio::sync::Notify::new(),
             release: tokio::sync::Notify::new(),
+            hold_next_refresh: AtomicBool::new(false),
         }
     }
 
@@ -253,14 +257,20 @@ impl ProviderAdapter for MockAdapter {
         let n = self.refresh_calls.fetch_add(1, Ordering::SeqCst) + 1;
         // Wide enough for concurrent workers to meet at the lease.
         tokio::time::sleep(self.refresh_delay).await;
+        let rotate = self.hold_next_refresh.swap(false, Ordering::SeqCst);
+        if rotate {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
         let scopes = match credentials {
             ConnectionCredentials::OAuth(t) => t.scopes.clone(),
             ConnectionCredentials::ApiKey { .. } => vec![],
         };
         Ok(ConnectionCredentials::OAuth(OAuthTokens {
             access_token: SecretString::from(format!("mock-access-{n}")),
-            // No new refresh token, like Google: the engine keeps the old one.
-            refresh_token: None,
+            // No new refresh token, like Google (the engine keeps the old
+            // one), unless this refresh rotates it.
+            refresh_token: rotate.then(|| SecretString::from(format!("mock-refresh-{n}"))),
             expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
             scopes,
         }))

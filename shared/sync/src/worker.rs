@@ -568,16 +568,25 @@ impl Worker {
                 return Err(e);
             }
         };
-        let mut next = latest.clone();
-        next.credentials = Some(
-            self.vault
-                .seal(&CredentialContext::of(&latest), &refreshed)
-                .await?,
-        );
-        next.updated_at = self.clock.now();
-        // Compare-and-swap: a rotated refresh token is never lost to a race.
-        let stored = self.store.update_integration(scope, &next).await?;
-        Ok((stored, refreshed))
+        // What the provider returned is kept whatever bookkeeping happened to
+        // the record meanwhile (a rotated refresh token is the only one that
+        // works now); only a reconnect or disconnect by the user wins, and
+        // then the caller reads again and uses theirs.
+        let sealed = self
+            .vault
+            .seal(&CredentialContext::of(&latest), &refreshed)
+            .await?;
+        match mark_if_unchanged(&*self.store, &*self.clock, scope, &latest, |i| {
+            i.credentials = Some(sealed.clone());
+            Ok(())
+        })
+        .await?
+        {
+            Some(stored) => Ok((stored, refreshed)),
+            None => Err(Error::conflict(
+                "the integration was reconnected or disconnected during the refresh",
+            )),
+        }
     }
 
     /// Stores credentials the adapter renewed, unless the user reconnected or
@@ -695,60 +704,10 @@ impl Worker {
     }
 }
 
-/// Read-modify-write of an integration with a few retries on lost races.
-pub async fn mark_integration(
-    store: &dyn Store,
-    clock: &dyn Clock,
-    scope: &WorkspaceScope,
-    id: kpi_core::IntegrationId,
-    change: impl Fn(&mut Integration) -> Result<()>,
-) -> Result<Integration> {
-    let mut attempts = 0u32;
-    loop {
-        let mut i = store.get_integration(scope, id).await?;
-        change(&mut i)?;
-        i.updated_at = clock.now();
-        match store.update_integration(scope, &i).await {
-            Err(e) if e.is_conflict() && attempts < 10 => {
-                attempts += 1;
-                // Many workers finishing jobs of one integration at once: spread out.
-                let spread = crate::retry::RetryPolicy {
-                    base: Duration::from_millis(10),
-                    cap: Duration::from_millis(200),
-                };
-                tokio::time::sleep(spread.delay(attempts, None)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Like [`mark_integration`], but only while the integration still has the
-/// credentials and status that `read` had: a user's reconnect or disconnect
-/// made meanwhile wins, and the change is dropped (`Ok(None)`). Writes are
-/// compare-and-swap; a lost race with bookkeeping (another job's timestamps)
-/// is retried on the fresh record.
-pub async fn mark_if_unchanged(
-    store: &dyn Store,
-    clock: &dyn Clock,
-    scope: &WorkspaceScope,
-    read: &Integration,
-    change: impl Fn(&mut Integration) -> Result<()>,
-) -> Result<Option<Integration>> {
-    let mut attempts = 0u32;
-    loop {
-        let mut i = store.get_integration(scope, read.id).await?;
-        if i.credentials != read.credentials || i.status() != read.status() {
-            return Ok(None);
-        }
-        change(&mut i)?;
-        i.updated_at = clock.now();
-        match store.update_integration(scope, &i).await {
-            Err(e) if e.is_conflict() && attempts < 10 => attempts += 1,
-            other => return other.map(Some),
-        }
-    }
-}
+/// Read-modify-write of an integration (the one policy of `kpi_sync::cas`).
+pub use crate::cas::modify_integration as mark_integration;
+/// The same, dropped when the user reconnected or disconnected since `read`.
+pub use crate::cas::modify_integration_if_unchanged as mark_if_unchanged;
 
 /// Providers that do not rotate refresh tokens send none back: keep the old one.
 fn keep_refresh_token(

@@ -895,6 +895,7 @@ macro_rules! all_store_cases {
             alert_rules_and_their_history,
             due_reports_come_from_an_index,
             ephemeral_records_expire_and_are_taken_once,
+            concurrent_changes_to_one_integration_all_land,
         );
     };
 }
@@ -1238,4 +1239,36 @@ pub async fn ephemeral_records_expire_and_are_taken_once<S: Store>(store: &S) {
         None
     );
     assert_eq!(store.take_ephemeral("never-made", t).await.unwrap(), None);
+}
+
+/// Many read-modify-writes of one integration at once (workers finishing,
+/// notices noted, a user's edit): every one lands, none is dropped.
+pub async fn concurrent_changes_to_one_integration_all_land<S: Store>(store: &S) {
+    let ws = scope("ws-cas");
+    let now = Utc::now();
+    let i = Integration::new(
+        IntegrationId::new_random(),
+        WorkspaceId::parse("ws-cas").unwrap(),
+        Provider::GA4,
+        "GA4",
+        now,
+    );
+    let i = store.create_integration(&ws, &i).await.unwrap();
+    let clock = kpi_core::ports::SystemClock;
+    let writers = (0..12).map(|n| {
+        let (ws, clock) = (&ws, &clock);
+        async move {
+            kpi_sync::cas::modify_integration(store, clock, ws, i.id, |i| {
+                i.settings
+                    .insert(format!("writer-{n}"), serde_json::json!(n));
+                Ok(())
+            })
+            .await
+        }
+    });
+    for written in futures::future::join_all(writers).await {
+        written.expect("no write is dropped");
+    }
+    let after = store.get_integration(&ws, i.id).await.unwrap();
+    assert_eq!(after.settings.len(), 12, "{:?}", after.settings.keys());
 }

@@ -544,10 +544,30 @@ pub async fn retries_run_out_into_the_dead_letter_queue(e: &Engine) {
     assert!(current.next_sync_at.is_some(), "still scheduled");
     assert_eq!(current.active_job, None);
     assert_eq!(e.notifier.count(), 1);
-    // The provider is back: the next sync succeeds and ends the run of failures.
-    e.adapter.script(i.id, [Outcome::Success]);
-    let next = e.job(&current).await;
-    e.send(std::slice::from_ref(&next)).await;
+    // The provider is back. Its next regular time comes (the clock moved on):
+    // the scheduler makes the job, nobody acting, and it succeeds.
+    let mut due = current.clone();
+    due.next_sync_at = Some(Utc::now() - chrono::Duration::seconds(1));
+    e.store
+        .update_integration(&Engine::scope("ws-dlq"), &due)
+        .await
+        .unwrap();
+    let report = e.scheduler().run_once().await.unwrap();
+    assert_eq!(report.jobs_created, 1, "{report:?}");
+    let jobs = e
+        .store
+        .list_jobs(
+            &Engine::scope("ws-dlq"),
+            i.id,
+            &kpi_core::page::PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    let next = jobs
+        .items
+        .into_iter()
+        .find(|j| j.status() == JobStatus::Queued)
+        .expect("the scheduled job");
     e.drain(std::slice::from_ref(&next), Duration::from_secs(30))
         .await;
     assert_eq!(e.status(&next).await.status(), JobStatus::Succeeded);
@@ -601,6 +621,149 @@ pub async fn a_sync_brings_an_integration_back_from_error_and_a_dead_letter_neve
     let after = e.store.get_integration(&scope, i.id).await.unwrap();
     assert_eq!(after.status(), IntegrationStatus::Connected);
     assert!(after.next_sync_at.is_some(), "still scheduled");
+}
+
+pub async fn a_rotated_refresh_token_outlives_a_write_made_during_the_refresh(e: &Engine) {
+    use secrecy::ExposeSecret as _;
+    let scope = Engine::scope("ws-rotate");
+    // Its token is within the refresh margin: the sync refreshes first.
+    let i = e
+        .integration("ws-rotate", chrono::Duration::minutes(1))
+        .await;
+    e.adapter.hold_next_refresh.store(true, Ordering::SeqCst);
+    let refreshes = e.adapter.refresh_calls.load(Ordering::SeqCst);
+    let job = e.job(&i).await;
+    e.send(std::slice::from_ref(&job)).await;
+    // While the provider answers the refresh (rotating the refresh token),
+    // something else writes the integration (a rename): its version moves.
+    let meddle = async {
+        e.adapter.entered.notified().await;
+        let mut renamed = e.store.get_integration(&scope, i.id).await.unwrap();
+        renamed.display_name = "Renamed meanwhile".into();
+        e.store.update_integration(&scope, &renamed).await.unwrap();
+        e.adapter.release.notify_one();
+    };
+    tokio::join!(
+        e.drain(std::slice::from_ref(&job), Duration::from_secs(30)),
+        meddle
+    );
+    assert_eq!(e.status(&job).await.status(), JobStatus::Succeeded);
+    assert_eq!(
+        e.adapter.refresh_calls.load(Ordering::SeqCst) - refreshes,
+        1,
+        "the rotated token was kept, not refreshed again with the old one"
+    );
+    let stored = e.store.get_integration(&scope, i.id).await.unwrap();
+    assert_eq!(
+        stored.display_name, "Renamed meanwhile",
+        "both writes stand"
+    );
+    let credentials = e
+        .vault
+        .open(
+            &CredentialContext::of(&stored),
+            stored.credentials.as_ref().unwrap(),
+        )
+        .await
+        .unwrap();
+    let ConnectionCredentials::OAuth(tokens) = credentials else {
+        panic!("OAuth credentials")
+    };
+    assert!(
+        tokens
+            .refresh_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().starts_with("mock-refresh-")),
+        "the rotated refresh token is the stored one"
+    );
+}
+
+/// A job recorded dead (as the dead-letter handler leaves it).
+async fn dead_job(e: &Engine, i: &Integration) -> SyncJob {
+    let made = e.job(i).await;
+    let mut job = e.status(&made).await;
+    let now = Utc::now();
+    job.transition(JobStatus::Running, now).unwrap();
+    job.transition(JobStatus::Dead, now).unwrap();
+    e.store
+        .update_job(&Engine::scope(i.workspace.as_str()), &job)
+        .await
+        .unwrap()
+}
+
+pub async fn redrive_runs_one_job_per_integration_and_none_beside_one_in_flight(e: &Engine) {
+    let admin = kpi_core::AdminScope::for_system("redrive test");
+    let scope = Engine::scope("ws-redrive");
+    // Three dead jobs of one integration: one run brings it up to date.
+    let i = e
+        .integration("ws-redrive", chrono::Duration::hours(1))
+        .await;
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        dead.push(dead_job(e, &i).await);
+    }
+    let calls = e.adapter.sync_calls.load(Ordering::SeqCst);
+    let report =
+        kpi_sync::admin::redrive(&*e.store, &*e.queue, &*e.clock, &admin, Provider::GA4, 100)
+            .await
+            .unwrap();
+    assert_eq!(
+        (report.jobs_requeued, report.jobs_left),
+        (1, 2),
+        "{report:?}"
+    );
+    let newest = dead.iter().map(|j| j.id).max().unwrap();
+    let mut queued = Vec::new();
+    for job in &dead {
+        let now = e.status(job).await;
+        match now.status() {
+            JobStatus::Queued => queued.push(now),
+            other => assert_eq!(other, JobStatus::Dead, "the others are left as recorded"),
+        }
+    }
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].id, newest, "the newest one");
+    e.drain(&queued, Duration::from_secs(30)).await;
+    assert_eq!(e.status(&queued[0]).await.status(), JobStatus::Succeeded);
+    assert_eq!(
+        e.adapter.sync_calls.load(Ordering::SeqCst) - calls,
+        1,
+        "one run"
+    );
+    let current = e.store.get_integration(&scope, i.id).await.unwrap();
+    assert_eq!(current.active_job, None);
+
+    // An integration with a job queued: its dead job waits, and the queued
+    // one stays its only job in flight.
+    let busy = e
+        .integration("ws-redrive", chrono::Duration::hours(1))
+        .await;
+    let stale = dead_job(e, &busy).await;
+    let mut in_flight = e.job(&busy).await;
+    let mut marked = e.store.get_integration(&scope, busy.id).await.unwrap();
+    marked.active_job = Some(in_flight.id);
+    e.store.update_integration(&scope, &marked).await.unwrap();
+    let report =
+        kpi_sync::admin::redrive(&*e.store, &*e.queue, &*e.clock, &admin, Provider::GA4, 100)
+            .await
+            .unwrap();
+    assert_eq!(report.jobs_requeued, 0, "{report:?}");
+    assert_eq!(e.status(&stale).await.status(), JobStatus::Dead);
+    assert_eq!(
+        e.store
+            .get_integration(&scope, busy.id)
+            .await
+            .unwrap()
+            .active_job,
+        Some(in_flight.id)
+    );
+    // Retrying it by hand is refused the same way.
+    let err = kpi_sync::admin::retry_job(&*e.store, &*e.queue, &*e.clock, &admin, stale.id)
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{}", err.log_chain());
+    in_flight = e.status(&in_flight).await;
+    assert_eq!(in_flight.status(), JobStatus::Queued);
 }
 
 pub async fn a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout(e: &Engine) {
@@ -1230,6 +1393,8 @@ macro_rules! all_sync_cases {
             expiring_credentials_remind_once_then_need_a_reconnect,
             retries_run_out_into_the_dead_letter_queue,
             a_sync_brings_an_integration_back_from_error_and_a_dead_letter_never_undoes_a_reconnect,
+            redrive_runs_one_job_per_integration_and_none_beside_one_in_flight,
+            a_rotated_refresh_token_outlives_a_write_made_during_the_refresh,
             a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout,
             ten_workers_share_one_token_refresh,
             one_worker_refreshes_once_for_a_batch,

@@ -166,6 +166,9 @@ pub async fn retry(
 pub struct RedriveView {
     pub messages_moved: usize,
     pub jobs_requeued: usize,
+    /// Dead jobs not queued again: older ones beside an integration's newest,
+    /// and those of integrations with a job queued or running.
+    pub jobs_left: usize,
 }
 
 /// Most dead jobs one redrive call queues again.
@@ -190,6 +193,7 @@ pub async fn redrive(
     let RedriveReport {
         messages_moved,
         jobs_requeued,
+        jobs_left,
     } = kpi_sync::admin::redrive(
         &*state.store,
         &*state.queue,
@@ -202,5 +206,6 @@ pub async fn redrive(
     Ok(Json(RedriveView {
         messages_moved,
         jobs_requeued,
+        jobs_left,
     }))
 }

@@ -251,9 +251,8 @@ pub async fn patch(
 ) -> ApiResult<Json<AlertView>> {
     let scope = workspace_scope(&p, &ws)?;
     let id = alert_id(&id)?;
-    for _ in 0..3 {
-        let mut rule = state.store.get_alert(&scope, id).await?;
-        let condition_changed = body.condition.is_some() || body.window.is_some();
+    let condition_changed = body.condition.is_some() || body.window.is_some();
+    let stored = kpi_sync::cas::modify_alert(&*state.store, &*state.clock, &scope, id, |rule| {
         if let Some(v) = &body.name {
             rule.name = v.clone();
         }
@@ -279,15 +278,10 @@ pub async fn patch(
             // Another condition starts from scratch.
             rule.state = AlertState::default();
         }
-        rule.check()?;
-        rule.updated_at = state.clock.now();
-        match state.store.update_alert(&scope, &rule).await {
-            Ok(stored) => return Ok(Json(view(&state, &scope, stored).await?)),
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::conflict("the rule is changing right now; try again").into())
+        rule.check()
+    })
+    .await?;
+    Ok(Json(view(&state, &scope, stored).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/workspaces/{ws}/alerts/{id}", operation_id = "deleteAlert", tag = "alerts",

@@ -87,8 +87,11 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     lookback_days: 3,
     // 10,000 rows per page: a year of days is still one call.
     max_window_days: 366,
-    // GA4 keeps 14 months of event data at most.
-    history_months: 14,
+    // GA4's data-retention setting (2 or 14 months, more for 360) limits
+    // explorations, which read event-level data; the Data API's reports read
+    // the aggregated tables, kept for the property's whole life. Ten years
+    // reach back before GA4 existed (2020), so no property's history is cut.
+    history_months: 120,
     queue_url_variable: "KPI_QUEUE_URL_GA4",
     webhook_resource: None,
 };
