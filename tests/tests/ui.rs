@@ -533,40 +533,54 @@ async fn without_script_every_page_still_reads() {
 async fn a_page_signs_in_at_the_identity_provider_and_out_again() {
     use kpi_tests::oidc::{CLIENT_ID, CLIENT_SECRET, OidcProvider};
     let starting = OidcProvider::start();
-    let app = TestApp::spawn_with(&[
-        ("KPI_OIDC_ISSUER", &starting.issuer),
+    // The dev server, and the `ui` function's router as API Gateway hands it
+    // the pages: each its own client of the provider.
+    let issuer = starting.issuer.clone();
+    let second_client = format!("{CLIENT_ID}-1");
+    let dev = TestApp::spawn_with(&[
+        ("KPI_OIDC_ISSUER", &issuer),
         ("KPI_OIDC_CLIENT_ID", CLIENT_ID),
         ("KPI_OIDC_CLIENT_SECRET", CLIENT_SECRET),
     ])
     .await;
+    let ui = TestApp::spawn_ui_function(&[
+        ("KPI_OIDC_ISSUER", &issuer),
+        ("KPI_OIDC_CLIENT_ID", &second_client),
+        ("KPI_OIDC_CLIENT_SECRET", CLIENT_SECRET),
+    ])
+    .await;
     let provider = starting.serve(
-        &[&app.base],
+        &[&dev.base, &ui.base],
         json!({"alice": {"workspaces": [WS], "email": "alice@demo.test"}}),
     );
-    let b = Browser::start(1280).await;
-    let page = format!("/settings/integrations?workspace={WS}");
-    b.goto(&app.url(&page)).await;
-    // The provider's login form, on the provider's origin.
-    b.type_into("input[name=login]", "alice").await;
-    b.type_into("input[name=password]", "any password").await;
-    assert!(b.url().await.as_str().starts_with(&provider.issuer));
-    b.click("button[type=submit]").await;
-    // Its consent form, then back to the page asked for, signed in.
-    b.click("button[type=submit]").await;
-    b.wait_for_text("main h1", "Integrations").await;
-    let here = b.url().await;
-    assert_eq!(
-        format!("{}?{}", here.path(), here.query().unwrap_or("")),
-        page
-    );
-    assert!(b.text("header .ws").await.contains(WS));
+    for app in [&dev, &ui] {
+        let b = Browser::start(1280).await;
+        let page = format!("/settings/integrations?workspace={WS}");
+        b.goto(&app.url(&page)).await;
+        // The provider's login form, on the provider's origin.
+        b.type_into("input[name=login]", "alice").await;
+        b.type_into("input[name=password]", "any password").await;
+        assert!(b.url().await.as_str().starts_with(&provider.issuer));
+        b.click("button[type=submit]").await;
+        // Its consent form, then back to the page asked for, signed in.
+        b.click("button[type=submit]").await;
+        b.wait_for_text("main h1", "Integrations").await;
+        let here = b.url().await;
+        assert_eq!(
+            format!("{}?{}", here.path(), here.query().unwrap_or("")),
+            page,
+            "{}",
+            app.base
+        );
+        assert!(b.text("header .ws").await.contains(WS));
 
-    // Sign out: ours, then the provider's own confirmation, then our page.
-    b.click("form.signout button").await;
-    b.click("button[name=logout][value=yes]").await;
-    b.wait_for_text("main h1", "signed out").await;
-    // The sessions are gone: the page sends the browser to sign in again.
-    b.goto(&app.url(&page)).await;
-    b.find("input[name=login]").await;
-    b.close().await;
+        // Sign out: ours, then the provider's own confirmation, then our page.
+        b.click("form.signout button").await;
+        b.click("button[name=logout][value=yes]").await;
+        b.wait_for_text("main h1", "signed out").await;
+        // The sessions are gone: the page sends the browser to sign in again.
+        b.goto(&app.url(&page)).await;
+        b.find("input[name=login]").await;
+        b.close().await;
+    }
 }
