@@ -2,14 +2,13 @@
 //! for reads at `expires_at` and deleted by the table's TTL later.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
 use kpi_core::Result;
 use kpi_core::ports::store::EphemeralStore;
 
+use super::DynamoStore;
 use super::items::*;
-use super::{CONDITION_FAILED, DynamoStore};
-use crate::error::{aws_error, code};
+use crate::error::aws_error;
 
 fn ephemeral_pk(key: &str) -> String {
     format!("EPHEMERAL#{key}")
@@ -78,25 +77,11 @@ impl EphemeralStore for DynamoStore {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<serde_json::Value>> {
-        // Delete-if-live with the old image returned: atomic, so of two
-        // concurrent takers exactly one gets it.
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(PK, s(ephemeral_pk(key)))
-            .key(SK, s(EPHEMERAL_SK))
-            .condition_expression("attribute_exists(PK) AND #exp > :now")
-            .expression_attribute_names("#exp", EXPIRES_AT)
-            .expression_attribute_values(":now", n(epoch_millis(now)))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => out.attributes.as_ref().map(body).transpose(),
-            Err(e) if code(&e) == Some(CONDITION_FAILED) => Ok(None),
-            Err(e) => Err(aws_error("DynamoDB DeleteItem", e)),
-        }
+        self.delete_if_live(ephemeral_pk(key), EPHEMERAL_SK, now)
+            .await?
+            .as_ref()
+            .map(body)
+            .transpose()
     }
 
     async fn delete_ephemeral(&self, key: &str) -> Result<()> {

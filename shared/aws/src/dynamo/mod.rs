@@ -202,6 +202,34 @@ impl DynamoStore {
         }
     }
 
+    /// Deletes an expiring record if it has not expired at `now`, and returns
+    /// what it held: atomic (delete-if-live with the old image), so of two
+    /// concurrent takers exactly one gets it.
+    async fn delete_if_live(
+        &self,
+        pk: String,
+        sk: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Item>> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .condition_expression("attribute_exists(PK) AND #exp > :now")
+            .expression_attribute_names("#exp", EXPIRES_AT)
+            .expression_attribute_values(":now", n(epoch_millis(now)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.attributes),
+            Err(e) if code(&e) == Some(CONDITION_FAILED) => Ok(None),
+            Err(e) => Err(aws_error("DynamoDB DeleteItem", e)),
+        }
+    }
+
     /// Puts `item` unless its key exists (or exists but has expired at `now`, for
     /// expiring records). `false` when the condition failed.
     async fn put_if_absent(&self, item: Item, now: Option<DateTime<Utc>>) -> Result<bool> {
@@ -644,25 +672,12 @@ impl OAuthStateStore for DynamoStore {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<OAuthState>> {
-        // Delete-if-live with the old image returned: atomic, so of two concurrent
-        // callbacks with the same state exactly one gets it.
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(PK, s(oauth_pk(key)))
-            .key(SK, s("OAUTH"))
-            .condition_expression("attribute_exists(PK) AND #exp > :now")
-            .expression_attribute_names("#exp", EXPIRES_AT)
-            .expression_attribute_values(":now", n(epoch_millis(now)))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => out.attributes.as_ref().map(body).transpose(),
-            Err(e) if code(&e) == Some(CONDITION_FAILED) => Ok(None),
-            Err(e) => Err(aws_error("DynamoDB DeleteItem", e)),
-        }
+        // Of two concurrent callbacks with the same state exactly one gets it.
+        self.delete_if_live(oauth_pk(key), "OAUTH", now)
+            .await?
+            .as_ref()
+            .map(body)
+            .transpose()
     }
 }
 
