@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use kpi_app::AppState;
@@ -266,7 +267,7 @@ pub struct CallbackQuery {
 /// `GET /auth/callback`: the provider's answer, turned into a session.
 pub async fn callback(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    parts: Parts,
     Query(query): Query<CallbackQuery>,
 ) -> std::result::Result<Response, PageError> {
     let oidc = oidc(&state)?;
@@ -293,7 +294,6 @@ pub async fn callback(
             ));
         }
     };
-    let parts = request_parts(&headers);
     let bound = cookie(&parts, &state.config.scoped_cookie_name(BINDING_COOKIE))
         .is_some_and(|b| constant_time_eq(&sha256_b64(b), &attempt.binding));
     if !bound {
@@ -332,12 +332,6 @@ pub async fn callback(
             clear_binding,
         ],
     ))
-}
-
-fn request_parts(headers: &HeaderMap) -> axum::http::request::Parts {
-    let mut request = axum::http::Request::new(());
-    *request.headers_mut() = headers.clone();
-    request.into_parts().0
 }
 
 /// The code exchanged, the ID token verified, its claims read.
@@ -401,14 +395,14 @@ pub struct LogoutForm {
 /// `POST /auth/logout`: the session ends here, then at the provider.
 pub async fn logout(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    parts: Parts,
     axum::Form(form): axum::Form<LogoutForm>,
 ) -> std::result::Result<Response, PageError> {
-    let parts = request_parts(&headers);
     let presented = form
         .csrf
         .or_else(|| {
-            headers
+            parts
+                .headers
                 .get(kpi_app::http::extract::CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
