@@ -279,24 +279,40 @@ impl Worker {
                 {
                     Ok(marked) => {
                         let ended = *ended_run.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Some(failing_since) = ended {
-                            let notice = crate::notifier::RecoveryNotice {
-                                workspace: marked.workspace.clone(),
-                                integration: marked.id,
-                                provider: marked.provider,
-                                display_name: marked.display_name.clone(),
-                                failing_since,
-                                job: job.id,
-                            };
-                            if let Err(e) = self.notifier.sync_recovered(&notice).await {
-                                tracing::warn!(integration = %marked.id, error = %e.log_chain(), "recovery notice not sent");
+                        let after = async {
+                            if let Some(failing_since) = ended {
+                                let notice = crate::notifier::RecoveryNotice {
+                                    workspace: marked.workspace.clone(),
+                                    integration: marked.id,
+                                    provider: marked.provider,
+                                    display_name: marked.display_name.clone(),
+                                    failing_since,
+                                    job: job.id,
+                                };
+                                if let Err(e) = self.notifier.sync_recovered(&notice).await {
+                                    tracing::warn!(integration = %marked.id, error = %e.log_chain(), "recovery notice not sent");
+                                }
                             }
-                        }
-                        self.remind_before_expiry(&scope, &marked, now).await;
-                        if let Some(observer) = &self.observer
-                            && job.rows_written > 0
-                        {
-                            observer.synced(&scope, &marked, window).await;
+                            self.remind_before_expiry(&scope, &marked, now).await;
+                            if let Some(observer) = &self.observer
+                                && job.rows_written > 0
+                            {
+                                observer.synced(&scope, &marked, window).await;
+                            }
+                        };
+                        // The job is done and recorded; what follows (emails,
+                        // alert rules) must not outlive the invocation, which
+                        // would fail the whole batch. It may use half the
+                        // reserve; cut short, it is logged, and the rules are
+                        // evaluated again after the next sync.
+                        match deadline {
+                            Some(d) => {
+                                let until = tokio::time::Instant::from_std(d + RECORD_RESERVE / 2);
+                                if tokio::time::timeout_at(until, after).await.is_err() {
+                                    tracing::warn!(integration = %marked.id, "the work after the sync ran out of the invocation's time and was cut short");
+                                }
+                            }
+                            None => after.await,
                         }
                     }
                     Err(e) => {

@@ -678,6 +678,47 @@ pub async fn a_rotated_refresh_token_outlives_a_write_made_during_the_refresh(e:
     );
 }
 
+/// An observer (alert rules) that never finishes: a send that hangs.
+struct Hangs;
+
+#[async_trait::async_trait]
+impl kpi_sync::SyncObserver for Hangs {
+    async fn synced(&self, _: &WorkspaceScope, _: &Integration, _: DateRange) {
+        std::future::pending::<()>().await
+    }
+}
+
+pub async fn the_work_after_a_sync_stays_within_the_invocation(e: &Engine) {
+    let i = e.integration("ws-after", chrono::Duration::hours(1)).await;
+    let job = e.job(&i).await;
+    e.send(std::slice::from_ref(&job)).await;
+    let mut worker = e.worker("after");
+    worker.observer = Some(Arc::new(Hangs));
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got = e
+            .queue
+            .receive(WORK, 1, Duration::from_millis(500))
+            .await
+            .unwrap();
+        if !got.is_empty() {
+            break;
+        }
+    }
+    let message = got.pop().expect("the job's message");
+    // An invocation with a second of work left after the record reserve: the
+    // sync is recorded and the batch answered although the alert rules hang.
+    let budget = kpi_sync::worker::RECORD_RESERVE + Duration::from_secs(1);
+    let answered = tokio::time::timeout(
+        budget + Duration::from_secs(30),
+        worker.handle_within(&message, Some(budget)),
+    )
+    .await
+    .expect("the worker answers within its invocation");
+    assert_eq!(answered, kpi_sync::Disposition::Done);
+    assert_eq!(e.status(&job).await.status(), JobStatus::Succeeded);
+}
+
 /// A job recorded dead (as the dead-letter handler leaves it).
 async fn dead_job(e: &Engine, i: &Integration) -> SyncJob {
     let made = e.job(i).await;
@@ -1395,6 +1436,7 @@ macro_rules! all_sync_cases {
             a_sync_brings_an_integration_back_from_error_and_a_dead_letter_never_undoes_a_reconnect,
             redrive_runs_one_job_per_integration_and_none_beside_one_in_flight,
             a_rotated_refresh_token_outlives_a_write_made_during_the_refresh,
+            the_work_after_a_sync_stays_within_the_invocation,
             a_worker_stopped_mid_job_is_replaced_after_the_visibility_timeout,
             ten_workers_share_one_token_refresh,
             one_worker_refreshes_once_for_a_batch,
