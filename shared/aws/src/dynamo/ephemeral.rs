@@ -41,7 +41,14 @@ impl EphemeralStore for DynamoStore {
         item.insert(SK.into(), s(EPHEMERAL_SK));
         item.insert(BODY.into(), s(to_json(value)?));
         expiry(&mut item, expires_at);
-        self.put(item).await
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| aws_error("DynamoDB PutItem", e))?;
+        Ok(())
     }
 
     async fn get_ephemeral(

@@ -230,18 +230,6 @@ impl DynamoStore {
         }
     }
 
-    /// Puts `item`, replacing what its key held.
-    async fn put(&self, item: Item) -> Result<()> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| aws_error("DynamoDB PutItem", e))?;
-        Ok(())
-    }
-
     /// Puts `item` unless its key exists (or exists but has expired at `now`, for
     /// expiring records). `false` when the condition failed.
     async fn put_if_absent(&self, item: Item, now: Option<DateTime<Utc>>) -> Result<bool> {
@@ -983,7 +971,14 @@ impl AccountStore for DynamoStore {
         item.insert(PK.into(), s(format!("ACCOUNT#{account}")));
         item.insert(SK.into(), s(integration_sk(&integration.to_string())));
         item.insert("ws".into(), s(workspace.to_string()));
-        self.put(item).await
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| aws_error("DynamoDB PutItem", e))?;
+        Ok(())
     }
 
     async fn unlink_account(&self, account: &str, integration: IntegrationId) -> Result<()> {
