@@ -101,6 +101,11 @@ impl Browser {
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--disable-extensions",
                     "--hide-scrollbars", "--force-device-scale-factor=1",
+                    // Nothing but loopback: a page that names an outside host
+                    // (the test provider's login page imports a web font)
+                    // must fail that fetch at once, not wait on a network
+                    // that may swallow packets and hold rendering for minutes.
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
                     format!("--window-size={width},900"),
                     format!("--user-data-dir={}", profile.display()),
                 ],

@@ -459,3 +459,85 @@ async fn previews_go_to_the_caller_only_and_are_limited() {
     );
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
+
+/// A tick that runs out of time stops sending reports and leaves the rest
+/// due: the next ticks send them, each once. Before the tick had a deadline,
+/// the first tick sent all of them, however long Resend took.
+#[tokio::test]
+async fn a_tick_out_of_time_leaves_its_other_reports_due_for_the_next() {
+    let app = TestApp::spawn().await;
+    let names: Vec<String> = (0..4).map(|k| format!("reports-{k}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let c = app.client_for(&refs);
+    let state = &app.server.state;
+    for ws in &names {
+        let resend: Value = c
+            .post(app.url(&format!("/v1/workspaces/{ws}/integrations")))
+            .json(&json!({"provider": "resend", "api_key": "re_live_123456789"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        c.patch(app.url(&format!(
+            "/v1/workspaces/{ws}/integrations/{}",
+            resend["id"].as_str().unwrap()
+        )))
+        .json(&json!({"settings": {"from_address": "kpi@sandbox.example.com"}}))
+        .send()
+        .await
+        .unwrap();
+        let saved = c
+            .put(app.url(&format!("/v1/workspaces/{ws}/reports")))
+            .json(
+                &json!({"enabled": true, "frequency": "weekly", "weekday": "Mon", "hour": 8,
+                "time_zone": "UTC", "recipients": ["team@example.com"]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(saved.status(), 200);
+        let scope =
+            kpi_core::WorkspaceScope::for_system(kpi_core::WorkspaceId::parse(ws).unwrap(), "test");
+        state
+            .store
+            .schedule_report(
+                &scope,
+                Some(chrono::Utc::now() - chrono::Duration::minutes(1)),
+            )
+            .await
+            .unwrap();
+    }
+    // Every Resend call takes 2 s; the tick may spend 3 s on reports.
+    app.sandbox().set_faults(kpi_sandbox::Faults {
+        latency_ms: Some(2_000),
+        ..Default::default()
+    });
+    let scheduler = kpi_lambda::scheduler(state);
+    let budget = kpi_sync::scheduler::DUE_WORK_RESERVE + Duration::from_secs(3);
+    let first = scheduler.run_within(Some(budget)).await.unwrap();
+    assert!(
+        first.reports_sent < names.len(),
+        "the first tick stopped in time: {first:?}"
+    );
+    let mut sent = first.reports_sent;
+    for _ in 0..10 {
+        if sent == names.len() {
+            break;
+        }
+        sent += scheduler
+            .run_within(Some(budget))
+            .await
+            .unwrap()
+            .reports_sent;
+    }
+    assert_eq!(sent, names.len());
+    let reports = app
+        .sandbox()
+        .resend_outbox()
+        .into_iter()
+        .filter(|e| e.subject.ends_with("KPI report"))
+        .count();
+    assert_eq!(reports, names.len(), "each report went out once");
+}

@@ -375,6 +375,9 @@ impl kpi_core::ports::Queue for StoppedQueue {
     fn serves(&self, queue: kpi_core::ports::QueueName) -> bool {
         self.0.serves(queue)
     }
+    fn holds_since(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        self.0.holds_since(now)
+    }
 }
 
 #[tokio::test]

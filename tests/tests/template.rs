@@ -372,6 +372,13 @@ fn every_consumed_queue_has_a_dead_letter_queue_and_room_for_retries() {
                     Some("AWS::SQS::Queue"),
                     "{queue} → {dlq}"
                 );
+                // The scheduler sends a waiting job again only once the queue
+                // no longer holds its message: it must know the retention.
+                assert_eq!(
+                    q["Properties"]["MessageRetentionPeriod"].as_i64(),
+                    Some(kpi_core::ports::queue::WORK_RETENTION.num_seconds()),
+                    "{queue}: retention the scheduler counts on"
+                );
             }
         }
     }

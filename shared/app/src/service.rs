@@ -723,7 +723,14 @@ pub(crate) async fn queue_job(
         .await
     {
         Ok(_) => {
-            kpi_sync::enqueue(&*state.queue, std::slice::from_ref(&job), request_id).await?;
+            kpi_sync::enqueue(
+                &*state.store,
+                &*state.queue,
+                std::slice::from_ref(&job),
+                request_id,
+                now,
+            )
+            .await?;
             Ok(Some(job))
         }
         Err(e) if e.is_conflict() => Ok(None),

@@ -7,8 +7,9 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
+use chrono::{DateTime, Utc};
 use kpi_core::ports::queue::{
-    MAX_SEND_BATCH, OutgoingMessage, QueueStats, ReceiptHandle, ReceivedMessage,
+    MAX_SEND_BATCH, OutgoingMessage, QueueStats, ReceiptHandle, ReceivedMessage, WORK_RETENTION,
 };
 use kpi_core::ports::{Queue, QueueName};
 use kpi_core::{Error, Provider, Result};
@@ -101,6 +102,10 @@ fn whole_seconds(d: Duration) -> i32 {
 impl Queue for SqsQueue {
     fn serves(&self, queue: QueueName) -> bool {
         self.work.contains_key(&queue.provider())
+    }
+
+    fn holds_since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - WORK_RETENTION
     }
 
     async fn send_batch(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<()> {

@@ -108,9 +108,15 @@ pub struct SyncJob {
     /// Share of the provider quota left after the last call, when it reports one.
     pub quota_remaining: Option<rust_decimal::Decimal>,
     pub last_error: Option<ErrorRecord>,
-    /// How often its message was sent to the queue (the first send included).
+    /// How often its message was sent to the queue (the first send included);
+    /// a send that failed counts too.
     #[serde(default)]
     pub sends: u32,
+    /// When its message last reached the queue; `None` while queued means the
+    /// send failed or its outcome was never recorded, so it is sent again.
+    /// A job that only waits behind others is never sent twice.
+    #[serde(default)]
+    pub sent_at: Option<DateTime<Utc>>,
     pub version: u64,
     pub updated_at: DateTime<Utc>,
 }
@@ -142,6 +148,7 @@ impl SyncJob {
             quota_remaining: None,
             last_error: None,
             sends: 1,
+            sent_at: None,
             version: 0,
             updated_at: now,
         }
@@ -165,6 +172,8 @@ impl SyncJob {
             }
             JobStatus::Queued => {
                 self.finished_at = None;
+                // Queued anew: its next message is not sent yet.
+                self.sent_at = None;
             }
             s if s.is_final() => self.finished_at = Some(now),
             _ => {}

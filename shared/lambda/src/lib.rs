@@ -369,9 +369,14 @@ pub async fn run_scheduler() -> std::result::Result<(), lambda_runtime::Error> {
     let live = start().await?;
     let live = &live;
     lambda_runtime::run(service_fn(
-        move |_: LambdaEvent<serde_json::Value>| async move {
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let budget = event
+                .context
+                .deadline()
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
             let report = scheduler(&live.state().await)
-                .run_once()
+                .run_within(Some(budget))
                 .instrument(tracing::info_span!("scheduler_run"))
                 .await
                 .map_err(|e| e.log_chain())?;

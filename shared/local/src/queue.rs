@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use kpi_core::ports::queue::{
     MAX_SEND_BATCH, OutgoingMessage, QueueStats, ReceiptHandle, ReceivedMessage,
 };
@@ -50,6 +51,8 @@ pub struct LocalQueue {
     settings: LocalQueueSettings,
     state: Mutex<State>,
     arrived: Notify,
+    /// When this process's queue began: whatever was sent before is lost.
+    started: DateTime<Utc>,
 }
 
 impl LocalQueue {
@@ -58,6 +61,7 @@ impl LocalQueue {
             settings,
             state: Mutex::new(State::default()),
             arrived: Notify::new(),
+            started: Utc::now(),
         }
     }
 
@@ -126,6 +130,11 @@ impl Queue for LocalQueue {
     /// Every provider's queues exist in process, each polled by the dev server.
     fn serves(&self, _: QueueName) -> bool {
         true
+    }
+
+    fn holds_since(&self, _: DateTime<Utc>) -> DateTime<Utc> {
+        // Messages live in this process only and never expire.
+        self.started
     }
 
     async fn send_batch(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<()> {

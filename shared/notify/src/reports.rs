@@ -195,38 +195,65 @@ fn shown(v: Option<Decimal>, unit: Unit) -> String {
     }
 }
 
+/// What one page of due reports came to.
+#[derive(Default)]
+struct PageRun {
+    sent: usize,
+    /// One stays due (a transient failure, or the time ran out): no next page
+    /// in this tick, since it would hold the same report again.
+    stopped: bool,
+}
+
 impl ReportSender {
-    /// Sends every report due at `now` (once per period) and schedules the next.
-    pub async fn run_due(&self, now: DateTime<Utc>) -> Result<usize> {
+    /// Sends every report due at `now` (once per period) and schedules the
+    /// next, until `until`: a report not begun by then, or cut short by it,
+    /// stays due, and the next tick sends it under the same idempotency key
+    /// (so Resend sends a cut-short one once).
+    pub async fn run_due(
+        &self,
+        now: DateTime<Utc>,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<usize> {
         let mut sent = 0;
         // Pages of 200 until fewer come back; each one sent or failed for good
         // is rescheduled past `now`, so the next page holds the next ones.
         for _ in 0..50 {
             let due = self.outbox.store.due_reports(now, PAGE).await?;
             let full = due.len() as u32 == PAGE;
-            let (done, retry) = self.run_page(now, due).await?;
-            sent += done;
-            if !full || retry {
+            let page = self.run_page(now, due, until).await?;
+            sent += page.sent;
+            if !full || page.stopped {
                 break;
             }
         }
         Ok(sent)
     }
 
-    /// One page of due reports: sent count, and whether one stays due (a
-    /// transient failure; the next tick tries again).
+    /// One page of due reports.
     async fn run_page(
         &self,
         now: DateTime<Utc>,
         due: Vec<(WorkspaceId, DateTime<Utc>)>,
-    ) -> Result<(usize, bool)> {
-        let mut sent = 0;
-        let mut retry = false;
+        until: Option<tokio::time::Instant>,
+    ) -> Result<PageRun> {
+        let mut run = PageRun::default();
         for (workspace, at) in due {
             let scope =
                 WorkspaceScope::for_system(workspace.clone(), "a scheduled report that is due");
-            match self.send(&scope, &workspace, at).await {
-                Ok(Delivery::Sent(_)) => sent += 1,
+            let send = self.send(&scope, &workspace, at);
+            let result = match until {
+                Some(until) => match tokio::time::timeout_at(until, send).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(%workspace, "the tick's time ran out; the report stays due for the next one");
+                        run.stopped = true;
+                        return Ok(run);
+                    }
+                },
+                None => send.await,
+            };
+            match result {
+                Ok(Delivery::Sent(_)) => run.sent += 1,
                 Ok(Delivery::NotSent(why)) => tracing::warn!(%workspace, why, "report not emailed"),
                 Err(e)
                     if matches!(
@@ -236,7 +263,7 @@ impl ReportSender {
                 {
                     // Still due: the next tick tries again under the same key.
                     tracing::warn!(%workspace, error = %e.log_chain(), "report not sent yet");
-                    retry = true;
+                    run.stopped = true;
                     continue;
                 }
                 Err(e) => tracing::error!(%workspace, error = %e.log_chain(), "report failed"),
@@ -247,7 +274,7 @@ impl ReportSender {
             };
             self.outbox.store.schedule_report(&scope, next).await?;
         }
-        Ok((sent, retry))
+        Ok(run)
     }
 
     /// Renders and sends the report of the period before `at`.
@@ -430,7 +457,11 @@ impl ReportSender {
 
 #[async_trait::async_trait]
 impl kpi_sync::DueWork for ReportSender {
-    async fn run_due(&self, now: DateTime<Utc>) -> Result<usize> {
-        ReportSender::run_due(self, now).await
+    async fn run_due(
+        &self,
+        now: DateTime<Utc>,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<usize> {
+        ReportSender::run_due(self, now, until).await
     }
 }

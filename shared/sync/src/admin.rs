@@ -120,7 +120,7 @@ async fn requeue(
     job.transition(JobStatus::Queued, now)?;
     job.sends = 1;
     let job = store.update_job(&scope, &job).await?;
-    crate::enqueue(queue, std::slice::from_ref(&job), None).await?;
+    crate::enqueue(store, queue, std::slice::from_ref(&job), None, now).await?;
     Ok(job)
 }
 

@@ -1,6 +1,6 @@
 //! Read-modify-write of versioned records, with one policy everywhere.
 //!
-//! Stores write integrations and alert rules compare-and-swap on their
+//! Stores write integrations, jobs and alert rules compare-and-swap on their
 //! version: a write made against a version someone else moved fails with a
 //! conflict. Every read-modify-write goes through these helpers, which read
 //! again and re-apply the change after a lost race, spread by a jittered wait
@@ -14,7 +14,7 @@ use std::time::Duration;
 use kpi_core::alert::AlertRule;
 use kpi_core::ids::{AlertId, IntegrationId};
 use kpi_core::ports::{Clock, Store};
-use kpi_core::{Integration, Result, WorkspaceScope};
+use kpi_core::{Integration, Result, SyncJob, WorkspaceScope};
 
 /// Tries of one read-modify-write: enough for a few dozen writers at once.
 pub const ATTEMPTS: u32 = 30;
@@ -100,6 +100,31 @@ pub async fn modify_alert(
         match won(store.update_alert(scope, &rule).await)? {
             Some(written) => return Ok(written),
             None => lost(attempt).await?,
+        }
+    }
+    unreachable!("the loop ends by returning")
+}
+
+/// Applies `change` to `seen` (the job as the caller last read it) and writes
+/// it; after a lost race, to the job read again. `change` returns `false` to
+/// leave the job as it is (it moved on meanwhile): `Ok(None)`.
+pub async fn modify_job(
+    store: &dyn Store,
+    scope: &WorkspaceScope,
+    seen: &SyncJob,
+    mut change: impl FnMut(&mut SyncJob) -> bool,
+) -> Result<Option<SyncJob>> {
+    let mut job = seen.clone();
+    for attempt in 1.. {
+        if !change(&mut job) {
+            return Ok(None);
+        }
+        match won(store.update_job(scope, &job).await)? {
+            Some(written) => return Ok(Some(written)),
+            None => {
+                lost(attempt).await?;
+                job = store.get_job(scope, seen.id).await?;
+            }
         }
     }
     unreachable!("the loop ends by returning")

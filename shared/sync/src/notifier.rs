@@ -145,8 +145,13 @@ pub trait SyncObserver: Send + Sync {
 }
 
 /// Work the scheduler's tick runs besides fanning syncs out (scheduled
-/// reports). Returns how many it did.
+/// reports). Returns how many it did. It stops by `until` (the tick's
+/// invocation must end in time) and leaves the rest due for the next tick.
 #[async_trait]
 pub trait DueWork: Send + Sync {
-    async fn run_due(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize>;
+    async fn run_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<usize>;
 }

@@ -3,10 +3,13 @@
 //! For each due integration it moves the next sync time and inserts the job in
 //! one atomic store step (compare-and-swap on the integration's version), so a
 //! tick that fires twice, or two schedulers running at once, create one job per
-//! integration and tick. Messages go out in batches of ten. A job whose message
-//! could not be sent stays `queued` and is sent again by a later run — at most
-//! [`SchedulerSettings::max_sends`] times, then it ends dead with its error —
-//! so nothing is lost between the store and the queue and nothing piles up.
+//! integration and tick. Messages go out in batches of ten, and each job
+//! records when its message reached the queue. A job whose message could not
+//! be sent, or that outlived the queue's retention, stays `queued` and is sent
+//! again by a later run — at most [`SchedulerSettings::max_sends`] times, then
+//! it ends dead with its error — so nothing is lost between the store and the
+//! queue and nothing piles up. A job that only waits behind a backlog, for
+//! hours if need be, is never sent twice nor given up.
 //!
 //! An integration with a job still queued or running gets no second one; a
 //! provider whose work queue this deployment does not serve (no worker) is
@@ -34,8 +37,9 @@ pub struct SchedulerSettings {
     pub page_size: u32,
     /// Most jobs one run creates; the rest stay due and drain in the next runs.
     pub max_per_run: usize,
-    /// A queued job older than this whose message may have been lost is sent again.
-    pub resend_after: Duration,
+    /// A queued job not recorded as sent this long after its last update is
+    /// sent again (its send failed, or the process ended before recording it).
+    pub unsent_after: Duration,
     /// Sends of one job's message before it is given up as undeliverable.
     pub max_sends: u32,
 }
@@ -45,7 +49,7 @@ impl Default for SchedulerSettings {
         Self {
             page_size: 100,
             max_per_run: 5_000,
-            resend_after: Duration::minutes(15),
+            unsent_after: Duration::minutes(2),
             max_sends: 4,
         }
     }
@@ -60,6 +64,8 @@ pub struct SchedulerReport {
     pub messages_sent: usize,
     pub batch_calls: usize,
     pub resent: usize,
+    /// Queued jobs whose message the queue holds: waiting their turn.
+    pub waiting: usize,
     /// Queued jobs given up after `max_sends` sends: ended dead.
     pub given_up: usize,
     /// Due integrations that still had a job queued or running.
@@ -83,8 +89,22 @@ pub struct Scheduler {
     pub settings: SchedulerSettings,
 }
 
+/// Time a tick keeps after its reports for the rest of its invocation (the
+/// report of the run, the logs).
+pub const DUE_WORK_RESERVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Scheduler {
+    /// One tick with no time limit (the dev server's loop, the tests).
     pub async fn run_once(&self) -> Result<SchedulerReport> {
+        self.run_within(None).await
+    }
+
+    /// One tick in at most `budget` (the Lambda invocation's remaining time):
+    /// scheduled reports stop [`DUE_WORK_RESERVE`] before it and the rest stay
+    /// due for the next tick, so a slow mail provider cannot time the tick out.
+    pub async fn run_within(&self, budget: Option<std::time::Duration>) -> Result<SchedulerReport> {
+        let until =
+            budget.map(|b| tokio::time::Instant::now() + b.saturating_sub(DUE_WORK_RESERVE));
         let now = self.clock.now();
         let mut report = SchedulerReport::default();
         let mut outbox: HashMap<Provider, Vec<SyncJob>> = HashMap::new();
@@ -160,11 +180,11 @@ impl Scheduler {
         }
         self.collect_unsent(now, &mut outbox, &mut report).await?;
         for (provider, jobs) in outbox {
-            self.send(provider, &jobs, &mut report).await;
+            self.send(provider, &jobs, now, &mut report).await;
         }
         if let Some(work) = &self.due_work {
             // Reports never hold up the syncs: a failure is logged.
-            match work.run_due(now).await {
+            match work.run_due(now, until).await {
                 Ok(n) => report.reports_sent = n,
                 Err(e) => tracing::error!(error = %e.log_chain(), "due reports failed"),
             }
@@ -189,9 +209,12 @@ impl Scheduler {
         }
     }
 
-    /// Queued jobs that have waited too long, likely because their send failed:
-    /// sent again, or — after `max_sends` sends (no worker takes them) — ended
-    /// dead with the reason.
+    /// Queued jobs whose message is not in the queue: never sent (the send
+    /// failed, or its record was lost), or sent before the queue's retention
+    /// began. Each is sent again, or — after `max_sends` sends, or when no
+    /// worker serves its provider — ended dead with the reason. A job whose
+    /// message the queue still holds only waits its turn, however long the
+    /// backlog: it is left alone.
     async fn collect_unsent(
         &self,
         now: chrono::DateTime<chrono::Utc>,
@@ -204,69 +227,93 @@ impl Scheduler {
             provider: None,
             workspace: None,
             since: None,
-            until: Some(now - self.settings.resend_after),
+            // A job made moments ago may still be on its way to the queue.
+            until: Some(now - self.settings.unsent_after),
         };
-        // Each job once per run: a resent job may match the filter again at once.
-        let mut seen = std::collections::HashSet::new();
+        let mut page = PageRequest::first(self.settings.page_size);
+        let mut decided = 0;
         loop {
-            // Always the first page: every job looked at leaves it (sent again
-            // with a new time, or ended).
-            let stale = self
+            let queued = self
                 .store
-                .list_jobs_by_status(&admin, &filter, &PageRequest::first(100))
+                .list_jobs_by_status(&admin, &filter, &page)
                 .await?;
-            let fresh: Vec<SyncJob> = stale
-                .items
-                .into_iter()
-                .filter(|j| !seen.contains(&j.id))
-                .collect();
-            if fresh.is_empty() {
-                return Ok(());
-            }
-            for mut job in fresh {
-                seen.insert(job.id);
-                let scope = WorkspaceScope::for_system(
-                    job.workspace.clone(),
-                    "queued job found by the scheduler",
-                );
-                if job.sends >= self.settings.max_sends
-                    || !self.queue.serves(QueueName::Work(job.provider))
-                {
-                    let why = Error::config(format!(
-                        "no worker took this sync job: its message was sent {} times to the {} queue; \
-                         an operator must check that the {} worker is deployed",
-                        job.sends, job.provider, job.provider
-                    ));
-                    match finish_dead(&*self.store, &*self.notifier, &scope, job, &why, now, None)
-                        .await
-                    {
-                        Ok(_) => report.given_up += 1,
-                        Err(e) if e.is_conflict() => {}
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    job.sends += 1;
-                    job.updated_at = now;
-                    match self.store.update_job(&scope, &job).await {
-                        Ok(job) => {
-                            report.resent += 1;
-                            outbox.entry(job.provider).or_default().push(job);
-                        }
-                        Err(e) if e.is_conflict() => {}
-                        Err(e) => return Err(e),
-                    }
+            for job in queued.items {
+                let held_since = self.queue.holds_since(now);
+                let in_queue = job.sent_at.is_some_and(|at| at >= held_since);
+                if in_queue {
+                    report.waiting += 1;
+                    continue;
                 }
-                if seen.len() >= self.settings.max_per_run {
+                decided += 1;
+                self.resend_or_give_up(job, now, outbox, report).await?;
+                if decided >= self.settings.max_per_run {
                     return Ok(());
                 }
+            }
+            // Pages run newest first by last update: a job sent again moves
+            // above the page just read, so the cursor never meets it twice.
+            match queued.next {
+                Some(cursor) => page = PageRequest::after(self.settings.page_size, cursor),
+                None => return Ok(()),
             }
         }
     }
 
-    async fn send(&self, provider: Provider, jobs: &[SyncJob], report: &mut SchedulerReport) {
+    async fn resend_or_give_up(
+        &self,
+        mut job: SyncJob,
+        now: chrono::DateTime<chrono::Utc>,
+        outbox: &mut HashMap<Provider, Vec<SyncJob>>,
+        report: &mut SchedulerReport,
+    ) -> Result<()> {
+        let scope =
+            WorkspaceScope::for_system(job.workspace.clone(), "queued job found by the scheduler");
+        let served = self.queue.serves(QueueName::Work(job.provider));
+        if job.sends >= self.settings.max_sends || !served {
+            let why = if served {
+                Error::config(format!(
+                    "this sync job's message could not be sent to the {} queue ({} tries); \
+                     an operator must check that the queue exists and the scheduler may send to it",
+                    job.provider, job.sends
+                ))
+            } else {
+                Error::config(format!(
+                    "no worker takes {} sync jobs in this deployment; \
+                     an operator must check that the {} worker is deployed",
+                    job.provider, job.provider
+                ))
+            };
+            match finish_dead(&*self.store, &*self.notifier, &scope, job, &why, now, None).await {
+                Ok(_) => report.given_up += 1,
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e),
+            }
+            return Ok(());
+        }
+        job.sends += 1;
+        job.updated_at = now;
+        match self.store.update_job(&scope, &job).await {
+            Ok(job) => {
+                report.resent += 1;
+                outbox.entry(job.provider).or_default().push(job);
+            }
+            // A worker took it, or another run sent it: nothing to do.
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        provider: Provider,
+        jobs: &[SyncJob],
+        now: chrono::DateTime<chrono::Utc>,
+        report: &mut SchedulerReport,
+    ) {
         for chunk in jobs.chunks(MAX_SEND_BATCH) {
             report.batch_calls += 1;
-            match crate::enqueue(&*self.queue, chunk, None).await {
+            match crate::enqueue(&*self.store, &*self.queue, chunk, None, now).await {
                 Ok(_) => report.messages_sent += chunk.len(),
                 // The jobs stay queued; a later run sends them again.
                 Err(e) => {

@@ -143,6 +143,15 @@ pub async fn visibility_can_be_changed<Q: Queue>(q: &Q) {
     q.delete(WORK, &back[0].receipt).await.unwrap();
 }
 
+/// What the queue says it holds: a message sent now is held now and a day
+/// later, so the scheduler leaves its job waiting.
+pub async fn a_message_sent_now_is_held_for_a_day<Q: Queue>(q: &Q) {
+    let now = chrono::Utc::now();
+    for later in [chrono::Duration::zero(), chrono::Duration::days(1)] {
+        assert!(q.holds_since(now + later) <= now, "{later}");
+    }
+}
+
 pub async fn delayed_messages_wait<Q: Queue>(q: &Q) {
     q.send_batch(
         WORK,
@@ -174,6 +183,7 @@ macro_rules! all_queue_cases {
             moved_to_dlq_after_max_receives,
             visibility_can_be_changed,
             delayed_messages_wait,
+            a_message_sent_now_is_held_for_a_day,
         );
     };
 }

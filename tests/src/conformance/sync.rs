@@ -9,6 +9,7 @@ use chrono::Utc;
 use kpi_core::credentials::{ConnectionCredentials, OAuthTokens};
 use kpi_core::job::{JobTrigger, SyncMessage};
 use kpi_core::kpi::DateRange;
+use kpi_core::ports::clock::ManualClock;
 use kpi_core::ports::queue::OutgoingMessage;
 use kpi_core::ports::store::KpiQuery;
 use kpi_core::ports::{
@@ -23,7 +24,7 @@ use kpi_sync::mock::{MockAdapter, Outcome};
 use kpi_sync::notifier::RecordingNotifier;
 use kpi_sync::runner::poll_once;
 use kpi_sync::scheduler::SchedulerSettings;
-use kpi_sync::{RetryPolicy, Scheduler, Worker, WorkerSettings};
+use kpi_sync::{RetryPolicy, Scheduler, SchedulerReport, Worker, WorkerSettings};
 use secrecy::SecretString;
 
 use crate::GA4_SESSIONS;
@@ -45,6 +46,8 @@ pub struct Engine {
     /// a failed transaction back by restoring a snapshot of the whole table,
     /// which also undoes a concurrent winner (DynamoDB itself does not).
     pub concurrent_transactions: bool,
+    /// Due integrations in the backlog case.
+    pub backlog: usize,
     pub _guard: Guard,
 }
 
@@ -63,6 +66,7 @@ impl Engine {
             notifier: Arc::new(RecordingNotifier::default()),
             adapter: Arc::new(MockAdapter::new(kpi_providers::ga4::DESCRIPTOR)),
             concurrent_transactions: true,
+            backlog: 2_000,
             _guard: guard,
         }
     }
@@ -121,6 +125,16 @@ impl Engine {
 
     /// A connected GA4 integration whose token expires in `expires_in`.
     pub async fn integration(&self, ws: &str, expires_in: chrono::Duration) -> Integration {
+        self.integration_with(ws, expires_in, |_| {}).await
+    }
+
+    /// Like [`Self::integration`], changed by `adjust` before it is stored.
+    pub async fn integration_with(
+        &self,
+        ws: &str,
+        expires_in: chrono::Duration,
+        adjust: impl FnOnce(&mut Integration),
+    ) -> Integration {
         let now = Utc::now();
         let mut i = Integration::new(
             IntegrationId::new_random(),
@@ -143,6 +157,7 @@ impl Engine {
         );
         i.settings.insert("property".into(), "properties/1".into());
         i.transition(IntegrationStatus::Connected, now).unwrap();
+        adjust(&mut i);
         self.store
             .create_integration(&Self::scope(ws), &i)
             .await
@@ -1149,21 +1164,44 @@ pub async fn a_users_reconnect_or_disconnect_during_a_sync_stands(e: &Engine) {
     }
 }
 
-/// A queue of the engine that serves only `providers` (a deployment with
-/// workers for those alone).
-struct ServingOnly {
+/// The engine's queue as a deployment may see it: serving only some
+/// providers, refusing every send, or keeping messages a shorter time; and
+/// counting the messages sent through it.
+struct TestQueue {
     inner: Arc<dyn Queue>,
-    providers: Vec<Provider>,
+    /// `None`: every provider the inner queue serves.
+    providers: Option<Vec<Provider>>,
+    refuse_sends: bool,
+    retention: Option<chrono::Duration>,
+    sent: std::sync::atomic::AtomicUsize,
+}
+
+impl TestQueue {
+    fn over(inner: Arc<dyn Queue>) -> Self {
+        Self {
+            inner,
+            providers: None,
+            refuse_sends: false,
+            retention: None,
+            sent: Default::default(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl Queue for ServingOnly {
+impl Queue for TestQueue {
     async fn send_batch(
         &self,
         queue: QueueName,
         messages: Vec<OutgoingMessage>,
     ) -> kpi_core::Result<()> {
-        self.inner.send_batch(queue, messages).await
+        if self.refuse_sends {
+            return Err(kpi_core::Error::transient("the queue refused the send"));
+        }
+        let n = messages.len();
+        self.inner.send_batch(queue, messages).await?;
+        self.sent.fetch_add(n, Ordering::SeqCst);
+        Ok(())
     }
     async fn receive(
         &self,
@@ -1195,8 +1233,25 @@ impl Queue for ServingOnly {
         self.inner.stats(queue).await
     }
     fn serves(&self, queue: QueueName) -> bool {
-        self.providers.contains(&queue.provider())
+        match &self.providers {
+            Some(p) => p.contains(&queue.provider()),
+            None => self.inner.serves(queue),
+        }
     }
+    fn holds_since(&self, now: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+        match self.retention {
+            Some(r) => now - r,
+            None => self.inner.holds_since(now),
+        }
+    }
+}
+
+/// Not due for a month: only its queued job is the scheduler's business.
+async fn not_due(e: &Engine, ws: &str, i: &Integration) {
+    let scope = Engine::scope(ws);
+    let mut later = e.store.get_integration(&scope, i.id).await.unwrap();
+    later.next_sync_at = Some(Utc::now() + chrono::Duration::days(30));
+    e.store.update_integration(&scope, &later).await.unwrap();
 }
 
 async fn make_due(e: &Engine, ws: &str, i: &Integration) {
@@ -1248,9 +1303,9 @@ pub async fn nothing_piles_up_for_a_provider_without_a_worker(e: &Engine) {
     let ws = "ws-noworker";
     let i = e.integration(ws, chrono::Duration::hours(1)).await;
     let scheduler = Scheduler {
-        queue: Arc::new(ServingOnly {
-            inner: e.queue.clone(),
-            providers: vec![],
+        queue: Arc::new(TestQueue {
+            providers: Some(vec![]),
+            ..TestQueue::over(e.queue.clone())
         }),
         ..e.scheduler()
     };
@@ -1271,20 +1326,21 @@ pub async fn nothing_piles_up_for_a_provider_without_a_worker(e: &Engine) {
     assert_eq!(e.count_jobs(ws, JobStatus::Queued).await, 0);
 }
 
-/// A queued job whose message nobody takes is sent a bounded number of times,
-/// then ends dead with a reason an operator can act on, and a notice.
-pub async fn an_undeliverable_job_ends_dead_after_a_few_sends(e: &Engine) {
-    let ws = "ws-undelivered";
+/// A queued job whose message cannot be sent is tried a bounded number of
+/// times, then ends dead with a reason an operator can act on, and a notice.
+pub async fn a_job_whose_message_cannot_be_sent_ends_dead_after_a_few_tries(e: &Engine) {
+    let ws = "ws-unsendable";
     let i = e.integration(ws, chrono::Duration::hours(1)).await;
-    // Not due: only the queued job is the scheduler's business here.
-    let scope = Engine::scope(ws);
-    let mut later = e.store.get_integration(&scope, i.id).await.unwrap();
-    later.next_sync_at = Some(Utc::now() + chrono::Duration::days(1));
-    e.store.update_integration(&scope, &later).await.unwrap();
+    not_due(e, ws, &i).await;
+    // Made, and its first send failed: never recorded as sent.
     let job = e.job(&i).await;
     let scheduler = Scheduler {
+        queue: Arc::new(TestQueue {
+            refuse_sends: true,
+            ..TestQueue::over(e.queue.clone())
+        }),
         settings: SchedulerSettings {
-            resend_after: chrono::Duration::zero(),
+            unsent_after: chrono::Duration::zero(),
             max_sends: 3,
             ..SchedulerSettings::default()
         },
@@ -1299,7 +1355,7 @@ pub async fn an_undeliverable_job_ends_dead_after_a_few_sends(e: &Engine) {
             break;
         }
     }
-    assert_eq!(resent, 2, "sent three times in all");
+    assert_eq!(resent, 2, "tried three times in all");
     let dead = e.status(&job).await;
     assert_eq!(dead.status(), JobStatus::Dead);
     assert!(
@@ -1307,11 +1363,160 @@ pub async fn an_undeliverable_job_ends_dead_after_a_few_sends(e: &Engine) {
             .as_ref()
             .unwrap()
             .message
-            .contains("no worker took"),
+            .contains("could not be sent"),
         "{:?}",
         dead.last_error
     );
     assert_eq!(e.notifier.count(), 1);
+}
+
+/// A job whose message is in the queue only waits, through any number of
+/// scheduler runs; one never sent is sent once; one the queue no longer
+/// holds (past its retention) is sent again.
+pub async fn a_waiting_job_is_sent_again_only_once_the_queue_no_longer_holds_it(e: &Engine) {
+    let ws = "ws-waiting";
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let retention = chrono::Duration::days(4);
+    let queue = Arc::new(TestQueue {
+        retention: Some(retention),
+        ..TestQueue::over(e.queue.clone())
+    });
+    let scheduler = Scheduler {
+        queue: queue.clone(),
+        clock: clock.clone(),
+        ..e.scheduler()
+    };
+    let waiting = e.integration(ws, chrono::Duration::days(30)).await;
+    not_due(e, ws, &waiting).await;
+    let sent = e.job(&waiting).await;
+    kpi_sync::enqueue(
+        &*e.store,
+        &*queue,
+        std::slice::from_ref(&sent),
+        None,
+        clock.now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(e.status(&sent).await.sent_at, Some(clock.now()));
+    let unsent_integration = e.integration(ws, chrono::Duration::days(30)).await;
+    not_due(e, ws, &unsent_integration).await;
+    let unsent = e.job(&unsent_integration).await;
+
+    // Ten hours of runs every five minutes: the unsent job is sent once, the
+    // other one is left to wait.
+    let mut totals = SchedulerReport::default();
+    for _ in 0..120 {
+        clock.advance(chrono::Duration::minutes(5));
+        let r = scheduler.run_once().await.unwrap();
+        totals.resent += r.resent;
+        totals.given_up += r.given_up;
+    }
+    assert_eq!((totals.resent, totals.given_up), (1, 0), "{totals:?}");
+    assert_eq!(queue.sent.load(Ordering::SeqCst), 2, "one message each");
+    for job in [&sent, &unsent] {
+        let now = e.status(job).await;
+        assert_eq!(now.status(), JobStatus::Queued);
+        assert!(now.sent_at.is_some(), "{now:?}");
+    }
+
+    // Past the queue's retention the waiting message is gone: sent again.
+    clock.advance(retention);
+    let r = scheduler.run_once().await.unwrap();
+    assert_eq!((r.resent, r.given_up), (2, 0), "{r:?}");
+    let again = e.status(&sent).await;
+    assert_eq!((again.sends, again.sent_at), (2, Some(clock.now())));
+    e.drain(&[sent, unsent], Duration::from_secs(20)).await;
+}
+
+/// A backlog hours deep by the clock: every due integration gets one job at
+/// the first tick, two workers take one message at a time while the
+/// scheduler keeps ticking, and every job ends succeeded, none dead, none
+/// run twice, with no message sent twice.
+pub async fn a_backlog_hours_deep_drains_with_every_job_run_once(e: &Engine) {
+    let ws = "ws-backlog";
+    let n = e.backlog;
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let queue = Arc::new(TestQueue::over(e.queue.clone()));
+    let scheduler = Scheduler {
+        queue: queue.clone(),
+        clock: clock.clone(),
+        ..e.scheduler()
+    };
+    for _ in 0..n {
+        e.integration_with(ws, chrono::Duration::days(30), |i| {
+            i.sync_interval_minutes = 24 * 60;
+            i.next_sync_at = Some(clock.now());
+        })
+        .await;
+    }
+    let workers: Vec<Worker> = (0..2)
+        .map(|k| Worker {
+            clock: clock.clone(),
+            ..e.worker(&format!("backlog-{k}"))
+        })
+        .collect();
+    // Per five-minute tick the two workers run this many jobs: the queue
+    // stays hours deep for most of the run.
+    let per_tick = (n / 100).max(2);
+    let mut totals = SchedulerReport::default();
+    let (mut ran, mut retries, mut ticks) = (0, 0, 0);
+    while ran < n && ticks < 1_000 {
+        ticks += 1;
+        clock.advance(chrono::Duration::minutes(5));
+        let r = scheduler.run_once().await.unwrap();
+        totals.jobs_created += r.jobs_created;
+        totals.resent += r.resent;
+        totals.given_up += r.given_up;
+        for _ in 0..per_tick / 2 {
+            let taken = futures::future::join_all(workers.iter().map(|w| async {
+                let Some(m) = queue
+                    .receive(WORK, 1, Duration::from_millis(50))
+                    .await
+                    .unwrap()
+                    .pop()
+                else {
+                    return (0, 0);
+                };
+                match w.handle(&m).await {
+                    kpi_sync::Disposition::Done => {
+                        queue.delete(WORK, &m.receipt).await.unwrap();
+                        (1, 0)
+                    }
+                    other => {
+                        // A retry comes back after its delay, as from SQS.
+                        if let kpi_sync::Disposition::RetryAfter(d) = other {
+                            queue.change_visibility(WORK, &m.receipt, d).await.unwrap();
+                        }
+                        (0, 1)
+                    }
+                }
+            }))
+            .await;
+            for (done, retried) in taken {
+                ran += done;
+                retries += retried;
+            }
+        }
+    }
+    let hours = ticks as f64 * 5.0 / 60.0;
+    assert!(hours >= 3.0, "the backlog lasted {hours:.1} h by the clock");
+    assert_eq!(totals.jobs_created, n, "{totals:?}");
+    assert_eq!((totals.resent, totals.given_up), (0, 0), "{totals:?}");
+    assert_eq!(e.count_jobs(ws, JobStatus::Succeeded).await, n);
+    for status in [JobStatus::Dead, JobStatus::Queued, JobStatus::Running] {
+        assert_eq!(e.count_jobs(ws, status).await, 0, "{status}");
+    }
+    assert_eq!(
+        e.adapter.sync_calls.load(Ordering::SeqCst) as usize,
+        n + retries,
+        "each job ran once (and once per retry)"
+    );
+    let messages = queue.sent.load(Ordering::SeqCst);
+    assert!(
+        messages <= n + retries,
+        "{messages} messages for {n} jobs and {retries} retries"
+    );
 }
 
 /// A sync that would outlive its Lambda invocation stops in time to record
@@ -1447,7 +1652,9 @@ macro_rules! all_sync_cases {
             a_users_reconnect_or_disconnect_during_a_sync_stands,
             a_due_integration_with_a_job_in_flight_gets_no_second_one,
             nothing_piles_up_for_a_provider_without_a_worker,
-            an_undeliverable_job_ends_dead_after_a_few_sends,
+            a_job_whose_message_cannot_be_sent_ends_dead_after_a_few_tries,
+            a_waiting_job_is_sent_again_only_once_the_queue_no_longer_holds_it,
+            a_backlog_hours_deep_drains_with_every_job_run_once,
             a_sync_that_would_outlive_its_invocation_is_recorded_and_retried,
             fault_run_of_1000_jobs,
         );

@@ -2,6 +2,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::provider::Provider;
@@ -68,6 +69,11 @@ pub struct QueueStats {
 /// Largest batch a single send call takes (the SQS limit).
 pub const MAX_SEND_BATCH: usize = 10;
 
+/// How long a work queue keeps a message nobody took: the
+/// `MessageRetentionPeriod` of the work queues in `template.yaml` (its test
+/// holds the two equal). A job waiting longer is sent again.
+pub const WORK_RETENTION: chrono::Duration = chrono::Duration::days(4);
+
 /// A queue with SQS semantics: at-least-once delivery, a visibility timeout
 /// after each receive, a receive count, and a move to the DLQ once a message has
 /// been received the queue's maximum number of times without being deleted.
@@ -101,4 +107,10 @@ pub trait Queue: Send + Sync {
     /// Whether this deployment has `queue` (and so a worker consuming it). No
     /// job is created for a provider whose work queue is not served.
     fn serves(&self, queue: QueueName) -> bool;
+
+    /// The earliest send time whose messages this queue still holds at `now`.
+    /// A message sent before it may be gone (SQS drops what outlives the
+    /// retention period; the in-process queue holds nothing from before it
+    /// started), so its job is sent again; one sent after it only waits.
+    fn holds_since(&self, now: DateTime<Utc>) -> DateTime<Utc>;
 }
