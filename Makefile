@@ -183,6 +183,8 @@ bench: deps
 	@tail -n 3 $(CARGO_TARGET_DIR)/bench/sync.log
 	$(CARGO_TARGET_DIR)/release/fanout 10000 1000 > $(CARGO_TARGET_DIR)/bench/fanout.log
 	@tail -n 3 $(CARGO_TARGET_DIR)/bench/fanout.log
+	$(CARGO_TARGET_DIR)/release/outage 200 > $(CARGO_TARGET_DIR)/bench/outage.log
+	@grep -v '^{"ProviderCalls"' $(CARGO_TARGET_DIR)/bench/outage.log | tail -n 5
 	@command -v cargo-bloat >/dev/null 2>&1 || cargo install --locked cargo-bloat
 	cargo bloat --profile bloat -p api --crates -n 20 --message-format json > $(CARGO_TARGET_DIR)/bench/bloat.json
 	$(CARGO_TARGET_DIR)/release/report

@@ -198,13 +198,18 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.wait_until(&format!("{css} to be shown"), || async {
+        self.find(css).await;
+        // Found again on each look: a page that was replaced meanwhile leaves
+        // a stale element that would never show.
+        self.wait_until(&format!("{css} to be shown and clicked"), || async {
+            let Ok(element) = self.client.find(Locator::Css(css)).await else {
+                return false;
+            };
             element.is_displayed().await.unwrap_or(false)
                 && element.is_enabled().await.unwrap_or(false)
+                && element.click().await.is_ok()
         })
         .await;
-        element.click().await.unwrap();
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {

@@ -562,8 +562,12 @@ async fn a_page_signs_in_at_the_identity_provider_and_out_again() {
         b.type_into("input[name=password]", "any password").await;
         assert!(b.url().await.as_str().starts_with(&provider.issuer));
         b.click("button[type=submit]").await;
-        // Its consent form, then back to the page asked for, signed in.
-        b.click("button[type=submit]").await;
+        // Its consent form (waited for by its own field: until the browser
+        // has left the login form, that form's button is still there), then
+        // back to the page asked for, signed in.
+        b.find("input[name=prompt][value=consent]").await;
+        b.click("input[name=prompt][value=consent] ~ button[type=submit]")
+            .await;
         b.wait_for_text("main h1", "Integrations").await;
         let here = b.url().await;
         assert_eq!(

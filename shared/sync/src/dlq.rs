@@ -16,6 +16,12 @@ use crate::worker::{Disposition, mark_if_unchanged, mark_integration};
 /// At most one failure notice per integration in this period.
 pub const NOTICE_PERIOD_HOURS: i64 = 24;
 
+/// After a job that an outage outlasted, the integration's next sync comes
+/// no later than this: an outage costs at most this much more than itself,
+/// not a whole sync interval (six hours by default), and a long outage costs
+/// the provider one job's retries per half hour.
+pub const RESYNC_AFTER_OUTAGE: Duration = Duration::minutes(30);
+
 /// Marks `job` dead with `error`, records the failure on its integration, and
 /// sends a failure notice unless one went out for this integration in the
 /// last day.
@@ -25,8 +31,8 @@ pub const NOTICE_PERIOD_HOURS: i64 = 24;
 /// `read` — what the failed attempt saw of it — while the user has not
 /// reconnected or disconnected since. A transient or rate-limited failure
 /// that used up its retries (a provider outage) leaves it `connected` and
-/// scheduled: its next regular sync is the next attempt, and the first one
-/// that succeeds ends the run of failures. Without `read` (the dead-letter
+/// scheduled, its next sync brought forward to [`RESYNC_AFTER_OUTAGE`] from
+/// now; the first sync that succeeds ends the run of failures. Without `read` (the dead-letter
 /// handler, the scheduler's give-ups) nothing is known of the attempt's view,
 /// so the status is never changed there: a reconnect made meanwhile stands.
 pub async fn finish_dead(
@@ -53,6 +59,11 @@ pub async fn finish_dead(
         i.last_sync_at = Some(now);
         if i.active_job == Some(job_id) {
             i.active_job = None;
+        }
+        if error.integration_status().is_none()
+            && let Some(next) = i.next_sync_at
+        {
+            i.next_sync_at = Some(next.min(now + RESYNC_AFTER_OUTAGE));
         }
         if let Some(target) = target
             && i.status() != target

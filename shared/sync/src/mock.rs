@@ -47,6 +47,8 @@ pub struct MockAdapter {
     /// Fraction (per mille) of calls that fail with a random fault, while on.
     fault_per_mille: AtomicU32,
     faults_on: AtomicBool,
+    /// While on, every unscripted call fails as in a provider outage (5xx).
+    pub outage: AtomicBool,
     rng: AtomicU64,
     pub sync_calls: AtomicU32,
     pub refresh_calls: AtomicU32,
@@ -73,6 +75,7 @@ impl MockAdapter {
             scripts: Mutex::new(HashMap::new()),
             fault_per_mille: AtomicU32::new(0),
             faults_on: AtomicBool::new(false),
+            outage: AtomicBool::new(false),
             rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             sync_calls: AtomicU32::new(0),
             refresh_calls: AtomicU32::new(0),
@@ -124,6 +127,9 @@ impl MockAdapter {
             .and_then(VecDeque::pop_front)
         {
             return o;
+        }
+        if self.outage.load(Ordering::SeqCst) {
+            return Outcome::Transient;
         }
         if self.faults_on.load(Ordering::SeqCst) {
             let r = self.next_random();

@@ -538,6 +538,14 @@ pub async fn retries_run_out_into_the_dead_letter_queue(e: &Engine) {
         i.id,
         std::iter::repeat_n(Outcome::Transient, ENGINE_MAX_RECEIVES as usize),
     );
+    // Its regular schedule: six hours on.
+    let scope = Engine::scope("ws-dlq");
+    let mut scheduled = e.store.get_integration(&scope, i.id).await.unwrap();
+    scheduled.next_sync_at = Some(Utc::now() + chrono::Duration::hours(6));
+    e.store
+        .update_integration(&scope, &scheduled)
+        .await
+        .unwrap();
     let job = e.job(&i).await;
     e.send(std::slice::from_ref(&job)).await;
     e.drain(std::slice::from_ref(&job), Duration::from_secs(60))
@@ -556,7 +564,13 @@ pub async fn retries_run_out_into_the_dead_letter_queue(e: &Engine) {
     assert_eq!(current.status(), IntegrationStatus::Connected);
     assert!(current.failing_since.is_some());
     assert!(current.last_error.is_some());
-    assert!(current.next_sync_at.is_some(), "still scheduled");
+    // Tried again soon, not a whole interval later.
+    let soon = Utc::now() + kpi_sync::dlq::RESYNC_AFTER_OUTAGE;
+    assert!(
+        current.next_sync_at.is_some_and(|t| t <= soon),
+        "next sync {:?}, after an outage no later than {soon}",
+        current.next_sync_at
+    );
     assert_eq!(current.active_job, None);
     assert_eq!(e.notifier.count(), 1);
     // The provider is back. Its next regular time comes (the clock moved on):
