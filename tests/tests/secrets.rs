@@ -50,6 +50,53 @@ async fn reads_the_json_secret_and_caches_it() {
     assert_eq!(fresh.expose_secret(), "gcs-2");
 }
 
+/// The stack's generated link-key secret is read with the application
+/// secret: its value applies unless the application secret sets its own.
+#[tokio::test]
+async fn the_generated_link_key_is_read_with_the_secret_which_wins() {
+    let moto = MotoServer::start();
+    let config = moto.sdk_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let (app, link) = (unique_name("kpi-app"), unique_name("kpi-link"));
+    for (name, value) in [
+        (&app, r#"{"GOOGLE_CLIENT_SECRET":"gcs-1"}"#),
+        (
+            &link,
+            r#"{"KPI_LINK_KEY":"generated-by-the-stack-0123456789abcdef"}"#,
+        ),
+    ] {
+        client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+    let secrets = SecretsManagerSecrets::new(&config, &app, Duration::from_millis(300))
+        .with_defaults_from(&link);
+    let key = secrets.get("KPI_LINK_KEY").await.unwrap().unwrap();
+    assert_eq!(
+        key.expose_secret(),
+        "generated-by-the-stack-0123456789abcdef"
+    );
+    let google = secrets.get("GOOGLE_CLIENT_SECRET").await.unwrap().unwrap();
+    assert_eq!(google.expose_secret(), "gcs-1");
+
+    put_secret(
+        &client,
+        &app,
+        r#"{"KPI_LINK_KEY":"the-operators-own-key-0123456789abcdef"}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let key = secrets.get("KPI_LINK_KEY").await.unwrap().unwrap();
+    assert_eq!(
+        key.expose_secret(),
+        "the-operators-own-key-0123456789abcdef"
+    );
+}
+
 #[tokio::test]
 async fn a_malformed_or_missing_secret_is_a_configuration_error() {
     let moto = MotoServer::start();

@@ -262,8 +262,13 @@ fn resolved(t: &Yaml, raw: &str) -> String {
 }
 
 /// Read outside the configuration: the log filter, and the secret's id
-/// (read first, to fetch the secret the configuration is read with).
-const OTHERS: [&str; 2] = ["RUST_LOG", kpi_lambda::SECRET_ID_VARIABLE];
+/// and the link key's (read first, to fetch the secrets the configuration
+/// is read with).
+const OTHERS: [&str; 3] = [
+    "RUST_LOG",
+    kpi_lambda::SECRET_ID_VARIABLE,
+    kpi_lambda::LINK_KEY_SECRET_VARIABLE,
+];
 
 #[test]
 fn each_function_starts_with_the_templates_variables() {

@@ -29,7 +29,7 @@ pub struct DevServer {
 /// Wires the ports for `config`. AWS clients are built only when a backend
 /// needs them, and then from the standard AWS environment (`AWS_ENDPOINT_URL`
 /// and friends).
-pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer> {
+pub async fn build(mut config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer> {
     if config.environment != kpi_app::Environment::Development {
         // Its dev login hands out sessions for any workspace: never in production.
         return Err(kpi_core::Error::config(
@@ -88,6 +88,9 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
         )),
     };
     let secrets: Arc<dyn AppSecrets> = secrets;
+    if config.notices.link_key.is_none() {
+        config.notices.link_key = Some(local_link_key(&config.store)?);
+    }
 
     // Without a configured dev secret, a random one per start: dev logins last
     // until the server restarts.
@@ -111,6 +114,47 @@ pub async fn build(config: Config, secrets: Arc<EnvSecrets>) -> Result<DevServer
         },
         sandbox,
     })
+}
+
+/// The unsubscribe links' key when `KPI_LINK_KEY` is not set: kept beside
+/// the SQLite database (`link.key`, mode 0600), so links in emails sent
+/// before a restart keep working; with another store, one per start.
+fn local_link_key(store: &StoreConfig) -> Result<SecretString> {
+    let StoreConfig::Sqlite(db) = store else {
+        // Printed before the listening address would break scripts that read
+        // that first line; the README says it.
+        tracing::debug!("KPI_LINK_KEY is not set: unsubscribe links work until the server stops");
+        return kpi_providers::oauth::random_token(32).map(SecretString::from);
+    };
+    let path = db.with_file_name("link.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(SecretString::from(text.trim().to_owned()));
+    }
+    let key = kpi_providers::oauth::random_token(32)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let written = options
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, key.as_bytes()));
+    match written {
+        Ok(()) => Ok(SecretString::from(key)),
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                kpi_core::Error::config(format!("cannot read {}: {e}", path.display()))
+            })?;
+            Ok(SecretString::from(text.trim().to_owned()))
+        }
+        Err(e) => Err(kpi_core::Error::config(format!(
+            "cannot write {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// Every router of the system, the dev sign-in and the sandbox, in one app,

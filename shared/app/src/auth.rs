@@ -72,6 +72,9 @@ struct DevClaims<'a> {
     aud: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<&'a str>,
+    /// The dev sign-in vouches for the address it was given.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    email_verified: bool,
 }
 
 /// A verified token's claims, read by name: the standard ones are checked by
@@ -140,6 +143,7 @@ impl Claims {
                 .str("email")
                 .map(kpi_core::ports::store::normalize_address)
                 .filter(|e| kpi_core::email::is_address(e)),
+            email_verified: self.flag("email_verified"),
         })
     }
 }
@@ -451,6 +455,7 @@ pub fn sign_dev_token_with_email(
         iss: DEV_ISSUER,
         aud: DEV_AUDIENCE,
         email,
+        email_verified: email.is_some(),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -515,6 +520,7 @@ mod tests {
             iss: DEV_ISSUER,
             aud: DEV_AUDIENCE,
             email: None,
+            email_verified: false,
         };
         let old = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

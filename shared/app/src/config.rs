@@ -80,6 +80,10 @@ pub const DEFAULT_OIDC_SCOPES: &str = "openid email profile";
 pub struct NoticeConfig {
     pub system_api_key: Option<SecretString>,
     pub system_email_from: Option<String>,
+    /// `KPI_LINK_KEY`: signs the one-click unsubscribe links (at least 32
+    /// characters; the stack generates it, the dev server keeps one in its
+    /// data directory).
+    pub link_key: Option<SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,7 +251,12 @@ impl Config {
         let notices = NoticeConfig {
             system_api_key: r.secret("KPI_SYSTEM_RESEND_API_KEY"),
             system_email_from: r.get("KPI_SYSTEM_EMAIL_FROM"),
+            link_key: r.secret(kpi_notify::unsubscribe::LINK_KEY),
         };
+        if let Some(key) = &notices.link_key {
+            kpi_notify::unsubscribe::LinkKey::new(key)
+                .map_err(|e| err(kpi_notify::unsubscribe::LINK_KEY, e.message().to_owned()))?;
+        }
 
         let sandbox = match r.get("KPI_SANDBOX").as_deref() {
             None => None,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use kpi_core::Provider;
 use kpi_notify::reports::ReportSender;
+use kpi_notify::unsubscribe::{LinkKey, Links};
 use kpi_notify::{AlertEvaluator, Outbox, PlatformSender};
 
 use crate::state::AppState;
@@ -29,6 +30,18 @@ pub fn outbox(state: &AppState) -> Arc<Outbox> {
             .and_then(|a| a.mailer()),
         platform,
         clock: state.clock.clone(),
+        links: links(state).map(Arc::new),
+        platform_daily_cap: kpi_notify::consent::PLATFORM_DAILY_CAP,
+    })
+}
+
+/// The unsubscribe links of this deployment, when `KPI_LINK_KEY` is set
+/// (checked when the configuration was read).
+pub fn links(state: &AppState) -> Option<Links> {
+    let key = state.config.notices.link_key.as_ref()?;
+    Some(Links {
+        key: LinkKey::new(key).ok()?,
+        public_url: state.config.public_url.to_string(),
     })
 }
 

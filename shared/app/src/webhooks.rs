@@ -217,6 +217,18 @@ async fn record_email_events(state: &AppState, events: &WebhookEvents) -> Result
                     .store
                     .suppress(&scope, address, &reason, event.at)
                     .await?;
+                // Sent from the platform's account (no workspace integration):
+                // that account's reputation is every workspace's.
+                if record.integration.is_none() {
+                    kpi_notify::consent::suppress_for_platform(
+                        &*state.store,
+                        address,
+                        None,
+                        &reason,
+                        event.at,
+                    )
+                    .await?;
+                }
                 tracing::info!(
                     kind = record.kind,
                     "an address was suppressed after a {}",

@@ -22,6 +22,9 @@ pub const STALE_RETRY: Duration = Duration::from_secs(30);
 pub struct SecretsManagerSecrets {
     client: Client,
     secret_id: String,
+    /// A second secret whose values apply where the first has none (the
+    /// stack's generated link key), read alongside it.
+    defaults_id: Option<String>,
     ttl: Duration,
     cache: Mutex<Option<(Instant, HashMap<String, String>)>>,
 }
@@ -31,9 +34,16 @@ impl SecretsManagerSecrets {
         Self {
             client: Client::new(config),
             secret_id: secret_id.into(),
+            defaults_id: None,
             ttl,
             cache: Mutex::new(None),
         }
+    }
+
+    /// Reads `defaults_id` too, for the names the secret leaves out.
+    pub fn with_defaults_from(mut self, defaults_id: impl Into<String>) -> Self {
+        self.defaults_id = Some(defaults_id.into());
+        self
     }
 
     /// All values of the secret (cached), for building the configuration.
@@ -64,10 +74,21 @@ impl SecretsManagerSecrets {
     }
 
     async fn fetch(&self) -> Result<HashMap<String, String>> {
+        let Some(defaults_id) = &self.defaults_id else {
+            return self.fetch_one(&self.secret_id).await;
+        };
+        let (values, defaults) =
+            tokio::join!(self.fetch_one(&self.secret_id), self.fetch_one(defaults_id));
+        let mut merged = defaults?;
+        merged.extend(values?);
+        Ok(merged)
+    }
+
+    async fn fetch_one(&self, secret_id: &str) -> Result<HashMap<String, String>> {
         let out = self
             .client
             .get_secret_value()
-            .secret_id(&self.secret_id)
+            .secret_id(secret_id)
             .send()
             .await
             .map_err(|e| aws_error("Secrets Manager GetSecretValue", e))?;

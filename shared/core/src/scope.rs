@@ -25,6 +25,10 @@ pub struct Principal {
     /// claim: where previews of reports and alerts go.
     #[serde(default)]
     pub email: Option<String>,
+    /// The identity provider vouches for `email` (`email_verified`): only
+    /// then does listing it count as its owner's consent.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 impl Principal {
@@ -102,6 +106,7 @@ mod tests {
             workspaces: vec![a.clone()],
             platform_admin: false,
             email: None,
+            email_verified: false,
         };
         assert_eq!(p.scope_for(&a).unwrap().workspace(), &a);
         assert_eq!(p.scope_for(&b).unwrap_err().http_status(), 404);

@@ -40,6 +40,9 @@ use tracing::Instrument as _;
 /// The variable naming the Secrets Manager secret whose JSON is read with the
 /// environment (read before the configuration, to fetch it).
 pub const SECRET_ID_VARIABLE: &str = "KPI_SECRET_ID";
+/// The secret the stack generates with `KPI_LINK_KEY` (the unsubscribe
+/// links' key), read with `KPI_SECRET_ID`, whose own value of it wins.
+pub const LINK_KEY_SECRET_VARIABLE: &str = "KPI_LINK_KEY_SECRET_ID";
 
 /// How long a warm function trusts its copy of the application secret.
 pub const SECRET_TTL: Duration = Duration::from_secs(300);

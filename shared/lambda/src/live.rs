@@ -25,7 +25,7 @@ use kpi_core::{Error, Provider, Result};
 use kpi_vault::{CacheSettings, EnvelopeVault};
 use tokio::sync::Mutex;
 
-use crate::{Configured, SECRET_ID_VARIABLE, SECRET_TTL, configure};
+use crate::{Configured, LINK_KEY_SECRET_VARIABLE, SECRET_ID_VARIABLE, SECRET_TTL, configure};
 
 /// The names the AWS adapters were built for.
 #[derive(Clone, PartialEq, Eq)]
@@ -67,9 +67,13 @@ impl Live {
         ttl: std::time::Duration,
     ) -> Result<Self> {
         let sdk = sdk.clone();
-        let secret = env
-            .get(SECRET_ID_VARIABLE)
-            .map(|id| Arc::new(SecretsManagerSecrets::new(&sdk, id, ttl)));
+        let secret = env.get(SECRET_ID_VARIABLE).map(|id| {
+            let secret = SecretsManagerSecrets::new(&sdk, id, ttl);
+            Arc::new(match env.get(LINK_KEY_SECRET_VARIABLE) {
+                Some(link) => secret.with_defaults_from(link),
+                None => secret,
+            })
+        });
         let values = match &secret {
             Some(s) => s.values().await?,
             None => HashMap::new(),

@@ -229,7 +229,7 @@ impl AlertEvaluator {
         let key = format!("preview/alert/{}/{}", rule.id, now.timestamp_millis());
         let delivery = self
             .outbox
-            .deliver(scope, &message, &key, &[to.to_owned()], false)
+            .deliver_to_caller(scope, &message, &key, to)
             .await?;
         Ok((delivery, subject))
     }

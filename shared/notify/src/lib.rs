@@ -4,12 +4,14 @@
 //! platform's), and the sync engine's notices by email.
 
 pub mod alerts;
+pub mod consent;
 pub mod messages;
 pub mod notifier;
 pub mod outbox;
 pub mod recipients;
 pub mod reports;
 pub mod schedule;
+pub mod unsubscribe;
 
 pub use alerts::AlertEvaluator;
 pub use messages::{Message, Rendered};

@@ -3,9 +3,12 @@
 
 use std::sync::OnceLock;
 
+use kpi_core::email::MailStream;
 use kpi_core::{Error, Result};
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
+
+const CONFIRM_SUBJECT: &str = "Confirm that you want KPI Integrations notices";
 
 /// A message ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +85,13 @@ pub struct KpiReport {
     pub settings_url: String,
 }
 
+/// The double-opt-in email: an address a workspace listed, asked whether it
+/// wants the platform's notices about that workspace.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfirmAddress {
+    pub confirm_url: String,
+}
+
 /// Every message, by kind.
 #[derive(Debug, Clone)]
 pub enum Message {
@@ -92,6 +102,7 @@ pub enum Message {
     /// An alert's condition cleared (the same data as the alert).
     KpiBackToNormal(KpiAlert),
     KpiReport(KpiReport),
+    ConfirmAddress(ConfirmAddress),
 }
 
 impl Message {
@@ -104,6 +115,40 @@ impl Message {
             Self::KpiAlert(_) => "kpi_alert",
             Self::KpiBackToNormal(_) => "kpi_back_to_normal",
             Self::KpiReport(_) => "kpi_report",
+            Self::ConfirmAddress(_) => "confirm_address",
+        }
+    }
+
+    /// The kind of email a reader can unsubscribe from that this one is;
+    /// `None` for the confirmation, which goes once and to one address.
+    pub fn stream(&self) -> Option<MailStream> {
+        Some(match self {
+            Self::SyncFailure(_) | Self::Recovery(_) | Self::ReconnectReminder(_) => {
+                MailStream::Notices
+            }
+            Self::KpiAlert(_) | Self::KpiBackToNormal(_) => MailStream::Alerts,
+            Self::KpiReport(_) => MailStream::Reports,
+            Self::ConfirmAddress(_) => return None,
+        })
+    }
+
+    /// The subject when the platform's own account sends: only words of
+    /// ours, never text a workspace wrote (a display name or rule name could
+    /// otherwise carry a phishing line under the platform's good name).
+    fn platform_subject(&self) -> String {
+        match self {
+            Self::SyncFailure(m) => format!("A {} integration stopped syncing", m.provider_name),
+            Self::Recovery(m) => format!("A {} integration is syncing again", m.provider_name),
+            Self::ReconnectReminder(m) => {
+                format!(
+                    "A {} connection needs renewing by {}",
+                    m.provider_name, m.deadline
+                )
+            }
+            Self::KpiAlert(_) => "A KPI alert fired".into(),
+            Self::KpiBackToNormal(_) => "A KPI alert is back to normal".into(),
+            Self::KpiReport(m) => format!("{} — KPI report", m.period_label),
+            Self::ConfirmAddress(_) => CONFIRM_SUBJECT.into(),
         }
     }
 
@@ -120,6 +165,7 @@ impl Message {
             ),
             Self::KpiBackToNormal(m) => format!("{}: back to normal", m.rule_name),
             Self::KpiReport(m) => format!("{} — KPI report", m.period_label),
+            Self::ConfirmAddress(_) => CONFIRM_SUBJECT.into(),
         }
     }
 
@@ -130,6 +176,7 @@ impl Message {
             Self::ReconnectReminder(m) => serde_json::to_value(m),
             Self::KpiAlert(m) | Self::KpiBackToNormal(m) => serde_json::to_value(m),
             Self::KpiReport(m) => serde_json::to_value(m),
+            Self::ConfirmAddress(m) => serde_json::to_value(m),
         }
         .map_err(|e| Error::internal("a message's data did not serialize").with_source(e))?;
         let mut map = match data {
@@ -137,22 +184,47 @@ impl Message {
             _ => return Err(Error::internal("a message's data is not an object")),
         };
         map.insert("subject".into(), subject.into());
+        map.insert("kind".into(), self.kind().into());
         Ok(map)
     }
 
-    /// Subject, HTML and plain text.
+    /// Subject, HTML and plain text, as sent to the one who asked for it (a
+    /// preview): no unsubscribe link.
     pub fn render(&self) -> Result<Rendered> {
+        self.render_for(None)
+    }
+
+    /// Subject, HTML and plain text for one reader of a list: with
+    /// `unsubscribe_url`, both parts end by saying why the reader gets it and
+    /// how to stop this kind of email with one click.
+    pub fn render_for(&self, unsubscribe_url: Option<&str>) -> Result<Rendered> {
+        self.render_as(unsubscribe_url, false)
+    }
+
+    /// [`Message::render_for`], sent from the platform's account when
+    /// `platform` (its subject then holds no workspace-written text).
+    pub fn render_as(&self, unsubscribe_url: Option<&str>, platform: bool) -> Result<Rendered> {
         let env = environment();
-        let subject = self.subject();
-        let context = self.context(&subject)?;
+        let subject = if platform {
+            self.platform_subject()
+        } else {
+            self.subject()
+        };
+        let mut context = self.context(&subject)?;
+        if let (Some(url), Some(stream)) = (unsubscribe_url, self.stream()) {
+            context.insert("unsubscribe_url".into(), url.into());
+            context.insert("stream".into(), stream.described().into());
+        }
         let render = |name: String| {
             env.get_template(&name)
                 .and_then(|t| t.render(minijinja::value::Serde(&context)))
                 .map_err(|e| Error::internal(format!("template {name} failed: {e}")))
         };
+        let mut text = render(format!("{}.txt", self.kind()))?;
+        text.push_str(&render("footer.txt".into())?);
         Ok(Rendered {
             html: render(format!("{}.html", self.kind()))?,
-            text: render(format!("{}.txt", self.kind()))?,
+            text,
             subject,
         })
     }
@@ -165,7 +237,7 @@ macro_rules! templates {
 }
 
 /// The templates, compiled once per process.
-fn environment() -> &'static Environment<'static> {
+pub(crate) fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
@@ -179,6 +251,8 @@ fn environment() -> &'static Environment<'static> {
         env.add_filter("href", href);
         for (name, source) in templates![
             "base.html",
+            "footer.txt",
+            "unsubscribe_page.html",
             "sync_failure.html",
             "sync_failure.txt",
             "recovery.html",
@@ -191,6 +265,8 @@ fn environment() -> &'static Environment<'static> {
             "kpi_back_to_normal.txt",
             "kpi_report.html",
             "kpi_report.txt",
+            "confirm_address.html",
+            "confirm_address.txt",
         ] {
             // The templates ship inside the binary; a syntax error is a bug
             // the golden tests catch, so it surfaces at render time instead.

@@ -2,7 +2,7 @@
 //! addresses a user keeps (removing oneself is opting out), minus the
 //! addresses suppressed after a hard bounce or a complaint.
 
-use kpi_core::email::is_address;
+use kpi_core::email::{MailStream, is_address, stream_suppression_key};
 use kpi_core::ports::Store;
 use kpi_core::ports::store::normalize_address;
 use kpi_core::{Error, Result, WorkspaceScope};
@@ -64,19 +64,32 @@ impl NotificationSettings {
     }
 }
 
-/// The addresses of `list` that are not suppressed in the workspace.
+/// The addresses of `list` that are not suppressed in the workspace, nor
+/// (for an email of a list, `stream`) unsubscribed from that kind of email.
 pub async fn deliverable(
     store: &dyn Store,
     scope: &WorkspaceScope,
     list: &[String],
+    stream: Option<MailStream>,
 ) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(list.len());
     for address in list {
         if store.is_suppressed(scope, address).await? {
             tracing::info!("a suppressed address is skipped");
-        } else {
-            out.push(address.clone());
+            continue;
         }
+        if let Some(stream) = stream
+            && store
+                .is_suppressed(scope, &stream_suppression_key(address, stream))
+                .await?
+        {
+            tracing::info!(
+                stream = stream.as_str(),
+                "an unsubscribed address is skipped"
+            );
+            continue;
+        }
+        out.push(address.clone());
     }
     Ok(out)
 }

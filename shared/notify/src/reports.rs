@@ -315,7 +315,7 @@ impl ReportSender {
         );
         let delivery = self
             .outbox
-            .deliver(scope, &message, &key, &[to.to_owned()], false)
+            .deliver_to_caller(scope, &message, &key, to)
             .await?;
         Ok((delivery, subject))
     }

@@ -6,6 +6,7 @@ use kpi_notify::messages::{
     KpiAlert, KpiReport, Message, ReconnectReminder, Recovery, ReportRow, SyncFailure,
 };
 
+const UNSUBSCRIBE: &str = "https://kpi.example.com/v1/unsubscribe/u1.eyJ3IjoiZGVtbyJ9.c2ln";
 const SETTINGS: &str = "https://kpi.example.com/settings/integrations?workspace=acme&integration=0193b5e2-7c1a-7000-8000-000000000001";
 
 fn messages() -> Vec<(&'static str, Message)> {
@@ -160,8 +161,21 @@ fn every_message_matches_its_golden_files_and_is_well_formed() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     for (name, message) in messages() {
         assert_eq!(message.kind(), name);
-        let rendered = message.render().unwrap();
+        let rendered = message.render_for(Some(UNSUBSCRIBE)).unwrap();
         check_html(name, &rendered.html);
+        assert!(
+            rendered.text.contains(UNSUBSCRIBE),
+            "{name}: unsubscribe in the text part"
+        );
+        assert!(
+            rendered.html.contains(&format!("href=\"{UNSUBSCRIBE}\"")),
+            "{name}: unsubscribe in the HTML part"
+        );
+        let preview = message.render().unwrap();
+        assert!(
+            !preview.text.contains("Unsubscribe") && !preview.html.contains("Unsubscribe"),
+            "{name}: an email the reader asked for has no list to leave"
+        );
         assert!(
             rendered.text.contains(SETTINGS),
             "{name}: the link in the text part"
@@ -201,4 +215,45 @@ fn values_are_escaped_in_html_and_kept_in_text() {
     assert!(!r.html.contains("Shop <Analytics>"));
     assert!(r.text.contains("Shop <Analytics> & Co"));
     assert_eq!(r.subject, "Shop <Analytics> & Co stopped syncing");
+}
+
+#[test]
+fn platform_subjects_hold_no_text_a_workspace_wrote() {
+    for (name, message) in messages() {
+        let subject = message.render_as(None, true).unwrap().subject;
+        for written in ["Shop", "ROAS too low", "acme"] {
+            assert!(!subject.contains(written), "{name}: {subject}");
+        }
+        // The workspace's own account keeps its names.
+        assert!(!message.render().unwrap().subject.is_empty());
+    }
+}
+
+#[test]
+fn the_confirmation_asks_once_and_promises_nothing_more() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let url = "https://kpi.example.com/v1/confirm/c1.eyJ3IjoiZGVtbyJ9.c2ln";
+    let message = kpi_notify::Message::ConfirmAddress(kpi_notify::messages::ConfirmAddress {
+        confirm_url: url.into(),
+    });
+    assert_eq!(message.stream(), None, "no list to leave");
+    let rendered = message.render_as(None, true).unwrap();
+    check_html("confirm_address", &rendered.html);
+    assert!(rendered.html.contains(&format!("href=\"{url}\"")));
+    assert!(rendered.text.contains(url));
+    assert!(rendered.text.contains("nothing more is sent"));
+    for (ext, got) in [
+        ("subject.txt", rendered.subject.clone() + "\n"),
+        ("html", rendered.html.clone()),
+        ("txt", rendered.text.clone()),
+    ] {
+        let path = dir.join(format!("confirm_address.{ext}"));
+        if update {
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
+        assert_eq!(got, want, "{} differs", path.display());
+    }
 }

@@ -1207,6 +1207,7 @@ mod resend_sending {
             text: "Hello".into(),
             reply_to: vec![],
             tags: vec![],
+            headers: Default::default(),
         }
     }
 
@@ -1407,6 +1408,7 @@ mod resend_delivery {
                 text: "r".into(),
                 reply_to: vec![],
                 tags: vec![],
+                headers: Default::default(),
             })
             .collect();
         let ids = client

@@ -30,6 +30,8 @@ pub struct OutboxEmail {
     pub text: Option<String>,
     pub reply_to: Vec<String>,
     pub tags: Vec<(String, String)>,
+    /// The custom headers sent, by name.
+    pub headers: std::collections::BTreeMap<String, String>,
     pub idempotency_key: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub last_event: String,
@@ -70,6 +72,8 @@ struct SendRequest {
     reply_to: Option<OneOrMany>,
     #[serde(default)]
     tags: Vec<Tag>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     attachments: Option<Value>,
 }
@@ -176,6 +180,7 @@ fn check(r: SendRequest, batch: bool) -> Result<OutboxEmail, Refusal> {
         text: r.text,
         reply_to: r.reply_to.map(OneOrMany::into_vec).unwrap_or_default(),
         tags: r.tags.into_iter().map(|t| (t.name, t.value)).collect(),
+        headers: r.headers,
         idempotency_key: None,
         created_at: chrono::Utc::now(),
         last_event: "sent".into(),

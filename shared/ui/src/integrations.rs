@@ -132,8 +132,9 @@ struct Card {
 
 #[derive(Serialize)]
 struct Suppressed {
-    /// Where `DELETE` lifts it.
-    url: String,
+    /// Where `DELETE` lifts it; `None` for an unsubscribe, which only the
+    /// address's owner can undo.
+    url: Option<String>,
     address: String,
     reason: String,
     at: When,
@@ -210,17 +211,22 @@ pub async fn page(
         .list_suppressions(&scope)
         .await?
         .into_iter()
-        .map(|s| Suppressed {
-            url: format!(
-                "/v1/workspaces/{ws}/suppressions/{}",
-                percent_encoding::utf8_percent_encode(
-                    &s.address,
-                    percent_encoding::NON_ALPHANUMERIC
-                )
-            ),
-            address: s.address,
-            reason: s.reason,
-            at: When::of(s.at, now),
+        .map(|s| {
+            let (address, stream) = kpi_core::email::split_suppression_key(&s.address);
+            Suppressed {
+                url: stream.is_none().then(|| {
+                    format!(
+                        "/v1/workspaces/{ws}/suppressions/{}",
+                        percent_encoding::utf8_percent_encode(
+                            address,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    )
+                }),
+                address: address.to_owned(),
+                reason: s.reason.clone(),
+                at: When::of(s.at, now),
+            }
         })
         .collect();
     let has_resend = integrations

@@ -17,6 +17,7 @@ pub mod reports;
 pub mod request_id;
 pub mod return_to;
 mod system;
+pub mod unsubscribe;
 pub mod views;
 pub mod webhooks;
 
@@ -134,6 +135,19 @@ pub fn admin_router() -> Router<AppState> {
         .layer(axum::middleware::from_fn(cors::middleware))
 }
 
+/// One-click unsubscribe and address confirmation (signed links, no session).
+pub fn unsubscribe_router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/unsubscribe/{token}",
+            get(unsubscribe::show).post(unsubscribe::unsubscribe),
+        )
+        .route(
+            "/v1/confirm/{token}",
+            get(unsubscribe::show_confirmation).post(unsubscribe::confirm),
+        )
+}
+
 /// Provider webhooks (signed by the provider, no session).
 pub fn webhook_router() -> Router<AppState> {
     meta_webhook_router().merge(resend_webhook_router())
@@ -165,6 +179,7 @@ pub fn all_routes() -> Router<AppState> {
         .merge(api_router())
         .merge(oauth_router())
         .merge(admin_router())
+        .merge(unsubscribe_router())
         .merge(webhook_router())
 }
 
@@ -182,7 +197,12 @@ pub fn with_defaults(router: Router<AppState>) -> Router<AppState> {
 /// workspace API and (until the admin dashboard has its own function) the
 /// operators' API.
 pub fn api_function() -> Router<AppState> {
-    with_defaults(system_router().merge(api_router()).merge(admin_router()))
+    with_defaults(
+        system_router()
+            .merge(api_router())
+            .merge(admin_router())
+            .merge(unsubscribe_router()),
+    )
 }
 
 /// What the `meta-webhook` function serves.

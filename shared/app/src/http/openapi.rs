@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     admin, alerts, integrations, kpis, notifications, oauth, problem, providers, reports, system,
-    views, webhooks,
+    unsubscribe, views, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -39,6 +39,10 @@ use super::{
         notifications::put,
         notifications::suppressions,
         notifications::lift,
+        unsubscribe::show,
+        unsubscribe::unsubscribe,
+        unsubscribe::show_confirmation,
+        unsubscribe::confirm,
         oauth::start,
         oauth::callback,
         admin::jobs,

@@ -19,6 +19,8 @@ pub struct OutgoingEmail {
     pub text: String,
     /// Provider tags (ASCII letters, digits, `_`, `-`).
     pub tags: Vec<(String, String)>,
+    /// Extra headers (`List-Unsubscribe`, …), names as sent.
+    pub headers: Vec<(String, String)>,
 }
 
 #[async_trait]

@@ -40,6 +40,9 @@ pub struct EmailRequest {
     pub reply_to: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
+    /// Custom headers, as Resend's `headers` object.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -264,6 +267,7 @@ impl kpi_core::ports::Mailer for ResendClient {
                         value: value.clone(),
                     })
                     .collect(),
+                headers: e.headers.iter().cloned().collect(),
             })
             .collect();
         self.send_batch(key, &requests, idempotency_key).await
