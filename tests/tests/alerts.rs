@@ -654,7 +654,10 @@ async fn one_click_stops_one_kind_of_email_to_one_address_and_nothing_else() {
     assert_eq!(suppressions().await, json!([]));
 
     // Forged, altered and unreadable tokens: 400, and nothing changes.
-    let (body, signature) = token.rsplit_once('.').unwrap();
+    let key = || {
+        kpi_notify::unsubscribe::LinkKey::new(&secrecy::SecretString::from(LINK_KEY.to_owned()))
+            .unwrap()
+    };
     let for_b = kpi_notify::unsubscribe::Unsubscribe {
         workspace: kpi_core::WorkspaceId::parse("demo").unwrap(),
         address: "b@example.com".into(),
@@ -665,26 +668,28 @@ async fn one_click_stops_one_kind_of_email_to_one_address_and_nothing_else() {
         "another-key-of-at-least-thirty-two-characters".to_owned(),
     ))
     .unwrap();
-    let other_body = for_b
-        .token(
-            &kpi_notify::unsubscribe::LinkKey::new(&secrecy::SecretString::from(
-                LINK_KEY.to_owned(),
-            ))
-            .unwrap(),
-        )
-        .rsplit_once('.')
-        .unwrap()
-        .0
-        .to_owned();
+    let middle = token.len() / 2;
     let flipped = format!(
-        "{body}.{}{}",
-        &signature[..signature.len() - 1],
-        if signature.ends_with('A') { "B" } else { "A" }
+        "{}{}{}",
+        &token[..middle],
+        if token[middle..].starts_with('A') {
+            "B"
+        } else {
+            "A"
+        },
+        &token[middle + 1..]
     );
+    // A confirmation link of the same address is no unsubscribe link.
+    let confirmation = kpi_notify::unsubscribe::Confirmation {
+        workspace: kpi_core::WorkspaceId::parse("demo").unwrap(),
+        address: "a@example.com".into(),
+    }
+    .token(&key())
+    .unwrap();
     for bad in [
-        for_b.token(&forged_key),
-        format!("{other_body}.{signature}"),
+        for_b.token(&forged_key).unwrap(),
         flipped,
+        confirmation,
         "u1.e30.AAAA".to_owned(),
         "x".repeat(2_000),
     ] {
@@ -712,10 +717,8 @@ async fn one_click_stops_one_kind_of_email_to_one_address_and_nothing_else() {
         stream: kpi_core::email::MailStream::Reports,
         platform: false,
     }
-    .token(
-        &kpi_notify::unsubscribe::LinkKey::new(&secrecy::SecretString::from(LINK_KEY.to_owned()))
-            .unwrap(),
-    );
+    .token(&key())
+    .unwrap();
     let answer = one_click_post(app.url(&format!("/v1/unsubscribe/{elsewhere}")))
         .await
         .unwrap();

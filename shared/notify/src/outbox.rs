@@ -225,7 +225,7 @@ impl Outbox {
             address: normalize_address(address),
         };
         let message = Message::ConfirmAddress(crate::messages::ConfirmAddress {
-            confirm_url: links.confirm_url(&confirmation),
+            confirm_url: links.confirm_url(&confirmation)?,
         });
         let key = format!("confirm/{}/{}", scope.workspace(), confirmation.address);
         self.send(
@@ -327,15 +327,16 @@ impl Outbox {
             let mut emails: Vec<OutgoingEmail> = Vec::with_capacity(chunk.len());
             for address in chunk.iter() {
                 // Each reader's own link: rendered per address.
-                let unsubscribe = links.map(|(stream, links)| {
-                    let u = Unsubscribe {
-                        workspace: scope.workspace().clone(),
-                        address: address.clone(),
-                        stream,
-                        platform: sender.account == "platform",
-                    };
-                    (links.url(&u), links.headers(&u))
-                });
+                let unsubscribe = links
+                    .map(|(stream, links)| {
+                        links.unsubscribe(&Unsubscribe {
+                            workspace: scope.workspace().clone(),
+                            address: address.clone(),
+                            stream,
+                            platform: sender.account == "platform",
+                        })
+                    })
+                    .transpose()?;
                 let rendered = message.render_as(
                     unsubscribe.as_ref().map(|(url, _)| url.as_str()),
                     sender.account == "platform",
