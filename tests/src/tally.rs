@@ -62,7 +62,7 @@ pub struct Tally {
 
 fn key(credentials: &ConnectionCredentials) -> Result<String> {
     match credentials {
-        ConnectionCredentials::ApiKey { key } => Ok(key.expose_secret().to_owned()),
+        ConnectionCredentials::ApiKey { key, .. } => Ok(key.expose_secret().to_owned()),
         ConnectionCredentials::OAuth(_) => Err(Error::config("Tally uses API keys")),
     }
 }
@@ -84,7 +84,7 @@ impl ProviderAdapter for Tally {
             ));
         }
         Ok(ConnectOutcome {
-            credentials: ConnectionCredentials::ApiKey { key },
+            credentials: ConnectionCredentials::ApiKey { key, webhook: None },
             settings: Settings::new(),
             needs_configuration: false,
             account: None,

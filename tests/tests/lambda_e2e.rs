@@ -84,10 +84,11 @@ async fn request(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deployed_path_from_an_api_request_to_served_kpis() {
-    let bin =
-        tokio::task::spawn_blocking(|| build_functions(&["api", "sync-scheduler", "sync-resend"]))
-            .await
-            .unwrap();
+    let bin = tokio::task::spawn_blocking(|| {
+        build_functions(&["api", "sync-scheduler", "sync-resend", "resend-webhook"])
+    })
+    .await
+    .unwrap();
 
     let moto = Arc::new(MotoServer::start());
     let sandbox = Sandbox::new(SandboxConfig::default());
@@ -122,7 +123,7 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
     // held against its role.
     let mut recorders = Vec::new();
     let mut functions = Vec::new();
-    for name in ["api", "sync-scheduler", "sync-resend"] {
+    for name in ["api", "sync-scheduler", "sync-resend", "resend-webhook"] {
         let recorder = AwsCalls::start(moto.endpoint()).await;
         let mut env = stack.env.clone();
         env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
@@ -131,7 +132,8 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
             .push(Function::start(bin.join(name), &env, logs.join(format!("{name}.log"))).await);
         recorders.push((name, recorder));
     }
-    let [mut api, mut scheduler, mut worker] = <[Function; 3]>::try_from(functions).ok().unwrap();
+    let [mut api, mut scheduler, mut worker, mut webhook] =
+        <[Function; 4]>::try_from(functions).ok().unwrap();
     let bearer = token("acme");
 
     // Unauthenticated: the deployed API refuses before anything else.
@@ -165,6 +167,44 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
         .join("\n");
     assert!(item.contains(&id), "the integration is in the table");
     assert!(!item.contains(API_KEY), "the key is stored sealed");
+
+    // 1b. The key registered an endpoint of the integration's own at Resend;
+    //     a delivery signed with its secret is checked by the webhook
+    //     function, which opens the integration's credentials with KMS.
+    assert_eq!(integration["webhooks"]["subscribed"], true, "{integration}");
+    let hook = sandbox
+        .resend_webhooks()
+        .into_iter()
+        .next()
+        .expect("an endpoint registered");
+    let path = format!("/v1/webhooks/resend/{id}");
+    assert!(hook.endpoint.ends_with(&path), "{}", hook.endpoint);
+    let body = json!({"type": "email.delivered", "created_at": chrono::Utc::now().to_rfc3339(),
+        "data": {"email_id": "4ef9a417-02e9-4d39-ad75-9611e0fcc33c", "to": ["a@example.com"]}})
+    .to_string();
+    let now = chrono::Utc::now().timestamp().to_string();
+    let signature = kpi_sandbox::resend_events::svix_signature(
+        &hook.signing_secret,
+        "msg_e2e",
+        now.parse().unwrap(),
+        body.as_bytes(),
+    );
+    let delivered = HttpAnswer::from_answer(
+        &webhook
+            .invoke(&http_event(
+                "POST",
+                &path,
+                &[
+                    ("content-type", "application/json"),
+                    ("svix-id", "msg_e2e"),
+                    ("svix-timestamp", &now),
+                    ("svix-signature", &signature),
+                ],
+                Some(&body),
+            ))
+            .await,
+    );
+    assert_eq!(delivered.status, 200, "{}", delivered.body);
 
     // 2. Configure: hourly, a sender name.
     let patched = request(
@@ -288,13 +328,13 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
     );
 
     // Nothing logged the key or the bearer token.
-    for f in [&api, &scheduler, &worker] {
+    for f in [&api, &scheduler, &worker, &webhook] {
         let log = f.log();
         assert!(!log.is_empty(), "{} logged nothing", f.name);
         assert!(!log.contains(API_KEY), "{} logged the API key", f.name);
         assert!(!log.contains(&bearer), "{} logged the token", f.name);
     }
-    drop((api, scheduler, worker));
+    drop((api, scheduler, worker, webhook));
 
     // Every AWS call each function made, and every KMS use a service made
     // for it (the table's key, the secret's key), is one AWS would allow its

@@ -592,3 +592,156 @@ async fn member_of(
         vec![email.to_owned()],
     )
 }
+
+/// A body of Resend's `email.bounced` event for the sandbox email `id`.
+fn bounce_of(id: &str, to: &str) -> String {
+    json!({"type": "email.bounced", "created_at": chrono::Utc::now().to_rfc3339(),
+        "data": {"email_id": id, "to": [to], "subject": "s", "from": "kpi@sandbox.example.com",
+            "bounce": {"type": "Permanent", "subType": "General", "message": "No such mailbox."}}})
+    .to_string()
+}
+
+/// Posts `body` to `url` signed the Svix way with `secret`.
+async fn signed_post(url: &str, body: &str, secret: &str) -> reqwest::StatusCode {
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let now = chrono::Utc::now().timestamp();
+    kpi_tests::client()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("svix-id", &id)
+        .header("svix-timestamp", now.to_string())
+        .header(
+            "svix-signature",
+            kpi_sandbox::resend_events::svix_signature(secret, &id, now, body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A full-access Resend key registers an endpoint of its own when it
+/// connects; events signed with its secret are applied to its own emails
+/// only, any other secret is refused, and a disconnect removes the endpoint.
+#[tokio::test]
+async fn each_resend_account_gets_its_own_webhook_endpoint() {
+    let app = TestApp::spawn().await;
+    let connect = |ws: &'static str, key: &'static str| {
+        let app = &app;
+        async move {
+            let c = app.client_for(&[ws]);
+            let made: Value = c
+                .post(app.url(&format!("/v1/workspaces/{ws}/integrations")))
+                .json(&json!({"provider": "resend", "api_key": key}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = made["id"].as_str().unwrap().to_owned();
+            c.patch(app.url(&format!("/v1/workspaces/{ws}/integrations/{id}")))
+                .json(&json!({"settings": {"from_address": "kpi@sandbox.example.com"}}))
+                .send()
+                .await
+                .unwrap();
+            (c, id, made)
+        }
+    };
+    let (c, demo, made) = connect("demo", "re_live_123456789").await;
+    assert_eq!(made["webhooks"]["subscribed"], true, "{made}");
+    let hooks = app.sandbox().resend_webhooks();
+    assert_eq!(hooks.len(), 1);
+    let endpoint = app.url(&format!("/v1/webhooks/resend/{demo}"));
+    assert_eq!(hooks[0].endpoint, endpoint);
+    for event in ["email.delivered", "email.bounced", "email.complained"] {
+        assert!(
+            hooks[0].events.iter().any(|e| e == event),
+            "{:?}",
+            hooks[0].events
+        );
+    }
+    let secret = hooks[0].signing_secret.clone();
+    let (_, other, _) = connect("other", "re_live_otherkey123").await;
+    let other_secret = app
+        .sandbox()
+        .resend_webhooks()
+        .into_iter()
+        .find(|h| h.endpoint.ends_with(&other))
+        .unwrap()
+        .signing_secret;
+
+    // An email of demo's own account.
+    let state = &app.server.state;
+    let scope =
+        kpi_core::WorkspaceScope::for_system(kpi_core::WorkspaceId::parse("demo").unwrap(), "test");
+    let notice = kpi_notify::Message::Recovery(kpi_notify::messages::Recovery {
+        integration_name: "Shop".into(),
+        provider_name: "Google Analytics 4".into(),
+        failing_since: "2026-03-01".into(),
+        settings_url: app.url("/settings/integrations?workspace=demo"),
+    });
+    kpi_app::mail::outbox(state)
+        .deliver(
+            &scope,
+            &notice,
+            "test/own",
+            &["gone@example.com".to_owned()],
+            false,
+        )
+        .await
+        .unwrap();
+    let email = app.sandbox().resend_outbox().pop().unwrap();
+    let body = bounce_of(&email.id, "gone@example.com");
+    let suppressed = || async {
+        kpi_tests::get_json(&c, app.url("/v1/workspaces/demo/suppressions")).await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    // Other secrets — another integration's, the platform's — get 401, and
+    // the other integration's endpoint does not touch demo's email.
+    let platform = app.sandbox().config().resend_webhook_secret.clone();
+    assert_eq!(signed_post(&endpoint, &body, &other_secret).await, 401);
+    assert_eq!(signed_post(&endpoint, &body, &platform).await, 401);
+    let other_endpoint = app.url(&format!("/v1/webhooks/resend/{other}"));
+    assert_eq!(
+        signed_post(&other_endpoint, &body, &other_secret).await,
+        200
+    );
+    let unknown = app.url(&format!("/v1/webhooks/resend/{}", uuid::Uuid::new_v4()));
+    assert_eq!(signed_post(&unknown, &body, &secret).await, 401);
+    assert_eq!(suppressed().await, 0, "nothing applied");
+
+    // Its own secret: applied.
+    assert_eq!(signed_post(&endpoint, &body, &secret).await, 200);
+    assert_eq!(suppressed().await, 1);
+
+    // A sending-only key may not register one: the page says what to do.
+    let (_, _, limited) = connect("third", "re_send_12345678").await;
+    assert_eq!(limited["webhooks"]["subscribed"], false, "{limited}");
+    let why = limited["webhooks"]["message"].as_str().unwrap();
+    assert!(why.contains("/v1/webhooks/resend/"), "{why}");
+
+    // Disconnecting removes the endpoint at Resend.
+    let gone = c
+        .delete(app.url(&format!("/v1/workspaces/demo/integrations/{demo}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    let left: Vec<String> = app
+        .sandbox()
+        .resend_webhooks()
+        .into_iter()
+        .map(|h| h.endpoint)
+        .collect();
+    assert_eq!(left, vec![other_endpoint]);
+    assert_eq!(
+        signed_post(&endpoint, &body, &secret).await,
+        401,
+        "no endpoint any more"
+    );
+}

@@ -119,10 +119,38 @@ pub async fn create_with_key(
         now,
     );
     integration.settings.extend(outcome.settings);
+    // An endpoint of its own for the account's webhook events, where the
+    // provider lets the key register one: best effort, the outcome shown.
+    let endpoint = webhook_endpoint(state, provider, integration.id);
+    let mut credentials = outcome.credentials;
+    let registered = adapter(state, provider)?
+        .register_webhook(&credentials, &endpoint)
+        .await;
+    match registered {
+        Ok(None) => {}
+        Ok(Some(with_webhook)) => {
+            credentials = with_webhook;
+            integration.webhooks = Some(kpi_core::integration::WebhookSubscription {
+                resource: endpoint.clone(),
+                subscribed: true,
+                message: None,
+                at: now,
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e.log_chain(), "webhook registration failed");
+            integration.webhooks = Some(kpi_core::integration::WebhookSubscription {
+                resource: endpoint.clone(),
+                subscribed: false,
+                message: Some(e.message().to_owned()),
+                at: now,
+            });
+        }
+    }
     integration.credentials = Some(
         state
             .vault
-            .seal(&CredentialContext::of(&integration), &outcome.credentials)
+            .seal(&CredentialContext::of(&integration), &credentials)
             .await?,
     );
     let status = if outcome.needs_configuration {
@@ -131,7 +159,31 @@ pub async fn create_with_key(
         IntegrationStatus::Connected
     };
     integration.transition(status, now)?;
-    state.store.create_integration(scope, &integration).await
+    let created = state.store.create_integration(scope, &integration).await?;
+    if created.webhooks.as_ref().is_some_and(|w| w.subscribed) {
+        // Deliveries name the integration alone: this link finds its workspace.
+        state
+            .store
+            .link_account(&endpoint_key(created.id), &created.workspace, created.id)
+            .await?;
+    }
+    Ok(created)
+}
+
+/// `{KPI_PUBLIC_URL}/v1/webhooks/{provider}/{integration}`: where one
+/// connection's own webhook events arrive.
+fn webhook_endpoint(state: &AppState, provider: Provider, id: IntegrationId) -> String {
+    format!(
+        "{}/v1/webhooks/{}/{id}",
+        state.config.public_url.as_str().trim_end_matches('/'),
+        provider.as_str().replace('_', "-")
+    )
+}
+
+/// The account-link key under which an integration's own webhook endpoint
+/// finds it.
+pub(crate) fn endpoint_key(id: IntegrationId) -> String {
+    sha256_b64(&format!("webhook-endpoint:{id}"))
 }
 
 /// A change a user asks for.
@@ -483,6 +535,10 @@ pub async fn disconnect(
     if let Some(key) = &integration.account {
         state.store.unlink_account(key, integration.id).await?;
     }
+    state
+        .store
+        .unlink_account(&endpoint_key(integration.id), integration.id)
+        .await?;
     if let Some(resource) = webhook_resource(
         state.registry.descriptor(integration.provider)?,
         &integration,

@@ -80,6 +80,67 @@ pub async fn receive(
     })
 }
 
+/// Handles one delivery to an integration's own endpoint: verified with the
+/// signing secret that integration registered (any other secret, the
+/// platform's included, is refused), and applied only to the emails that
+/// integration sent.
+pub async fn receive_for(
+    state: &AppState,
+    provider: Provider,
+    id: kpi_core::IntegrationId,
+    delivery: &WebhookDelivery<'_>,
+) -> Result<Receipt> {
+    let refused = || Error::unauthenticated("the webhook signature does not verify");
+    let Some(link) = state
+        .store
+        .account_integrations(&crate::service::endpoint_key(id), 1)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Err(refused());
+    };
+    let scope = WorkspaceScope::for_system(
+        link.workspace.clone(),
+        "a delivery to an integration's own webhook endpoint",
+    );
+    let integration = match state.store.get_integration(&scope, id).await {
+        Ok(i) if i.provider == provider => i,
+        Ok(_) => return Err(refused()),
+        Err(e) if e.is_not_found() => return Err(refused()),
+        Err(e) => return Err(e),
+    };
+    let credentials = crate::service::open_credentials(state, &integration)
+        .await
+        .map_err(|_| refused())?;
+    let events = state
+        .registry
+        .adapter(provider)?
+        .read_webhook_for(&credentials, delivery)?;
+    let now = state.clock.now();
+    let key = format!("webhook-delivery#{provider}:{id}:{}", events.delivery);
+    if state.store.get_ephemeral(&key, now).await?.is_some() {
+        return Ok(Receipt {
+            duplicate: true,
+            jobs: Vec::new(),
+        });
+    }
+    record_email_events_of(state, &events, Some(id)).await?;
+    state
+        .store
+        .put_ephemeral(
+            &key,
+            &serde_json::json!({ "jobs": 0 }),
+            now + Duration::hours(DELIVERY_MEMORY_HOURS),
+        )
+        .await?;
+    tracing::info!(%provider, "webhook delivery to an integration's endpoint handled");
+    Ok(Receipt {
+        duplicate: false,
+        jobs: Vec::new(),
+    })
+}
+
 async fn act(
     state: &AppState,
     provider: Provider,
@@ -191,6 +252,16 @@ async fn coalesced_sync(
 /// or a complaint suppresses the address in the workspace that sent it.
 /// Events about emails this system did not send are ignored.
 async fn record_email_events(state: &AppState, events: &WebhookEvents) -> Result<()> {
+    record_email_events_of(state, events, None).await
+}
+
+/// Applies email events; with `only`, to the emails that integration sent
+/// and no others (another account's email ids are not its business).
+async fn record_email_events_of(
+    state: &AppState,
+    events: &WebhookEvents,
+    only: Option<kpi_core::IntegrationId>,
+) -> Result<()> {
     for event in &events.emails {
         let Some((workspace, id)) = state
             .store
@@ -206,6 +277,10 @@ async fn record_email_events(state: &AppState, events: &WebhookEvents) -> Result
         let Some(mut record) = state.store.get_email(&scope, &id).await? else {
             continue;
         };
+        if only.is_some() && record.integration != only {
+            tracing::warn!("an event about an email another account sent; ignored");
+            continue;
+        }
         if event.at >= record.updated_at || record.status == "sent" {
             record.status = event.kind.status().to_owned();
             record.updated_at = event.at.max(record.updated_at);

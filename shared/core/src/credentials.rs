@@ -12,7 +12,20 @@ use crate::error::Error;
 #[derive(Debug, Clone)]
 pub enum ConnectionCredentials {
     OAuth(OAuthTokens),
-    ApiKey { key: SecretString },
+    ApiKey {
+        key: SecretString,
+        /// The endpoint the connection registered at the provider for its
+        /// own webhook events (Resend), with the secret they are signed with.
+        webhook: Option<ProviderWebhook>,
+    },
+}
+
+/// A webhook endpoint registered at the provider for one connection.
+#[derive(Debug, Clone)]
+pub struct ProviderWebhook {
+    /// The provider's id of the endpoint (to delete it on disconnect).
+    pub id: String,
+    pub signing_secret: SecretString,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +63,10 @@ enum Plain {
     },
     ApiKey {
         key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        webhook_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        webhook_secret: Option<String>,
     },
 }
 
@@ -57,6 +74,7 @@ impl ConnectionCredentials {
     pub fn api_key(key: impl Into<String>) -> Self {
         Self::ApiKey {
             key: SecretString::from(key.into()),
+            webhook: None,
         }
     }
 
@@ -72,8 +90,12 @@ impl ConnectionCredentials {
                 expires_at: t.expires_at,
                 scopes: t.scopes.clone(),
             },
-            Self::ApiKey { key } => Plain::ApiKey {
+            Self::ApiKey { key, webhook } => Plain::ApiKey {
                 key: key.expose_secret().to_owned(),
+                webhook_id: webhook.as_ref().map(|w| w.id.clone()),
+                webhook_secret: webhook
+                    .as_ref()
+                    .map(|w| w.signing_secret.expose_secret().to_owned()),
             },
         };
         // Serializing this enum of strings cannot fail.
@@ -98,8 +120,18 @@ impl ConnectionCredentials {
                 expires_at,
                 scopes,
             }),
-            Plain::ApiKey { key } => Self::ApiKey {
+            Plain::ApiKey {
+                key,
+                webhook_id,
+                webhook_secret,
+            } => Self::ApiKey {
                 key: SecretString::from(key),
+                webhook: webhook_id
+                    .zip(webhook_secret)
+                    .map(|(id, secret)| ProviderWebhook {
+                        id,
+                        signing_secret: SecretString::from(secret),
+                    }),
             },
         })
     }
@@ -119,7 +151,16 @@ fn drop_plain(plain: Plain) {
                 r.zeroize();
             }
         }
-        Plain::ApiKey { mut key } => key.zeroize(),
+        Plain::ApiKey {
+            mut key,
+            webhook_secret,
+            ..
+        } => {
+            key.zeroize();
+            if let Some(mut s) = webhook_secret {
+                s.zeroize();
+            }
+        }
     }
 }
 

@@ -107,7 +107,7 @@ impl Outbox {
                     continue;
                 };
                 match self.vault.open(&CredentialContext::of(i), sealed).await? {
-                    ConnectionCredentials::ApiKey { key } => {
+                    ConnectionCredentials::ApiKey { key, .. } => {
                         return Ok(Some(Sender {
                             key,
                             from,

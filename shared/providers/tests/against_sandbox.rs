@@ -1446,7 +1446,7 @@ mod resend_delivery {
         let result = adapter
             .sync(SyncRequest {
                 integration: &integration,
-                credentials: &kpi_core::ConnectionCredentials::ApiKey { key },
+                credentials: &kpi_core::ConnectionCredentials::ApiKey { key, webhook: None },
                 window: DateRange::new(day, day).unwrap(),
                 records: Some(&records),
             })
@@ -1472,6 +1472,7 @@ mod resend_delivery {
                 integration: &integration,
                 credentials: &kpi_core::ConnectionCredentials::ApiKey {
                     key: SecretString::from("re_live_1234567890".to_owned()),
+                    webhook: None,
                 },
                 window: DateRange::new(day, day).unwrap(),
                 records: None,

@@ -185,6 +185,11 @@ impl Sandbox {
     }
 
     /// Every email the Resend endpoints accepted, oldest first.
+    /// The endpoints registered through Resend's webhooks API.
+    pub fn resend_webhooks(&self) -> Vec<resend::Webhook> {
+        self.with_state(|s| s.resend_webhooks.clone())
+    }
+
     pub fn resend_outbox(&self) -> Vec<resend_send::OutboxEmail> {
         self.with_state(|s| s.resend_outbox.clone())
     }
@@ -251,6 +256,14 @@ impl Sandbox {
                 get(meta::ad_accounts),
             )
             .route("/resend/domains", get(resend::domains))
+            .route(
+                "/resend/webhooks",
+                post(resend::create_webhook).get(resend::list_webhooks),
+            )
+            .route(
+                "/resend/webhooks/{id}",
+                axum::routing::delete(resend::delete_webhook),
+            )
             .route("/resend/emails", post(resend_send::send))
             .route("/resend/emails/batch", post(resend_send::send_batch))
             .route("/resend/emails/{id}", get(resend_send::get_email))

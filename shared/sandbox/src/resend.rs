@@ -1,8 +1,12 @@
-//! Resend `GET /domains`: API-key checks with Resend's error bodies.
+//! Resend `GET /domains` (API-key checks with Resend's error bodies) and the
+//! webhooks API (`POST /webhooks`, `GET /webhooks`, `DELETE /webhooks/{id}`):
+//! a full-access key registers an endpoint and gets its signing secret; a
+//! sending-only key may not.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use serde_json::json;
 
 use crate::Sandbox;
@@ -71,4 +75,161 @@ pub async fn domains(State(sandbox): State<Sandbox>, headers: HeaderMap) -> Resp
         )
             .into_response(),
     }
+}
+
+/// An endpoint registered through the webhooks API.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: String,
+    pub endpoint: String,
+    pub events: Vec<String>,
+    /// `whsec_` and base64, as Resend shows it.
+    pub signing_secret: String,
+    /// The key that registered it: its account's emails' events go to it.
+    pub key: String,
+}
+
+/// The key of a webhooks API call, or Resend's answer refusing it (a
+/// sending-only key is refused like Resend refuses it).
+fn full_access_key(sandbox: &Sandbox, headers: &HeaderMap) -> Result<String, Box<Response>> {
+    sandbox.with_state(|s| s.counters.resend_calls += 1);
+    let Some(key) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return Err(Box::new(resend_error(
+            StatusCode::UNAUTHORIZED,
+            "missing_api_key",
+            "Missing API key in the authorization header.",
+        )));
+    };
+    match key_kind(key) {
+        None => Err(Box::new(resend_error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "API key is invalid",
+        ))),
+        Some("sending") => Err(Box::new(resend_error(
+            StatusCode::UNAUTHORIZED,
+            "restricted_api_key",
+            "This API key is restricted to only send emails.",
+        ))),
+        Some(_) => Ok(key.to_owned()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct NewWebhook {
+    #[serde(default)]
+    endpoint: String,
+    #[serde(default)]
+    events: Vec<String>,
+}
+
+/// `POST /webhooks`.
+pub async fn create_webhook(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let key = match full_access_key(&sandbox, &headers) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let Ok(new) = serde_json::from_slice::<NewWebhook>(&body) else {
+        return resend_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+            "Invalid body.",
+        );
+    };
+    if !(new.endpoint.starts_with("https://") || new.endpoint.starts_with("http://")) {
+        return resend_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+            "The `endpoint` must be a URL.",
+        );
+    }
+    if new.events.is_empty() || new.events.iter().any(|e| !e.starts_with("email.")) {
+        return resend_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+            "The `events` must list email events.",
+        );
+    }
+    let raw = crate::state::random("");
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(&raw.as_bytes()[..24.min(raw.len())])
+    );
+    let hook = Webhook {
+        id: uuid_like(),
+        endpoint: new.endpoint,
+        events: new.events,
+        signing_secret: secret.clone(),
+        key,
+    };
+    let id = hook.id.clone();
+    sandbox.with_state(|s| s.resend_webhooks.push(hook));
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"object": "webhook", "id": id, "signing_secret": secret})),
+    )
+        .into_response()
+}
+
+/// `GET /webhooks`: the key's endpoints.
+pub async fn list_webhooks(State(sandbox): State<Sandbox>, headers: HeaderMap) -> Response {
+    let key = match full_access_key(&sandbox, &headers) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let data: Vec<_> = sandbox.with_state(|s| {
+        s.resend_webhooks
+            .iter()
+            .filter(|w| w.key == key)
+            .map(|w| json!({"id": w.id, "endpoint": w.endpoint, "events": w.events, "status": "enabled"}))
+            .collect()
+    });
+    axum::Json(json!({"object": "list", "has_more": false, "data": data})).into_response()
+}
+
+/// `DELETE /webhooks/{id}`.
+pub async fn delete_webhook(
+    State(sandbox): State<Sandbox>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let key = match full_access_key(&sandbox, &headers) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let removed = sandbox.with_state(|s| {
+        let before = s.resend_webhooks.len();
+        s.resend_webhooks.retain(|w| !(w.id == id && w.key == key));
+        before != s.resend_webhooks.len()
+    });
+    if !removed {
+        return resend_error(StatusCode::NOT_FOUND, "not_found", "Webhook not found");
+    }
+    axum::Json(json!({"object": "webhook", "id": id, "deleted": true})).into_response()
+}
+
+fn uuid_like() -> String {
+    let hex: String = crate::state::random("")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .chars()
+        .take(32)
+        .collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
 }

@@ -116,26 +116,38 @@ async fn deliver(sandbox: &Sandbox, r: SendEvent) -> Result<Value, (StatusCode, 
                 "no HTTP client".to_owned(),
             )
         })?;
+    // The configured endpoint first, then every endpoint the sending key's
+    // account registered, each signed with its own secret.
+    let mut targets = vec![(target, signature)];
+    for hook in sandbox.resend_webhooks() {
+        if hook.key == email.key && hook.events.iter().any(|e| *e == kind_of(&event)) {
+            let signature =
+                svix_signature(&hook.signing_secret, &id, now.timestamp(), body.as_bytes());
+            targets.push((hook.endpoint, signature));
+        }
+    }
     let mut answers = Vec::new();
-    for _ in 0..r.times.unwrap_or(1).clamp(1, 5) {
-        let resp = client
-            .post(&target)
-            .header("content-type", "application/json")
-            .header("svix-id", &id)
-            .header("svix-timestamp", now.timestamp().to_string())
-            .header("svix-signature", &signature)
-            .body(body.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                (
-                    StatusCode::BAD_GATEWAY,
-                    format!("could not reach the server: {}", e.without_url()),
-                )
-            })?;
-        let code = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        answers.push(json!({"status": code, "body": serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))}));
+    for (target, signature) in &targets {
+        for _ in 0..r.times.unwrap_or(1).clamp(1, 5) {
+            let resp = client
+                .post(target)
+                .header("content-type", "application/json")
+                .header("svix-id", &id)
+                .header("svix-timestamp", now.timestamp().to_string())
+                .header("svix-signature", signature)
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| {
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        format!("could not reach the server: {}", e.without_url()),
+                    )
+                })?;
+            let code = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            answers.push(json!({"status": code, "body": serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))}));
+        }
     }
     sandbox.with_state(|s| {
         if let Some(e) = s.resend_outbox.iter_mut().find(|e| e.id == email.id) {
@@ -143,6 +155,11 @@ async fn deliver(sandbox: &Sandbox, r: SendEvent) -> Result<Value, (StatusCode, 
         }
     });
     Ok(json!({"event": event, "answers": answers}))
+}
+
+/// The event's `type` (`email.bounced`, …).
+fn kind_of(event: &Value) -> String {
+    event["type"].as_str().unwrap_or_default().to_owned()
 }
 
 /// `POST /sandbox/_control/resend/events` (JSON).

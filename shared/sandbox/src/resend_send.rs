@@ -32,6 +32,9 @@ pub struct OutboxEmail {
     pub tags: Vec<(String, String)>,
     /// The custom headers sent, by name.
     pub headers: std::collections::BTreeMap<String, String>,
+    /// The API key it was sent with: its account's registered webhooks get
+    /// its events.
+    pub key: String,
     pub idempotency_key: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub last_event: String,
@@ -181,6 +184,7 @@ fn check(r: SendRequest, batch: bool) -> Result<OutboxEmail, Refusal> {
         reply_to: r.reply_to.map(OneOrMany::into_vec).unwrap_or_default(),
         tags: r.tags.into_iter().map(|t| (t.name, t.value)).collect(),
         headers: r.headers,
+        key: String::new(),
         idempotency_key: None,
         created_at: chrono::Utc::now(),
         last_event: "sent".into(),
@@ -393,6 +397,7 @@ fn send_all(sandbox: &Sandbox, headers: &HeaderMap, body: &[u8], batch: bool) ->
         let mut ids = Vec::with_capacity(emails.len());
         for mut e in emails {
             e.id = email_id();
+            e.key.clone_from(&key);
             e.idempotency_key = idempotency.clone();
             ids.push(json!({"id": e.id}));
             s.resend_outbox.push(e);

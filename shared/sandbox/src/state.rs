@@ -59,6 +59,8 @@ pub struct State {
     pub resend_window: crate::resend_send::RateWindow,
     /// Sends still to be accepted without their answer reaching the caller.
     pub resend_lose_answers: u32,
+    /// Endpoints registered through `POST /webhooks`, oldest first.
+    pub resend_webhooks: Vec<crate::resend::Webhook>,
     /// GA4 core tokens used per property.
     pub ga4_tokens: HashMap<String, i64>,
 }

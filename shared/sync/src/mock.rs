@@ -184,7 +184,7 @@ impl ProviderAdapter for MockAdapter {
 
     async fn connect(&self, request: ConnectRequest<'_>) -> Result<ConnectOutcome> {
         let credentials = match request {
-            ConnectRequest::ApiKey { key } => ConnectionCredentials::ApiKey { key },
+            ConnectRequest::ApiKey { key } => ConnectionCredentials::ApiKey { key, webhook: None },
             ConnectRequest::OAuthCode { .. } => ConnectionCredentials::OAuth(OAuthTokens {
                 access_token: SecretString::from("mock-access-0".to_owned()),
                 refresh_token: Some(SecretString::from("mock-refresh".to_owned())),

@@ -45,7 +45,7 @@ pub async fn round_trip<V: CredentialVault>(vault: &V) {
     let sealed_key = vault.seal(&ctx2, &key).await.unwrap();
     assert!(matches!(
         vault.open(&ctx2, &sealed_key).await.unwrap(),
-        ConnectionCredentials::ApiKey { key } if key.expose_secret() == "re_live_key_canary"
+        ConnectionCredentials::ApiKey { key, .. } if key.expose_secret() == "re_live_key_canary"
     ));
     // Two seals of the same credentials differ (fresh nonce each time).
     let again = vault.seal(&ctx, &oauth_credentials()).await.unwrap();

@@ -161,10 +161,15 @@ fn meta_webhook_router() -> Router<AppState> {
 }
 
 fn resend_webhook_router() -> Router<AppState> {
-    Router::new().route(
-        "/v1/webhooks/resend",
-        axum::routing::post(webhooks::resend_delivery),
-    )
+    Router::new()
+        .route(
+            "/v1/webhooks/resend",
+            axum::routing::post(webhooks::resend_delivery),
+        )
+        .route(
+            "/v1/webhooks/resend/{integration}",
+            axum::routing::post(webhooks::resend_integration_delivery),
+        )
 }
 
 /// Development sign-in (dev server only).

@@ -53,6 +53,7 @@ use super::{
         webhooks::meta_challenge,
         webhooks::meta_delivery,
         webhooks::resend_delivery,
+        webhooks::resend_integration_delivery,
     ),
     components(
         schemas(problem::Problem, views::IntegrationView, views::IntegrationPage),

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kpi_core::Provider;
@@ -89,6 +89,51 @@ pub async fn resend_delivery(
     body: Bytes,
 ) -> Result<Json<WebhookReceipt>, ApiError> {
     receive(&state, Provider::RESEND, headers, body).await
+}
+
+/// A Resend webhook delivery to one integration's own endpoint, which the
+/// integration registered when it connected: signed with that endpoint's
+/// secret, and applied only to the emails that integration sent.
+#[utoipa::path(post, path = "/v1/webhooks/resend/{integration}", operation_id = "receiveResendIntegrationWebhook", tag = "webhooks", security(()),
+    params(("integration" = String, Path, description = "the Resend integration whose endpoint this is"),
+        ("svix-id" = String, Header), ("svix-timestamp" = String, Header, description = "Unix seconds, within 5 minutes of now"),
+        ("svix-signature" = String, Header, description = "space-separated v1,<base64 HMAC-SHA256> with the endpoint's signing secret")),
+    request_body(content = Object, content_type = "application/json", description = "Resend's event: {type, created_at, data}"),
+    responses((status = 200, body = WebhookReceipt), (status = 401, response = ProblemResponse),
+        (status = 413, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
+pub async fn resend_integration_delivery(
+    State(state): State<AppState>,
+    Path(integration): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WebhookReceipt>, ApiError> {
+    // An id that is no integration's gets the answer a wrong signature gets.
+    let id = kpi_core::IntegrationId::parse(&integration)
+        .map_err(|_| kpi_core::Error::unauthenticated("the webhook signature does not verify"))?;
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let delivery = WebhookDelivery {
+        headers: &headers,
+        body: &body,
+        now: state.clock.now(),
+    };
+    let receipt = webhooks::receive_for(&state, Provider::RESEND, id, &delivery)
+        .await
+        .inspect_err(|e| {
+            if e.code() == "unauthenticated" {
+                kpi_sync::metrics::record_webhook_signature_failure(
+                    Provider::RESEND.as_str(),
+                    state.clock.now().timestamp_millis(),
+                );
+            }
+        })?;
+    Ok(Json(WebhookReceipt {
+        received: true,
+        duplicate: receipt.duplicate,
+        jobs: receipt.jobs.len(),
+    }))
 }
 
 async fn receive(

@@ -419,6 +419,35 @@ pub trait ProviderAdapter: Send + Sync {
         )))
     }
 
+    /// Registers an endpoint of ours for the connection's own webhook
+    /// events, where the provider lets a key do so (Resend's webhooks API):
+    /// the credentials to keep, now naming the endpoint and its signing
+    /// secret; `Ok(None)` when this provider registers nothing. An error
+    /// says why not (a sending-only key), for the user to act on.
+    async fn register_webhook(
+        &self,
+        credentials: &ConnectionCredentials,
+        endpoint: &str,
+    ) -> Result<Option<ConnectionCredentials>> {
+        let _ = (credentials, endpoint);
+        Ok(None)
+    }
+
+    /// Verifies a delivery to one connection's own endpoint with the secret
+    /// its credentials hold, and reads it. A bad or missing signature, or no
+    /// registered endpoint, is `Unauthenticated`.
+    fn read_webhook_for(
+        &self,
+        credentials: &ConnectionCredentials,
+        delivery: &WebhookDelivery<'_>,
+    ) -> Result<WebhookEvents> {
+        let _ = (credentials, delivery);
+        Err(Error::unauthenticated(format!(
+            "{} registers no webhooks per connection",
+            self.descriptor().display_name
+        )))
+    }
+
     /// The provider's way of sending email, for providers that send it (Resend).
     fn mailer(&self) -> Option<std::sync::Arc<dyn crate::ports::Mailer>> {
         None

@@ -154,3 +154,75 @@ impl ResendClient {
         Err(api_error(&reply))
     }
 }
+
+/// The email events a registered endpoint asks for: every one the delivery
+/// KPIs and the suppression list read.
+pub const WEBHOOK_EVENTS: [&str; 8] = [
+    "email.sent",
+    "email.delivered",
+    "email.delivery_delayed",
+    "email.bounced",
+    "email.complained",
+    "email.failed",
+    "email.suppressed",
+    "email.opened",
+];
+
+#[derive(Deserialize)]
+struct CreatedWebhook {
+    id: String,
+    signing_secret: String,
+}
+
+impl ResendClient {
+    /// `POST /webhooks`: an endpoint for `endpoint` and [`WEBHOOK_EVENTS`];
+    /// its id and signing secret. A sending-only key may not.
+    pub async fn create_webhook(
+        &self,
+        key: &SecretString,
+        endpoint: &str,
+    ) -> Result<(String, SecretString)> {
+        let resp = self
+            .http
+            .post(self.url("webhooks")?)
+            .bearer_auth(key.expose_secret())
+            .json(&serde_json::json!({ "endpoint": endpoint, "events": WEBHOOK_EVENTS }))
+            .send()
+            .await
+            .map_err(|e| send_error(NAME, e))?;
+        let reply = read(NAME, resp).await?;
+        if reply.is_success() {
+            let created: CreatedWebhook = reply.json(NAME)?;
+            if !created.signing_secret.starts_with("whsec_") {
+                return Err(Error::transient(
+                    "Resend answered a webhook without its signing secret",
+                ));
+            }
+            return Ok((created.id, SecretString::from(created.signing_secret)));
+        }
+        let (name, _) = parse_error(&reply);
+        if reply.status == 401 && name == "restricted_api_key" {
+            return Err(Error::config(format!(
+                "this Resend key may only send, so it cannot register a webhook: in Resend, \
+                 add a webhook for {endpoint} with the email events"
+            )));
+        }
+        Err(api_error(&reply))
+    }
+
+    /// `DELETE /webhooks/{id}`; one already gone is fine.
+    pub async fn delete_webhook(&self, key: &SecretString, id: &str) -> Result<()> {
+        let resp = self
+            .http
+            .delete(self.url(&format!("webhooks/{id}"))?)
+            .bearer_auth(key.expose_secret())
+            .send()
+            .await
+            .map_err(|e| send_error(NAME, e))?;
+        let reply = read(NAME, resp).await?;
+        if reply.is_success() || reply.status == 404 {
+            return Ok(());
+        }
+        Err(api_error(&reply))
+    }
+}

@@ -177,7 +177,7 @@ pub struct ResendAdapter {
 
 fn key(credentials: &ConnectionCredentials) -> Result<&SecretString> {
     match credentials {
-        ConnectionCredentials::ApiKey { key } => Ok(key),
+        ConnectionCredentials::ApiKey { key, .. } => Ok(key),
         ConnectionCredentials::OAuth(_) => Err(Error::config("Resend needs an API key")),
     }
 }
@@ -206,7 +206,7 @@ impl ProviderAdapter for ResendAdapter {
             .into(),
         );
         Ok(ConnectOutcome {
-            credentials: ConnectionCredentials::ApiKey { key },
+            credentials: ConnectionCredentials::ApiKey { key, webhook: None },
             settings,
             needs_configuration: false,
             account: None,
@@ -272,9 +272,48 @@ impl ProviderAdapter for ResendAdapter {
         })
     }
 
-    async fn disconnect(&self, _: &ConnectionCredentials) -> Result<()> {
-        // Resend keys are created and deleted by the user in Resend.
-        Ok(())
+    async fn disconnect(&self, credentials: &ConnectionCredentials) -> Result<()> {
+        // Resend keys are created and deleted by the user in Resend; the
+        // webhook endpoint this connection registered goes with it.
+        match credentials {
+            ConnectionCredentials::ApiKey {
+                key,
+                webhook: Some(webhook),
+            } => self.client.delete_webhook(key, &webhook.id).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn register_webhook(
+        &self,
+        credentials: &ConnectionCredentials,
+        endpoint: &str,
+    ) -> Result<Option<ConnectionCredentials>> {
+        let key = key(credentials)?;
+        let (id, signing_secret) = self.client.create_webhook(key, endpoint).await?;
+        Ok(Some(ConnectionCredentials::ApiKey {
+            key: key.clone(),
+            webhook: Some(kpi_core::credentials::ProviderWebhook { id, signing_secret }),
+        }))
+    }
+
+    fn read_webhook_for(
+        &self,
+        credentials: &ConnectionCredentials,
+        delivery: &WebhookDelivery<'_>,
+    ) -> Result<WebhookEvents> {
+        let ConnectionCredentials::ApiKey {
+            webhook: Some(webhook),
+            ..
+        } = credentials
+        else {
+            return Err(Error::unauthenticated(
+                "this Resend integration has no webhook endpoint of its own",
+            ));
+        };
+        let key = svix::SigningKey::new(webhook.signing_secret.expose_secret())
+            .map_err(|_| Error::unauthenticated("the endpoint's signing secret is unreadable"))?;
+        webhook::read(&key, delivery)
     }
 
     fn mailer(&self) -> Option<Arc<dyn kpi_core::ports::Mailer>> {
