@@ -719,11 +719,67 @@ async fn each_resend_account_gets_its_own_webhook_endpoint() {
     assert_eq!(signed_post(&endpoint, &body, &secret).await, 200);
     assert_eq!(suppressed().await, 1);
 
-    // A sending-only key may not register one: the page says what to do.
-    let (_, _, limited) = connect("third", "re_send_12345678").await;
+    // A sending-only key may not register one: the page says what to do,
+    // and takes the secret of the webhook the user adds by hand.
+    let (third_client, third, limited) = connect("third", "re_send_12345678").await;
     assert_eq!(limited["webhooks"]["subscribed"], false, "{limited}");
     let why = limited["webhooks"]["message"].as_str().unwrap();
-    assert!(why.contains("/v1/webhooks/resend/"), "{why}");
+    let third_endpoint = app.url(&format!("/v1/webhooks/resend/{third}"));
+    assert!(why.contains(&third_endpoint), "{why}");
+    let third_url = app.url(&format!("/v1/workspaces/third/integrations/{third}"));
+    let bad = third_client
+        .patch(&third_url)
+        .json(&json!({"webhook_secret": "not-a-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let manual_secret = "whsec_bWFudWFsbHktYWRkZWQtd2ViaG9vay1rZXk=";
+    let saved: Value = third_client
+        .patch(&third_url)
+        .json(&json!({"webhook_secret": manual_secret}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(saved["webhooks"]["subscribed"], true, "{saved}");
+    assert!(
+        !saved.to_string().contains("bWFudWFsbHk"),
+        "never shown again"
+    );
+    let third_scope = kpi_core::WorkspaceScope::for_system(
+        kpi_core::WorkspaceId::parse("third").unwrap(),
+        "test",
+    );
+    kpi_app::mail::outbox(state)
+        .deliver(
+            &third_scope,
+            &notice,
+            "test/third",
+            &["lost@example.com".to_owned()],
+            false,
+        )
+        .await
+        .unwrap();
+    let sent = app.sandbox().resend_outbox().pop().unwrap();
+    assert_eq!(sent.to, vec!["lost@example.com".to_owned()]);
+    let third_body = bounce_of(&sent.id, "lost@example.com");
+    assert_eq!(
+        signed_post(&third_endpoint, &third_body, &secret).await,
+        401
+    );
+    assert_eq!(
+        signed_post(&third_endpoint, &third_body, manual_secret).await,
+        200
+    );
+    let third_suppressed =
+        kpi_tests::get_json(&third_client, app.url("/v1/workspaces/third/suppressions")).await;
+    assert_eq!(
+        third_suppressed["items"][0]["address"], "lost@example.com",
+        "{third_suppressed}"
+    );
 
     // Disconnecting removes the endpoint at Resend.
     let gone = c

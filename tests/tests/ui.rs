@@ -184,6 +184,43 @@ async fn a_bad_resend_key_is_an_inline_error_and_nothing_is_stored() {
     b.close().await;
 }
 
+/// A sending-only Resend key cannot register its webhook: the settings
+/// dialog names the URL to add in Resend and takes the signing secret.
+#[tokio::test]
+async fn a_sending_only_resend_key_takes_its_webhook_secret_in_the_dialog() {
+    let app = TestApp::spawn().await;
+    let made: Value = app
+        .client_for(&[WS])
+        .post(app.url(&format!("/v1/workspaces/{WS}/integrations")))
+        .json(&json!({"provider": "resend", "api_key": "re_send_12345678"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["id"].as_str().unwrap().to_owned();
+    let b = Browser::start(1280).await;
+    sign_in(&b, &app, false).await;
+    let dialog = format!("#settings-{id}");
+    b.click(&format!("#card-{id} [data-open=settings-{id}]")).await;
+    let form = format!("{dialog} form[data-action=webhook-secret]");
+    let endpoint = app.url(&format!("/v1/webhooks/resend/{id}"));
+    assert!(b.text(&form).await.contains(&endpoint));
+    let input = format!("{form} input[name=webhook_secret]");
+    b.type_into(&input, "not a secret").await;
+    b.click(&format!("{form} button[type=submit]")).await;
+    b.wait_for_text(&format!("{form} [data-error]"), "whsec_").await;
+    assert_eq!(b.value(&input).await, "", "the field is cleared");
+    b.type_into(&input, "whsec_bWFudWFsbHktYWRkZWQtd2ViaG9vay1rZXk=")
+        .await;
+    b.click(&format!("{form} button[type=submit]")).await;
+    b.wait_for_text("[data-toast]", "Webhook secret saved").await;
+    assert_eq!(integration(&app, &id).await["webhooks"]["subscribed"], true);
+    assert!(!b.has(&form).await, "asked no more once saved");
+    b.close().await;
+}
+
 #[tokio::test]
 async fn the_settings_dialog_changes_frequency_pauses_and_disconnects() {
     let app = TestApp::spawn().await;

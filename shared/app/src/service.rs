@@ -189,6 +189,9 @@ pub(crate) fn endpoint_key(id: IntegrationId) -> String {
 /// A change a user asks for.
 #[derive(Debug, Default)]
 pub struct IntegrationPatch {
+    /// The signing secret of a webhook the user added at the provider by
+    /// hand (write-only: kept sealed with the credentials).
+    pub webhook_secret: Option<String>,
     pub display_name: Option<String>,
     pub settings: Option<Settings>,
     pub sync_interval_minutes: Option<u32>,
@@ -284,12 +287,41 @@ pub async fn update(
         ));
     }
     let descriptor = state.registry.descriptor(current.provider)?.clone();
+    let sealed_with_webhook = match &patch.webhook_secret {
+        None => None,
+        Some(secret) => {
+            let credentials = open_credentials(state, &current).await?;
+            let with =
+                adapter(state, current.provider)?.with_webhook_secret(&credentials, secret)?;
+            Some(
+                state
+                    .vault
+                    .seal(&CredentialContext::of(&current), &with)
+                    .await?,
+            )
+        }
+    };
     let settings = match &patch.settings {
         Some(p) => Some(merged_settings(state, &current, p).await?),
         None => None,
     };
     let now = state.clock.now();
+    let endpoint = webhook_endpoint(state, current.provider, id);
     let updated = modify_integration(state, scope, id, |i| {
+        if let Some(sealed) = &sealed_with_webhook {
+            if i.credentials != current.credentials {
+                return Err(Error::conflict(
+                    "the integration was reconnected meanwhile; enter the secret again",
+                ));
+            }
+            i.credentials = Some(sealed.clone());
+            i.webhooks = Some(kpi_core::integration::WebhookSubscription {
+                resource: endpoint.clone(),
+                subscribed: true,
+                message: None,
+                at: now,
+            });
+        }
         if let Some(name) = &display_name {
             i.display_name = name.clone();
         }
@@ -325,6 +357,12 @@ pub async fn update(
         Ok(())
     })
     .await?;
+    if sealed_with_webhook.is_some() {
+        state
+            .store
+            .link_account(&endpoint_key(id), &updated.workspace, id)
+            .await?;
+    }
     follow_webhook_resource(state, scope, &current, updated).await
 }
 

@@ -373,6 +373,23 @@
       await startSync(form, form.dataset.url, { from: day(from), to: day(to) });
     },
 
+    async "webhook-secret"(form) {
+      const input = form.elements.webhook_secret;
+      const secret = input.value.trim();
+      input.removeAttribute("aria-invalid");
+      if (!/^whsec_[A-Za-z0-9+/=]+$/.test(secret)) {
+        input.value = "";
+        input.setAttribute("aria-invalid", "true");
+        input.focus();
+        return showError(form, "Paste the webhook's signing secret: it starts with whsec_.");
+      }
+      const answer = await api("PATCH", form.dataset.url, { webhook_secret: secret });
+      // The secret leaves the page either way: never kept in the field.
+      input.value = "";
+      if (!answer.ok) return showError(form, answer.detail);
+      reload("Webhook secret saved: delivery events now arrive.", "ok");
+    },
+
     async recipients(form) {
       const answer = await api("PUT", form.action, { recipients: lines(form.elements.recipients.value) });
       if (!answer.ok) return showError(form, answer.detail);

@@ -127,6 +127,9 @@ struct Card {
     windows: Vec<Toggle>,
     frequencies: Vec<Frequency>,
     webhooks: Option<String>,
+    /// The endpoint to add at the provider by hand, when the key could not
+    /// register it (the card then asks for its signing secret).
+    webhook_endpoint: Option<String>,
     expires: Option<When>,
 }
 
@@ -324,6 +327,7 @@ fn empty_card(d: &ProviderDescriptor, connect_url: &str) -> Card {
         windows: Vec::new(),
         frequencies: Vec::new(),
         webhooks: None,
+        webhook_endpoint: None,
         expires: None,
     }
 }
@@ -494,6 +498,11 @@ async fn card(
         fields,
         windows,
         frequencies,
+        webhook_endpoint: i
+            .webhooks
+            .as_ref()
+            .filter(|w| !w.subscribed && w.resource.contains("/v1/webhooks/"))
+            .map(|w| w.resource.clone()),
         webhooks,
         expires: When::maybe(i.credentials_expire_at, now),
     })

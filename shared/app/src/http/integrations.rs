@@ -147,6 +147,11 @@ pub struct PatchIntegration {
     pub sync_interval_minutes: Option<u32>,
     /// `true` pauses scheduled syncs, `false` resumes them.
     pub paused: Option<bool>,
+    /// The signing secret (`whsec_…`) of a webhook added by hand at the
+    /// provider for this integration's endpoint (`webhooks.resource`), when
+    /// its key could not register one (a Resend sending-only key). Kept
+    /// sealed; never shown again.
+    pub webhook_secret: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/v1/workspaces/{ws}/integrations/{id}", operation_id = "updateIntegration", tag = "integrations",
@@ -163,6 +168,7 @@ pub async fn patch(
 ) -> ApiResult<Json<IntegrationView>> {
     let scope = workspace_scope(&p, &ws)?;
     let patch = IntegrationPatch {
+        webhook_secret: body.webhook_secret,
         display_name: body.display_name,
         settings: body.settings,
         sync_interval_minutes: body.sync_interval_minutes,

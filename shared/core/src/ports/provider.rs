@@ -433,6 +433,24 @@ pub trait ProviderAdapter: Send + Sync {
         Ok(None)
     }
 
+    /// Credentials that hold a webhook signing secret the user copied from the
+    /// provider (an endpoint they added by hand, where the key may not
+    /// register one). A secret of the wrong shape is a validation error.
+    fn with_webhook_secret(
+        &self,
+        credentials: &ConnectionCredentials,
+        signing_secret: &str,
+    ) -> Result<ConnectionCredentials> {
+        let _ = (credentials, signing_secret);
+        Err(Error::validation(
+            "webhook_secret",
+            format!(
+                "{} takes no webhook signing secret",
+                self.descriptor().display_name
+            ),
+        ))
+    }
+
     /// Verifies a delivery to one connection's own endpoint with the secret
     /// its credentials hold, and reads it. A bad or missing signature, or no
     /// registered endpoint, is `Unauthenticated`.

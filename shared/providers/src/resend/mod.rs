@@ -279,7 +279,7 @@ impl ProviderAdapter for ResendAdapter {
             ConnectionCredentials::ApiKey {
                 key,
                 webhook: Some(webhook),
-            } => self.client.delete_webhook(key, &webhook.id).await,
+            } if !webhook.id.is_empty() => self.client.delete_webhook(key, &webhook.id).await,
             _ => Ok(()),
         }
     }
@@ -295,6 +295,28 @@ impl ProviderAdapter for ResendAdapter {
             key: key.clone(),
             webhook: Some(kpi_core::credentials::ProviderWebhook { id, signing_secret }),
         }))
+    }
+
+    fn with_webhook_secret(
+        &self,
+        credentials: &ConnectionCredentials,
+        signing_secret: &str,
+    ) -> Result<ConnectionCredentials> {
+        let signing_secret = signing_secret.trim();
+        if !signing_secret.starts_with("whsec_") || svix::SigningKey::new(signing_secret).is_err() {
+            return Err(Error::validation(
+                "webhook_secret",
+                "expected whsec_ followed by base64: copy the signing secret of the webhook in Resend",
+            ));
+        }
+        Ok(ConnectionCredentials::ApiKey {
+            key: key(credentials)?.clone(),
+            // Added by hand: no id of ours to delete it by on disconnect.
+            webhook: Some(kpi_core::credentials::ProviderWebhook {
+                id: String::new(),
+                signing_secret: SecretString::from(signing_secret.to_owned()),
+            }),
+        })
     }
 
     fn read_webhook_for(
