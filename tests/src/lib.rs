@@ -46,6 +46,36 @@ pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> s
 
 /// Waits until the integration `id` of `ws` has at least `n` jobs, all ended
 /// (succeeded or dead), and returns them newest first.
+/// Connects Resend with `key` in `ws` (as `c`) and gives it the sandbox's
+/// sender address; the created integration as the API answered it.
+pub async fn connect_resend(
+    app: &app::TestApp,
+    c: &reqwest::Client,
+    ws: &str,
+    key: &str,
+) -> serde_json::Value {
+    let created: serde_json::Value = c
+        .post(app.url(&format!("/v1/workspaces/{ws}/integrations")))
+        .json(&serde_json::json!({"provider": "resend", "api_key": key}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    let patched = c
+        .patch(app.url(&format!("/v1/workspaces/{ws}/integrations/{id}")))
+        .json(&serde_json::json!({"settings": {"from_address": "kpi@sandbox.example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    created
+}
+
 pub async fn wait_for_jobs(
     app: &app::TestApp,
     c: &reqwest::Client,

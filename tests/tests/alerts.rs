@@ -11,23 +11,7 @@ use serde_json::{Value, json};
 /// A workspace with its own Resend sender and a GA4 integration on property 100001.
 async fn workspace(app: &TestApp) -> (reqwest::Client, String) {
     let c = app.client_for(&["demo"]);
-    let resend: Value = c
-        .post(app.url("/v1/workspaces/demo/integrations"))
-        .json(&json!({"provider": "resend", "api_key": "re_live_123456789"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    c.patch(app.url(&format!(
-        "/v1/workspaces/demo/integrations/{}",
-        resend["id"].as_str().unwrap()
-    )))
-    .json(&json!({"settings": {"from_address": "kpi@sandbox.example.com"}}))
-    .send()
-    .await
-    .unwrap();
+    kpi_tests::connect_resend(app, &c, "demo", "re_live_123456789").await;
     let id = app.connect("demo", "ga4").await;
     c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
         .json(&json!({"settings": {"property": "properties/100001"}, "display_name": "Shop Analytics"}))
@@ -474,23 +458,7 @@ async fn a_tick_out_of_time_leaves_its_other_reports_due_for_the_next() {
     let c = app.client_for(&refs);
     let state = &app.server.state;
     for ws in &names {
-        let resend: Value = c
-            .post(app.url(&format!("/v1/workspaces/{ws}/integrations")))
-            .json(&json!({"provider": "resend", "api_key": "re_live_123456789"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        c.patch(app.url(&format!(
-            "/v1/workspaces/{ws}/integrations/{}",
-            resend["id"].as_str().unwrap()
-        )))
-        .json(&json!({"settings": {"from_address": "kpi@sandbox.example.com"}}))
-        .send()
-        .await
-        .unwrap();
+        kpi_tests::connect_resend(&app, &c, ws, "re_live_123456789").await;
         let saved = c
             .put(app.url(&format!("/v1/workspaces/{ws}/reports")))
             .json(

@@ -631,21 +631,8 @@ async fn each_resend_account_gets_its_own_webhook_endpoint() {
         let app = &app;
         async move {
             let c = app.client_for(&[ws]);
-            let made: Value = c
-                .post(app.url(&format!("/v1/workspaces/{ws}/integrations")))
-                .json(&json!({"provider": "resend", "api_key": key}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let made = kpi_tests::connect_resend(app, &c, ws, key).await;
             let id = made["id"].as_str().unwrap().to_owned();
-            c.patch(app.url(&format!("/v1/workspaces/{ws}/integrations/{id}")))
-                .json(&json!({"settings": {"from_address": "kpi@sandbox.example.com"}}))
-                .send()
-                .await
-                .unwrap();
             (c, id, made)
         }
     };

@@ -203,19 +203,22 @@ async fn a_sending_only_resend_key_takes_its_webhook_secret_in_the_dialog() {
     let b = Browser::start(1280).await;
     sign_in(&b, &app, false).await;
     let dialog = format!("#settings-{id}");
-    b.click(&format!("#card-{id} [data-open=settings-{id}]")).await;
+    b.click(&format!("#card-{id} [data-open=settings-{id}]"))
+        .await;
     let form = format!("{dialog} form[data-action=webhook-secret]");
     let endpoint = app.url(&format!("/v1/webhooks/resend/{id}"));
     assert!(b.text(&form).await.contains(&endpoint));
     let input = format!("{form} input[name=webhook_secret]");
     b.type_into(&input, "not a secret").await;
     b.click(&format!("{form} button[type=submit]")).await;
-    b.wait_for_text(&format!("{form} [data-error]"), "whsec_").await;
+    b.wait_for_text(&format!("{form} [data-error]"), "whsec_")
+        .await;
     assert_eq!(b.value(&input).await, "", "the field is cleared");
     b.type_into(&input, "whsec_bWFudWFsbHktYWRkZWQtd2ViaG9vay1rZXk=")
         .await;
     b.click(&format!("{form} button[type=submit]")).await;
-    b.wait_for_text("[data-toast]", "Webhook secret saved").await;
+    b.wait_for_text("[data-toast]", "Webhook secret saved")
+        .await;
     assert_eq!(integration(&app, &id).await["webhooks"]["subscribed"], true);
     assert!(!b.has(&form).await, "asked no more once saved");
     b.close().await;

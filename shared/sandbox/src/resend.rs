@@ -46,35 +46,23 @@ pub async fn domains(State(sandbox): State<Sandbox>, headers: HeaderMap) -> Resp
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return resend_error(status, "application_error", "An unexpected error occurred.");
     }
-    let Some(key) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return resend_error(
-            StatusCode::UNAUTHORIZED,
-            "missing_api_key",
-            "Missing API key in the authorization header. Include the following header in the request: Authorization: Bearer YOUR_API_KEY",
-        );
-    };
-    match key_kind(key) {
-        None => resend_error(StatusCode::BAD_REQUEST, "validation_error", "API key is invalid"),
-        Some("sending") => resend_error(StatusCode::UNAUTHORIZED, "restricted_api_key", "This API key is restricted to only send emails."),
-        Some(_) => (
-            StatusCode::OK,
-            axum::Json(json!({
-                "object": "list",
-                "has_more": false,
-                "data": [
-                    {"id": "d91cd9bd-1176-453e-8fc1-35364d380206", "name": "sandbox.example.com", "status": "verified",
-                     "created_at": "2026-04-26 20:21:26.347412+00", "region": "us-east-1", "open_tracking": false, "click_tracking": false},
-                    {"id": "0b7e4d0c-5a3e-4f43-9d7c-6f8c2b1a9e21", "name": "news.sandbox.example.com", "status": "not_started",
-                     "created_at": "2026-05-02 08:00:00.000000+00", "region": "eu-west-1", "open_tracking": false, "click_tracking": false}
-                ]
-            })),
-        )
-            .into_response(),
+    if let Err(refused) = full_access_key(&headers) {
+        return *refused;
     }
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "object": "list",
+            "has_more": false,
+            "data": [
+                {"id": "d91cd9bd-1176-453e-8fc1-35364d380206", "name": "sandbox.example.com", "status": "verified",
+                 "created_at": "2026-04-26 20:21:26.347412+00", "region": "us-east-1", "open_tracking": false, "click_tracking": false},
+                {"id": "0b7e4d0c-5a3e-4f43-9d7c-6f8c2b1a9e21", "name": "news.sandbox.example.com", "status": "not_started",
+                 "created_at": "2026-05-02 08:00:00.000000+00", "region": "eu-west-1", "open_tracking": false, "click_tracking": false}
+            ]
+        })),
+    )
+        .into_response()
 }
 
 /// An endpoint registered through the webhooks API.
@@ -91,8 +79,7 @@ pub struct Webhook {
 
 /// The key of a webhooks API call, or Resend's answer refusing it (a
 /// sending-only key is refused like Resend refuses it).
-fn full_access_key(sandbox: &Sandbox, headers: &HeaderMap) -> Result<String, Box<Response>> {
-    sandbox.with_state(|s| s.counters.resend_calls += 1);
+fn full_access_key(headers: &HeaderMap) -> Result<String, Box<Response>> {
     let Some(key) = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -101,7 +88,7 @@ fn full_access_key(sandbox: &Sandbox, headers: &HeaderMap) -> Result<String, Box
         return Err(Box::new(resend_error(
             StatusCode::UNAUTHORIZED,
             "missing_api_key",
-            "Missing API key in the authorization header.",
+            "Missing API key in the authorization header. Include the following header in the request: Authorization: Bearer YOUR_API_KEY",
         )));
     };
     match key_kind(key) {
@@ -133,7 +120,8 @@ pub async fn create_webhook(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let key = match full_access_key(&sandbox, &headers) {
+    sandbox.with_state(|s| s.counters.resend_calls += 1);
+    let key = match full_access_key(&headers) {
         Ok(k) => k,
         Err(r) => return *r,
     };
@@ -164,7 +152,7 @@ pub async fn create_webhook(
         base64::engine::general_purpose::STANDARD.encode(&raw.as_bytes()[..24.min(raw.len())])
     );
     let hook = Webhook {
-        id: uuid_like(),
+        id: crate::resend_send::email_id(),
         endpoint: new.endpoint,
         events: new.events,
         signing_secret: secret.clone(),
@@ -181,7 +169,8 @@ pub async fn create_webhook(
 
 /// `GET /webhooks`: the key's endpoints.
 pub async fn list_webhooks(State(sandbox): State<Sandbox>, headers: HeaderMap) -> Response {
-    let key = match full_access_key(&sandbox, &headers) {
+    sandbox.with_state(|s| s.counters.resend_calls += 1);
+    let key = match full_access_key(&headers) {
         Ok(k) => k,
         Err(r) => return *r,
     };
@@ -201,7 +190,8 @@ pub async fn delete_webhook(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let key = match full_access_key(&sandbox, &headers) {
+    sandbox.with_state(|s| s.counters.resend_calls += 1);
+    let key = match full_access_key(&headers) {
         Ok(k) => k,
         Err(r) => return *r,
     };
@@ -214,22 +204,4 @@ pub async fn delete_webhook(
         return resend_error(StatusCode::NOT_FOUND, "not_found", "Webhook not found");
     }
     axum::Json(json!({"object": "webhook", "id": id, "deleted": true})).into_response()
-}
-
-fn uuid_like() -> String {
-    let hex: String = crate::state::random("")
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
-        .chars()
-        .take(32)
-        .collect();
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        &hex[17..20],
-        &hex[20..32]
-    )
 }

@@ -191,8 +191,8 @@ fn check(r: SendRequest, batch: bool) -> Result<OutboxEmail, Refusal> {
     })
 }
 
-fn email_id() -> String {
-    // A v4-shaped id from the sandbox's random source.
+/// A v4-shaped id from the sandbox's random source (emails, webhooks).
+pub(crate) fn email_id() -> String {
     let raw = crate::state::random("");
     let hex: String = raw
         .bytes()

@@ -110,30 +110,14 @@ pub async fn resend_integration_delivery(
     // An id that is no integration's gets the answer a wrong signature gets.
     let id = kpi_core::IntegrationId::parse(&integration)
         .map_err(|_| kpi_core::Error::unauthenticated("the webhook signature does not verify"))?;
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
+    let headers = delivery_headers(&headers);
     let delivery = WebhookDelivery {
         headers: &headers,
         body: &body,
         now: state.clock.now(),
     };
-    let receipt = webhooks::receive_for(&state, Provider::RESEND, id, &delivery)
-        .await
-        .inspect_err(|e| {
-            if e.code() == "unauthenticated" {
-                kpi_sync::metrics::record_webhook_signature_failure(
-                    Provider::RESEND.as_str(),
-                    state.clock.now().timestamp_millis(),
-                );
-            }
-        })?;
-    Ok(Json(WebhookReceipt {
-        received: true,
-        duplicate: receipt.duplicate,
-        jobs: receipt.jobs.len(),
-    }))
+    let received = webhooks::receive_for(&state, Provider::RESEND, id, &delivery).await;
+    answer(&state, Provider::RESEND, received)
 }
 
 async fn receive(
@@ -142,26 +126,40 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookReceipt>, ApiError> {
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
+    let headers = delivery_headers(&headers);
     let delivery = WebhookDelivery {
         headers: &headers,
         body: &body,
         now: state.clock.now(),
     };
     let request_id = request_id::current();
-    let receipt = webhooks::receive(state, provider, &delivery, request_id.as_deref())
-        .await
-        .inspect_err(|e| {
-            if e.code() == "unauthenticated" {
-                kpi_sync::metrics::record_webhook_signature_failure(
-                    provider.as_str(),
-                    state.clock.now().timestamp_millis(),
-                );
-            }
-        })?;
+    let received = webhooks::receive(state, provider, &delivery, request_id.as_deref()).await;
+    answer(state, provider, received)
+}
+
+/// The headers as the adapters read them (names lower-case, values text).
+fn delivery_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+/// The answer to a delivery; a refused signature is counted (the alarm's
+/// metric).
+fn answer(
+    state: &AppState,
+    provider: Provider,
+    received: kpi_core::Result<webhooks::Receipt>,
+) -> Result<Json<WebhookReceipt>, ApiError> {
+    let receipt = received.inspect_err(|e| {
+        if e.code() == "unauthenticated" {
+            kpi_sync::metrics::record_webhook_signature_failure(
+                provider.as_str(),
+                state.clock.now().timestamp_millis(),
+            );
+        }
+    })?;
     Ok(Json(WebhookReceipt {
         received: true,
         duplicate: receipt.duplicate,
