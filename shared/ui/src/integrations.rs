@@ -152,7 +152,6 @@ struct Context {
     providers: Vec<ProviderSection>,
     recipients: Vec<String>,
     suppressions: Vec<Suppressed>,
-    has_resend: bool,
     return_to: String,
 }
 
@@ -232,9 +231,6 @@ pub async fn page(
             }
         })
         .collect();
-    let has_resend = integrations
-        .iter()
-        .any(|i| i.provider.as_str() == "resend" && i.status() != IntegrationStatus::Disconnected);
     let context = Context {
         frame: Frame::new(&viewer, "Integrations", "integrations", Some(&ws)),
         toast,
@@ -242,7 +238,6 @@ pub async fn page(
         providers,
         recipients,
         suppressions,
-        has_resend,
         return_to,
     };
     viewer.respond(&state, "integrations.html", context)
