@@ -55,25 +55,39 @@ pub async fn receive(
     request_id: Option<&str>,
 ) -> Result<Receipt> {
     let events = state.registry.adapter(provider)?.read_webhook(delivery)?;
-    let now = state.clock.now();
     let key = format!("webhook-delivery#{provider}:{}", events.delivery);
-    if state.store.get_ephemeral(&key, now).await?.is_some() {
-        tracing::info!(%provider, "webhook delivery seen before; ignored");
+    let receipt = once(state, &key, act(state, provider, &events, request_id)).await?;
+    if !receipt.duplicate {
+        tracing::info!(%provider, resources = events.resources.len(), jobs = receipt.jobs.len(), "webhook delivery handled");
+    }
+    Ok(receipt)
+}
+
+/// Does `work` unless the delivery `key` was handled before, and remembers
+/// it only once the work is done: a function stopped half-way leaves no
+/// record, and the provider's retry does the work.
+async fn once(
+    state: &AppState,
+    key: &str,
+    work: impl std::future::Future<Output = Result<Vec<JobId>>>,
+) -> Result<Receipt> {
+    let now = state.clock.now();
+    if state.store.get_ephemeral(key, now).await?.is_some() {
+        tracing::info!("webhook delivery seen before; ignored");
         return Ok(Receipt {
             duplicate: true,
             jobs: Vec::new(),
         });
     }
-    let jobs = act(state, provider, &events, request_id).await?;
+    let jobs = work.await?;
     state
         .store
         .put_ephemeral(
-            &key,
+            key,
             &serde_json::json!({ "jobs": jobs.len() }),
             now + Duration::hours(DELIVERY_MEMORY_HOURS),
         )
         .await?;
-    tracing::info!(%provider, resources = events.resources.len(), jobs = jobs.len(), "webhook delivery handled");
     Ok(Receipt {
         duplicate: false,
         jobs,
@@ -117,28 +131,12 @@ pub async fn receive_for(
         .registry
         .adapter(provider)?
         .read_webhook_for(&credentials, delivery)?;
-    let now = state.clock.now();
     let key = format!("webhook-delivery#{provider}:{id}:{}", events.delivery);
-    if state.store.get_ephemeral(&key, now).await?.is_some() {
-        return Ok(Receipt {
-            duplicate: true,
-            jobs: Vec::new(),
-        });
-    }
-    record_email_events_of(state, &events, Some(id)).await?;
-    state
-        .store
-        .put_ephemeral(
-            &key,
-            &serde_json::json!({ "jobs": 0 }),
-            now + Duration::hours(DELIVERY_MEMORY_HOURS),
-        )
-        .await?;
-    tracing::info!(%provider, "webhook delivery to an integration's endpoint handled");
-    Ok(Receipt {
-        duplicate: false,
-        jobs: Vec::new(),
+    once(state, &key, async {
+        record_email_events_of(state, &events, Some(id)).await?;
+        Ok(Vec::new())
     })
+    .await
 }
 
 async fn act(

@@ -35,6 +35,14 @@ pub struct Sender {
     pub integration: Option<kpi_core::IntegrationId>,
 }
 
+impl Sender {
+    /// The platform's own account (shared by every workspace: it sends only
+    /// to addresses that agreed, and says only our words in subjects).
+    pub fn is_platform(&self) -> bool {
+        self.account == "platform"
+    }
+}
+
 /// What became of a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -183,7 +191,7 @@ impl Outbox {
         Ok(self
             .sender(scope, true)
             .await?
-            .is_some_and(|s| s.account == "platform"))
+            .is_some_and(|s| s.is_platform()))
     }
 
     /// Asks `address` once (per [`consent::CONFIRMATION_EVERY_DAYS`]) whether
@@ -296,7 +304,7 @@ impl Outbox {
                 "no Resend account can send it: connect Resend with a sender address".into(),
             ));
         };
-        let to = if sender.account == "platform" {
+        let to = if sender.is_platform() {
             self.platform_may_send(scope, message, to).await?
         } else {
             to
@@ -333,13 +341,13 @@ impl Outbox {
                             workspace: scope.workspace().clone(),
                             address: address.clone(),
                             stream,
-                            platform: sender.account == "platform",
+                            platform: sender.is_platform(),
                         })
                     })
                     .transpose()?;
                 let rendered = message.render_as(
                     unsubscribe.as_ref().map(|(url, _)| url.as_str()),
-                    sender.account == "platform",
+                    sender.is_platform(),
                 )?;
                 subject.clone_from(&rendered.subject);
                 emails.push(OutgoingEmail {

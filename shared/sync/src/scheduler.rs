@@ -232,13 +232,13 @@ impl Scheduler {
         };
         let mut page = PageRequest::first(self.settings.page_size);
         let mut decided = 0;
+        let held_since = self.queue.holds_since(now);
         loop {
             let queued = self
                 .store
                 .list_jobs_by_status(&admin, &filter, &page)
                 .await?;
             for job in queued.items {
-                let held_since = self.queue.holds_since(now);
                 let in_queue = job.sent_at.is_some_and(|at| at >= held_since);
                 if in_queue {
                     report.waiting += 1;

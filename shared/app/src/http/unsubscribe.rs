@@ -77,12 +77,7 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
             tracing::info!(workspace = %u.workspace, stream = u.stream.as_str(), "an address unsubscribed");
             answer(StatusCode::OK, PageState::Done, Some(&u), &token)
         }
-        Err(e) => {
-            tracing::error!(error = %e.log_chain(), "an unsubscribe could not be recorded");
-            let mut r = (StatusCode::SERVICE_UNAVAILABLE, "Try again in a minute.").into_response();
-            secure(&mut r);
-            r
-        }
+        Err(e) => try_again_later(&e),
     }
 }
 
@@ -134,21 +129,25 @@ pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -
             tracing::info!(workspace = %c.workspace, "an address confirmed");
             confirmation_answer(StatusCode::OK, PageState::Confirmed, Some(&c), &token)
         }
-        Err(e) => {
-            tracing::error!(error = %e.log_chain(), "a confirmation could not be recorded");
-            let mut r = (StatusCode::SERVICE_UNAVAILABLE, "Try again in a minute.").into_response();
-            secure(&mut r);
-            r
-        }
+        Err(e) => try_again_later(&e),
     }
 }
 
 fn confirmation(state: &AppState, token: &str) -> Option<Confirmation> {
+    Confirmation::verify(token, &link_key(state, token)?).ok()
+}
+
+fn verified(state: &AppState, token: &str) -> Option<Unsubscribe> {
+    Unsubscribe::verify(token, &link_key(state, token)?).ok()
+}
+
+/// The key to open `token` with; `None` for a token longer than any of ours,
+/// or a deployment without `KPI_LINK_KEY`.
+fn link_key(state: &AppState, token: &str) -> Option<kpi_notify::unsubscribe::LinkKey> {
     if token.len() > MAX_TOKEN {
         return None;
     }
-    let links = crate::mail::links(state)?;
-    Confirmation::verify(token, &links.key).ok()
+    crate::mail::links(state).map(|l| l.key)
 }
 
 fn confirmation_answer(
@@ -157,14 +156,27 @@ fn confirmation_answer(
     c: Option<&Confirmation>,
     token: &str,
 ) -> Response {
-    let action = match s {
-        PageState::Invalid => String::new(),
-        _ => token.to_owned(),
-    };
-    let mut r = match confirmation_page(s, c, &action) {
+    respond(status, confirmation_page(s, c, action(s, token)))
+}
+
+fn answer(status: StatusCode, s: PageState, u: Option<&Unsubscribe>, token: &str) -> Response {
+    respond(status, page(s, u, action(s, token)))
+}
+
+/// Where the page's button posts: back to this very link (relative, so any
+/// host serving it works); an invalid token is not echoed.
+fn action(s: PageState, token: &str) -> &str {
+    match s {
+        PageState::Invalid => "",
+        _ => token,
+    }
+}
+
+fn respond(status: StatusCode, html: kpi_core::Result<String>) -> Response {
+    let mut r = match html {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
-            tracing::error!(error = %e.log_chain(), "the confirmation page failed");
+            tracing::error!(error = %e.log_chain(), "a link page failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     };
@@ -172,28 +184,10 @@ fn confirmation_answer(
     r
 }
 
-fn verified(state: &AppState, token: &str) -> Option<Unsubscribe> {
-    if token.len() > MAX_TOKEN {
-        return None;
-    }
-    let links = crate::mail::links(state)?;
-    Unsubscribe::verify(token, &links.key).ok()
-}
-
-fn answer(status: StatusCode, s: PageState, u: Option<&Unsubscribe>, token: &str) -> Response {
-    // The button posts back to this very link (relative, so any host serving
-    // it works); an invalid token is not echoed.
-    let action = match s {
-        PageState::Invalid => String::new(),
-        _ => token.to_owned(),
-    };
-    let mut r = match page(s, u, &action) {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e.log_chain(), "the unsubscribe page failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    };
+/// The answer when the store could not record the reader's choice.
+fn try_again_later(e: &kpi_core::Error) -> Response {
+    tracing::error!(error = %e.log_chain(), "a link's choice could not be recorded");
+    let mut r = (StatusCode::SERVICE_UNAVAILABLE, "Try again in a minute.").into_response();
     secure(&mut r);
     r
 }
