@@ -55,7 +55,7 @@ pub async fn meta_integration(
     let mut i = Integration::new(
         IntegrationId::new_random(),
         WorkspaceId::parse(WORKSPACE).unwrap(),
-        Provider::META_ADS,
+        kpi_providers::meta::ID,
         "Meta Ads",
         now,
     );

@@ -102,7 +102,11 @@ pub async fn create_sqs_queues_visible(
 ) -> HashMap<Provider, String> {
     let client = aws_sdk_sqs::Client::new(config);
     let mut urls = HashMap::new();
-    for provider in [Provider::GA4, Provider::META_ADS, Provider::RESEND] {
+    for provider in [
+        kpi_providers::ga4::ID,
+        kpi_providers::meta::ID,
+        kpi_providers::resend::ID,
+    ] {
         let dlq = client
             .create_queue()
             .queue_name(unique_name(&format!("{provider}-dlq")).replace('_', "-"))

@@ -125,7 +125,7 @@ pub async fn plant_oauth_state(
     expires_in: chrono::Duration,
 ) -> (String, String) {
     use kpi_core::ports::store::OAuthState;
-    use kpi_core::{Provider, WorkspaceId, WorkspaceScope};
+    use kpi_core::{WorkspaceId, WorkspaceScope};
     let demo = WorkspaceId::parse("demo").unwrap();
     let scope = WorkspaceScope::for_system(demo.clone(), "test setup");
     let state_value = format!("state-{}", uuid::Uuid::new_v4());
@@ -139,7 +139,7 @@ pub async fn plant_oauth_state(
                 key: kpi_providers::oauth::sha256_b64(&state_value),
                 workspace: demo,
                 user: "user-1".into(),
-                provider: Provider::GA4,
+                provider: kpi_providers::ga4::ID,
                 integration: None,
                 browser_binding: kpi_providers::oauth::sha256_b64(&binding),
                 pkce_verifier: Some("v".repeat(43)),

@@ -1,6 +1,7 @@
 //! A provider defined in the tests ("Tally": API-key auth, one metric, one
-//! option-backed setting), registered through the registry's public API. Its
-//! syncs can be held open (`hold`) to act while one is in flight.
+//! option-backed setting, signed webhooks naming boards), registered through
+//! the registry's public API. Its syncs can be held open (`hold`) to act
+//! while one is in flight.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,8 @@ use kpi_core::credentials::ConnectionCredentials;
 use kpi_core::metric::{MetricSpec, Unit};
 use kpi_core::ports::provider::{
     ConnectOutcome, ConnectRequest, OptionItem, ProviderAdapter, ProviderDescriptor,
-    ProviderOptions, SettingSpec, Settings, SyncRequest, SyncResult,
+    ProviderOptions, SettingSpec, Settings, SyncRequest, SyncResult, WebhookDelivery,
+    WebhookEvents, WebhookSpec,
 };
 use kpi_core::provider::AuthMode;
 use kpi_core::{Error, Integration, KpiPoint, Provider, Result};
@@ -39,8 +41,36 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     max_window_days: 10,
     history_months: 120,
     queue_url_variable: "KPI_QUEUE_URL_TALLY",
-    webhook_resource: None,
+    // A delivery names boards; the integrations on them sync.
+    webhook_resource: Some("board"),
+    webhook: Some(WebhookSpec {
+        path: "tally",
+        challenge: false,
+        per_connection: false,
+    }),
+    mark: r##"<svg class="logo" viewBox="0 0 32 32" width="32" height="32" aria-hidden="true" focusable="false"><circle cx="16" cy="16" r="12" fill="#6b7280"/></svg>"##,
 };
+
+/// What Tally signs its webhook deliveries with (`x-tally-signature`: the
+/// hex HMAC-SHA256 of the raw body).
+pub const WEBHOOK_SECRET: &[u8] = b"tally-webhook-signing-secret";
+
+/// A delivery as Tally would sign it: (headers, body).
+pub fn signed_delivery(id: &str, boards: &[&str]) -> (Vec<(String, String)>, Vec<u8>) {
+    let body = serde_json::json!({ "id": id, "boards": boards })
+        .to_string()
+        .into_bytes();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, WEBHOOK_SECRET);
+    let tag = ring::hmac::sign(&key, &body);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    (vec![("x-tally-signature".to_owned(), hex)], body)
+}
+
+#[derive(Deserialize)]
+struct TallyDelivery {
+    id: String,
+    boards: Vec<String>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +177,28 @@ impl ProviderAdapter for Tally {
             points,
             provider_calls: 1,
             ..SyncResult::default()
+        })
+    }
+
+    fn read_webhook(&self, delivery: &WebhookDelivery<'_>) -> Result<WebhookEvents> {
+        let refused = || Error::unauthenticated("the webhook signature does not verify");
+        let hex = delivery.header("x-tally-signature").ok_or_else(refused)?;
+        let tag: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(refused)?;
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, WEBHOOK_SECRET);
+        ring::hmac::verify(&key, delivery.body, &tag).map_err(|_| refused())?;
+        let d: TallyDelivery = serde_json::from_slice(delivery.body)
+            .map_err(|_| Error::validation("body", "not a Tally delivery"))?;
+        Ok(WebhookEvents {
+            delivery: d.id,
+            resources: d.boards,
+            emails: Vec::new(),
         })
     }
 

@@ -155,7 +155,23 @@ pub fn logical_id(reference: &Yaml) -> Option<String> {
 impl Function {
     /// A provider's sync worker: it consumes a work queue (not a dead-letter one).
     pub fn queues_work(&self) -> bool {
-        self.binary.starts_with("sync-") && !self.queues.is_empty() && self.binary != "sync-dlq"
+        self.binary == "sync-worker" && !self.queues.is_empty()
+    }
+
+    /// The provider a worker works for (`meta_ads`): the one whose
+    /// `KPI_QUEUE_URL_<PROVIDER>` names the queue it consumes, which is how
+    /// the worker itself tells (`kpi_lambda::provider_of`).
+    pub fn work_provider(&self) -> Option<String> {
+        if !self.queues_work() {
+            return None;
+        }
+        self.environment.iter().find_map(|(k, v)| {
+            let suffix = k.strip_prefix("KPI_QUEUE_URL_")?;
+            self.queues
+                .iter()
+                .any(|q| q == v)
+                .then(|| suffix.to_ascii_lowercase())
+        })
     }
 }
 

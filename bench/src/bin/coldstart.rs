@@ -17,19 +17,50 @@ use kpi_tests::runtime::Function;
 use kpi_tests::stack::Stack;
 use serde_json::{Value, json};
 
-/// (binary, sample event)
-const FUNCTIONS: [(&str, &str); 11] = [
-    ("hello", "sync-scheduler-tick.json"),
-    ("api", "api-healthz.json"),
-    ("oauth", "oauth-callback-replayed.json"),
-    ("ui", "ui-settings-signed-out.json"),
-    ("meta-webhook", "meta-webhook-forged.json"),
-    ("resend-webhook", "resend-webhook-stale.json"),
-    ("sync-scheduler", "sync-scheduler-tick.json"),
-    ("sync-ga4", "sync-ga4-batch.json"),
-    ("sync-meta", "sync-meta-batch.json"),
-    ("sync-resend", "sync-resend-batch.json"),
-    ("sync-dlq", "sync-dlq-batch.json"),
+/// (function as deployed, binary, sample event, the provider whose work
+/// queue the event comes from)
+const FUNCTIONS: [(&str, &str, &str, Option<&str>); 11] = [
+    ("hello", "hello", "sync-scheduler-tick.json", None),
+    ("api", "api", "api-healthz.json", None),
+    ("oauth", "oauth", "oauth-callback-replayed.json", None),
+    ("ui", "ui", "ui-settings-signed-out.json", None),
+    (
+        "webhook (meta)",
+        "webhook",
+        "meta-webhook-forged.json",
+        None,
+    ),
+    (
+        "webhook (resend)",
+        "webhook",
+        "resend-webhook-stale.json",
+        None,
+    ),
+    (
+        "sync-scheduler",
+        "sync-scheduler",
+        "sync-scheduler-tick.json",
+        None,
+    ),
+    (
+        "sync-worker (ga4)",
+        "sync-worker",
+        "sync-ga4-batch.json",
+        Some("ga4"),
+    ),
+    (
+        "sync-worker (meta_ads)",
+        "sync-worker",
+        "sync-meta-batch.json",
+        Some("meta_ads"),
+    ),
+    (
+        "sync-worker (resend)",
+        "sync-worker",
+        "sync-resend-batch.json",
+        Some("resend"),
+    ),
+    ("sync-dlq", "sync-dlq", "sync-dlq-batch.json", None),
 ];
 
 #[tokio::main]
@@ -76,12 +107,26 @@ async fn main() {
     std::fs::create_dir_all(&logs).unwrap();
 
     let mut results = Vec::new();
-    for (name, event_file) in FUNCTIONS {
-        if name != "hello" && only.as_ref().is_some_and(|o| !o.iter().any(|f| f == name)) {
+    for (name, binary, event_file, queue_of) in FUNCTIONS {
+        if name != "hello"
+            && only
+                .as_ref()
+                .is_some_and(|o| !o.iter().any(|f| name.starts_with(f.as_str())))
+        {
             continue;
         }
-        let binary = bin_dir.join(name);
-        let event = std::fs::read_to_string(root.join("events").join(event_file)).unwrap();
+        let binary = bin_dir.join(binary);
+        let mut event = std::fs::read_to_string(root.join("events").join(event_file)).unwrap();
+        if let Some(provider) = queue_of {
+            // The worker learns its provider from the queue a batch comes
+            // from: this stack's queue, as its event source would name it.
+            let arn = stack.queue_arn(provider.parse().unwrap()).await;
+            let mut e: Value = serde_json::from_str(&event).unwrap();
+            for r in e["Records"].as_array_mut().unwrap() {
+                r["eventSourceARN"] = json!(arn);
+            }
+            event = e.to_string();
+        }
         let (mut poll, mut answer, mut rss) = (Vec::new(), Vec::new(), Vec::new());
         let mut outcome = String::new();
         // One start to warm the page cache, then the measured ones.

@@ -22,7 +22,7 @@ use kpi_core::kpi::DateRange;
 use kpi_core::page::PageRequest;
 use kpi_core::ports::queue::OutgoingMessage;
 use kpi_core::ports::{CredentialVault, Queue, QueueName, Store};
-use kpi_core::{JobId, JobStatus, Provider, SyncJob, WorkspaceId};
+use kpi_core::{JobId, JobStatus, SyncJob, WorkspaceId};
 use kpi_local::{LocalQueue, LocalQueueSettings, SqliteStore};
 use kpi_sandbox::{Faults, Sandbox, SandboxConfig};
 use kpi_tests::aws_calls::AwsCalls;
@@ -78,7 +78,7 @@ async fn overhead(
         ..Faults::default()
     });
     let worker = Arc::new(engine::worker(store.clone(), vault, registry));
-    let run = engine::run_lanes(queue, worker, Provider::META_ADS, lanes, n).await;
+    let run = engine::run_lanes(queue, worker, kpi_providers::meta::ID, lanes, n).await;
 
     // What each sync asked of the provider, from the jobs' records.
     let jobs = all_jobs(&*store, &made).await;
@@ -197,7 +197,7 @@ async fn kms_calls(
                 JobId::new_time_ordered(),
                 WorkspaceId::parse(WORKSPACE).unwrap(),
                 i.id,
-                Provider::META_ADS,
+                kpi_providers::meta::ID,
                 JobTrigger::Manual,
                 Some(DateRange {
                     from: today - chrono::Duration::days(2),
@@ -212,14 +212,14 @@ async fn kms_calls(
         }
         for chunk in messages.chunks(10) {
             queue
-                .send_batch(QueueName::Work(Provider::META_ADS), chunk.to_vec())
+                .send_batch(QueueName::Work(kpi_providers::meta::ID), chunk.to_vec())
                 .await
                 .unwrap();
         }
         engine::run_lanes(
             queue.clone(),
             worker.clone(),
-            Provider::META_ADS,
+            kpi_providers::meta::ID,
             8,
             made.len(),
         )

@@ -121,14 +121,14 @@ async fn serves_on_aws_backends_through_the_endpoint_variable() {
     env.extend([
         ("KPI_STORE", "dynamodb:kpi-dev-table".to_owned()),
         ("KPI_QUEUE", "sqs".to_owned()),
-        ("KPI_QUEUE_URL_GA4", urls[&kpi_core::Provider::GA4].clone()),
+        ("KPI_QUEUE_URL_GA4", urls[&kpi_providers::ga4::ID].clone()),
         (
             "KPI_QUEUE_URL_META_ADS",
-            urls[&kpi_core::Provider::META_ADS].clone(),
+            urls[&kpi_providers::meta::ID].clone(),
         ),
         (
             "KPI_QUEUE_URL_RESEND",
-            urls[&kpi_core::Provider::RESEND].clone(),
+            urls[&kpi_providers::resend::ID].clone(),
         ),
         ("KPI_VAULT", format!("kms:{key}")),
     ]);

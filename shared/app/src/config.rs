@@ -483,7 +483,7 @@ mod tests {
         assert_eq!(c.queue, QueueConfig::Local);
         assert_eq!(c.vault, VaultConfig::Local(".kpi/master.key".into()));
         assert_eq!(
-            c.oauth_redirect_uri(Provider::GA4),
+            c.oauth_redirect_uri(kpi_providers::ga4::ID),
             "http://127.0.0.1:3000/v1/oauth/ga4/callback"
         );
         assert_eq!(c.sandbox, None);
@@ -499,7 +499,7 @@ mod tests {
             }
         );
         assert_eq!(
-            c.oauth_redirect_uri(Provider::META_ADS),
+            c.oauth_redirect_uri(kpi_providers::meta::ID),
             "https://kpi.example.com/v1/oauth/meta_ads/callback"
         );
     }

@@ -1,10 +1,9 @@
-//! The email side of the app state: the outbox (the workspace's Resend
-//! account, else the platform's for notices), report sending and alert
+//! The email side of the app state: the outbox (the workspace's own account
+//! with the provider that sends email, else the platform's for notices), report sending and alert
 //! evaluation, built the same way for every function.
 
 use std::sync::Arc;
 
-use kpi_core::Provider;
 use kpi_notify::reports::ReportSender;
 use kpi_notify::unsubscribe::{LinkKey, Links};
 use kpi_notify::{AlertEvaluator, Outbox, PlatformSender};
@@ -20,14 +19,12 @@ pub fn outbox(state: &AppState) -> Arc<Outbox> {
         }),
         _ => None,
     };
+    let (mail_provider, mailer) = state.registry.mailer().unzip();
     Arc::new(Outbox {
         store: state.store.clone(),
         vault: state.vault.clone(),
-        mailer: state
-            .registry
-            .adapter(Provider::RESEND)
-            .ok()
-            .and_then(|a| a.mailer()),
+        mailer,
+        mail_provider,
         platform,
         clock: state.clock.clone(),
         links: links(state).map(Arc::new),

@@ -33,7 +33,6 @@ pub fn http_client() -> Result<reqwest::Client> {
 mod tests {
     use std::collections::HashMap;
 
-    use kpi_core::Provider;
     use kpi_core::config::ConfigError;
     use url::Url;
 
@@ -88,22 +87,22 @@ mod tests {
         let ids: Vec<&str> = r.entries().map(|e| e.descriptor.id.as_str()).collect();
         assert_eq!(ids, ["ga4", "meta_ads", "resend"]);
         assert!(
-            !r.entry(Provider::GA4).unwrap().sandbox,
+            !r.entry(kpi_providers::ga4::ID).unwrap().sandbox,
             "real Google app configured"
         );
-        assert!(r.entry(Provider::META_ADS).unwrap().sandbox);
-        assert!(r.entry(Provider::RESEND).unwrap().sandbox);
-        assert!(r.adapter(Provider::META_ADS).is_ok());
+        assert!(r.entry(kpi_providers::meta::ID).unwrap().sandbox);
+        assert!(r.entry(kpi_providers::resend::ID).unwrap().sandbox);
+        assert!(r.adapter(kpi_providers::meta::ID).is_ok());
     }
 
     #[test]
     fn unconfigured_providers_name_what_they_miss() {
         let r = build(&[], None).unwrap();
-        let e = r.adapter(Provider::GA4).err().unwrap();
+        let e = r.adapter(kpi_providers::ga4::ID).err().unwrap();
         assert!(e.is_config());
         assert!(e.message().contains("GOOGLE_CLIENT_ID"), "{}", e.message());
         assert!(
-            r.adapter(Provider::RESEND).is_ok(),
+            r.adapter(kpi_providers::resend::ID).is_ok(),
             "Resend keys are per workspace"
         );
         assert!(
@@ -142,9 +141,9 @@ mod tests {
             Environment::Development,
         );
         let urls = c.queue_urls(&r).unwrap();
-        assert_eq!(urls[&Provider::META_ADS], "https://sqs.example/1/meta");
+        assert_eq!(urls[&kpi_providers::meta::ID], "https://sqs.example/1/meta");
         assert!(
-            !urls.contains_key(&Provider::RESEND),
+            !urls.contains_key(&kpi_providers::resend::ID),
             "no worker for Resend here"
         );
         let c = config(

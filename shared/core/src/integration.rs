@@ -348,7 +348,7 @@ mod tests {
         Integration::new(
             IntegrationId::new_random(),
             WorkspaceId::parse("ws").unwrap(),
-            Provider::GA4,
+            Provider::new("ga4"),
             "GA4",
             Utc::now(),
         )

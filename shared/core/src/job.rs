@@ -194,7 +194,7 @@ mod tests {
             JobId::new_time_ordered(),
             WorkspaceId::parse("ws").unwrap(),
             IntegrationId::new_random(),
-            Provider::GA4,
+            Provider::new("ga4"),
             JobTrigger::Schedule,
             None,
             Utc::now(),

@@ -1,7 +1,7 @@
 //! Provider ids. The set is open: the provider registry decides which ids a
 //! deployment knows, and everything else about a provider lives in its
-//! descriptor (see [`crate::ports::provider`]). The three of the contract are
-//! named here once.
+//! descriptor (see [`crate::ports::provider`]). Each provider names its own
+//! id in its module (`kpi_providers::ga4::ID`); nothing here knows one.
 
 use std::str::FromStr;
 
@@ -28,10 +28,6 @@ pub enum AuthMode {
 pub const MAX_ID_LEN: usize = 24;
 
 impl Provider {
-    pub const GA4: Provider = Provider::new("ga4");
-    pub const META_ADS: Provider = Provider::new("meta_ads");
-    pub const RESEND: Provider = Provider::new("resend");
-
     /// For constants; a bad id stops the build.
     pub const fn new(id: &str) -> Self {
         match Self::try_new(id) {
@@ -94,11 +90,15 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_bad_forms_are_rejected() {
-        for p in [Provider::GA4, Provider::META_ADS, Provider::RESEND] {
+        for p in [
+            Provider::new("ga4"),
+            Provider::new("meta_ads"),
+            Provider::new("resend"),
+        ] {
             assert_eq!(p.as_str().parse::<Provider>().unwrap(), p);
             assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
         }
-        assert_eq!(Provider::META_ADS.env_suffix(), "META_ADS");
+        assert_eq!(Provider::new("meta_ads").env_suffix(), "META_ADS");
         assert!("GA4".parse::<Provider>().unwrap_err().is_validation());
         assert!("ga4.x".parse::<Provider>().is_err());
         assert!(serde_json::from_str::<Provider>("\"GA4\"").is_err());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::metric::{Metric, MetricSpec};
-use crate::ports::provider::{ProviderAdapter, ProviderDescriptor};
+use crate::ports::provider::{ProviderAdapter, ProviderDescriptor, WebhookSpec};
 use crate::provider::Provider;
 
 /// One provider as this deployment has it.
@@ -120,8 +120,49 @@ impl Registry {
                 entry.descriptor.headline_metric
             )));
         }
+        if let Some(hook) = entry.descriptor.webhook {
+            let taken = self
+                .entries
+                .values()
+                .any(|e| e.descriptor.webhook.is_some_and(|w| w.path == hook.path));
+            if taken
+                || hook.path.is_empty()
+                || !hook
+                    .path
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(Error::internal(format!(
+                    "provider {id}: webhook path {:?} is taken or not [a-z0-9_]",
+                    hook.path
+                )));
+            }
+        }
         self.entries.insert(id, entry);
         Ok(())
+    }
+
+    /// The provider whose webhooks arrive at `/v1/webhooks/{path}`; an
+    /// unknown path is "not found".
+    pub fn by_webhook_path(&self, path: &str) -> Result<(Provider, WebhookSpec)> {
+        self.entries
+            .values()
+            .find_map(|e| {
+                e.descriptor
+                    .webhook
+                    .filter(|w| w.path == path)
+                    .map(|w| (e.descriptor.id, w))
+            })
+            .ok_or_else(|| Error::not_found(format!("no provider sends webhooks to {path:.40}")))
+    }
+
+    /// The first available provider whose adapter sends email, with its way
+    /// of sending (a workspace's own sender, and the platform's).
+    pub fn mailer(&self) -> Option<(Provider, Arc<dyn crate::ports::Mailer>)> {
+        self.entries.values().find_map(|e| {
+            let mailer = e.adapter().ok()?.mailer()?;
+            Some((e.descriptor.id, mailer))
+        })
     }
 
     /// Adds a ready adapter (tests and tools).

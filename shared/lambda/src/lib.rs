@@ -3,7 +3,8 @@
 //! is deployed:
 //!
 //! * [`run_api`] and [`run_oauth`]: the HTTP route groups (`lambda_http`);
-//! * [`run_worker`]: a provider's sync worker on its SQS queue;
+//! * [`run_worker`]: the sync worker, deployed on each provider's SQS queue;
+//! * [`run_webhook`]: every provider's webhooks;
 //! * [`run_scheduler`]: the EventBridge tick;
 //! * [`run_dlq`]: the dead-letter handler.
 //!
@@ -197,14 +198,9 @@ pub async fn run_oauth() -> std::result::Result<(), lambda_runtime::Error> {
     serve(kpi_app::http::oauth_function()).await
 }
 
-/// The `meta-webhook` function.
-pub async fn run_meta_webhook() -> std::result::Result<(), lambda_runtime::Error> {
-    serve(kpi_app::http::meta_webhook_function()).await
-}
-
-/// The `resend-webhook` function.
-pub async fn run_resend_webhook() -> std::result::Result<(), lambda_runtime::Error> {
-    serve(kpi_app::http::resend_webhook_function()).await
+/// The `webhook` function: every provider's webhooks.
+pub async fn run_webhook() -> std::result::Result<(), lambda_runtime::Error> {
+    serve(kpi_app::http::webhook_function()).await
 }
 
 /// One SQS batch, the Lambda way: each record handled concurrently in its own
@@ -340,14 +336,52 @@ pub async fn worker_batch(
     .await
 }
 
-/// The `sync-<provider>` function.
-pub async fn run_worker(provider: Provider) -> std::result::Result<(), lambda_runtime::Error> {
+/// The provider whose work queue `event` comes from: the queue named by
+/// its records' source (`arn:aws:sqs:…:<queue name>`), matched against the
+/// configured `KPI_QUEUE_URL_<PROVIDER>` URLs (`…/<queue name>`). A batch
+/// comes from one event source, so from one queue.
+pub fn provider_of(queue_urls: &HashMap<Provider, String>, event: &SqsEvent) -> Result<Provider> {
+    let names: std::collections::BTreeSet<Option<&str>> = event
+        .records
+        .iter()
+        .map(|r| {
+            r.event_source_arn
+                .as_deref()
+                .and_then(|arn| arn.rsplit(':').next())
+        })
+        .collect();
+    let mut names = names.into_iter();
+    let (Some(Some(name)), None) = (names.next(), names.next()) else {
+        return Err(Error::config(
+            "a worker's batch does not name one source queue",
+        ));
+    };
+    queue_urls
+        .iter()
+        .find(|(_, url)| url.rsplit('/').next() == Some(name))
+        .map(|(provider, _)| *provider)
+        .ok_or_else(|| {
+            Error::config(format!(
+                "queue {name:.80}: no KPI_QUEUE_URL_<PROVIDER> names it, so no provider's worker takes it"
+            ))
+        })
+}
+
+/// The `sync-worker` function, deployed once per provider work queue: each
+/// batch is its queue's provider's.
+pub async fn run_worker() -> std::result::Result<(), lambda_runtime::Error> {
     let live = start().await?;
     let live = &live;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = Some(event.context.deadline());
         let state = live.state().await;
         // Not configured (yet): the batch fails whole and waits in the queue.
+        let provider = state
+            .config
+            .queue_urls(&state.registry)
+            .map_err(Error::from)
+            .and_then(|urls| provider_of(&urls, &event.payload))
+            .map_err(|e| e.log_chain())?;
         let worker = worker(&state, provider).map_err(|e| e.log_chain())?;
         Ok::<_, lambda_runtime::Error>(
             worker_batch(&worker, &*state.queue, provider, event.payload, deadline).await,

@@ -55,8 +55,11 @@ pub enum Delivery {
 pub struct Outbox {
     pub store: Arc<dyn Store>,
     pub vault: Arc<dyn CredentialVault>,
-    /// The Resend client; `None` when no provider sends email here.
+    /// The email-sending provider's client; `None` when no provider sends email here.
     pub mailer: Option<Arc<dyn Mailer>>,
+    /// The provider `mailer` belongs to: a workspace sends with its own
+    /// connected integration of it.
+    pub mail_provider: Option<Provider>,
     pub platform: Option<PlatformSender>,
     pub clock: Arc<dyn Clock>,
     /// Signs the one-click unsubscribe links; `None` (no `KPI_LINK_KEY`):
@@ -106,7 +109,9 @@ impl Outbox {
         loop {
             let found = self.store.list_integrations(scope, &page).await?;
             for i in &found.items {
-                if i.provider != Provider::RESEND || i.status() != IntegrationStatus::Connected {
+                if Some(i.provider) != self.mail_provider
+                    || i.status() != IntegrationStatus::Connected
+                {
                     continue;
                 }
                 let (Some(sealed), Some((from, reply_to))) =

@@ -13,7 +13,7 @@ use kpi_core::credentials::{ConnectionCredentials, OAuthTokens};
 use kpi_core::kpi::DateRange;
 use kpi_core::ports::provider::SyncRequest;
 use kpi_core::registry::Plugin;
-use kpi_core::{Integration, IntegrationId, Provider, WorkspaceId};
+use kpi_core::{Integration, IntegrationId, WorkspaceId};
 use kpi_providers::{BuildContext, SandboxSite, http, meta};
 use kpi_sandbox::{Sandbox, SandboxConfig};
 use secrecy::SecretString;
@@ -46,7 +46,7 @@ async fn main() {
     let mut integration = Integration::new(
         IntegrationId::new_random(),
         WorkspaceId::parse("bench").expect("ws"),
-        Provider::META_ADS,
+        kpi_providers::meta::ID,
         "Meta Ads",
         Utc::now(),
     );

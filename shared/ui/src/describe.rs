@@ -272,7 +272,7 @@ mod tests {
         let mut i = Integration::new(
             kpi_core::IntegrationId::new_random(),
             kpi_core::WorkspaceId::parse("demo").unwrap(),
-            kpi_core::Provider::META_ADS,
+            kpi_providers::meta::ID,
             "Meta Ads",
             now,
         );

@@ -52,6 +52,8 @@ struct Toast {
 struct ProviderSection {
     id: String,
     name: &'static str,
+    /// The provider's own mark (an inline SVG from its descriptor).
+    mark: &'static str,
     oauth: bool,
     /// Where a new OAuth connection starts.
     connect_url: String,
@@ -196,6 +198,7 @@ pub async fn page(
         providers.push(ProviderSection {
             id: d.id.to_string(),
             name: d.display_name,
+            mark: d.mark,
             oauth: d.auth == AuthMode::OAuth,
             connect_url,
             cards,

@@ -22,7 +22,6 @@ fn environment() -> &'static Environment<'static> {
         env.add_filter("path", path);
         for (name, source) in templates![
             "base.html",
-            "logos.html",
             "message.html",
             "integrations.html",
             "alerts.html",
@@ -68,9 +67,8 @@ mod tests {
     use super::*;
 
     /// Every page template, by name.
-    const NAMES: [&str; 8] = [
+    const NAMES: [&str; 7] = [
         "base.html",
-        "logos.html",
         "message.html",
         "integrations.html",
         "alerts.html",

@@ -216,7 +216,7 @@ mod tests {
         CredentialContext {
             workspace: WorkspaceId::parse(ws).unwrap(),
             integration: int,
-            provider: Provider::RESEND,
+            provider: Provider::new("resend"),
         }
     }
 

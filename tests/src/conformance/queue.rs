@@ -4,14 +4,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kpi_core::Provider;
 use kpi_core::ports::queue::OutgoingMessage;
 use kpi_core::ports::{Queue, QueueName};
 
 use crate::fixtures::{MAX_RECEIVES, VISIBILITY};
 
-const WORK: QueueName = QueueName::Work(Provider::GA4);
-const DLQ: QueueName = QueueName::DeadLetter(Provider::GA4);
+const WORK: QueueName = QueueName::Work(kpi_providers::ga4::ID);
+const DLQ: QueueName = QueueName::DeadLetter(kpi_providers::ga4::ID);
 const WAIT: Duration = Duration::from_secs(1);
 
 fn batch(prefix: &str, n: usize) -> Vec<OutgoingMessage> {
@@ -56,10 +55,14 @@ pub async fn send_receive_delete<Q: Queue>(q: &Q) {
     assert_eq!((stats.visible, stats.in_flight), (0, 0));
     // Queues are per provider.
     assert!(
-        q.receive(QueueName::Work(Provider::RESEND), 10, Duration::ZERO)
-            .await
-            .unwrap()
-            .is_empty()
+        q.receive(
+            QueueName::Work(kpi_providers::resend::ID),
+            10,
+            Duration::ZERO
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
 }
 

@@ -43,7 +43,7 @@ pub fn integration(ws: &str, provider: Provider) -> Integration {
 }
 
 async fn connected<S: Store>(store: &S, ws: &str, next_sync: DateTime<Utc>) -> Integration {
-    let mut i = integration(ws, Provider::GA4);
+    let mut i = integration(ws, kpi_providers::ga4::ID);
     i.transition(IntegrationStatus::Connected, now()).unwrap();
     i.next_sync_at = Some(next_sync);
     store.create_integration(&scope(ws), &i).await.unwrap()
@@ -83,7 +83,7 @@ where
 
 pub async fn integration_crud_round_trip<S: Store>(store: &S) {
     let ws = scope("ws-a");
-    let mut i = integration("ws-a", Provider::RESEND);
+    let mut i = integration("ws-a", kpi_providers::resend::ID);
     i.settings.insert("domain".into(), "example.com".into());
     let created = store.create_integration(&ws, &i).await.unwrap();
     assert_eq!(created.version, 1);
@@ -166,7 +166,7 @@ pub async fn other_workspace_sees_nothing<S: Store>(store: &S) {
 pub async fn conditional_write_loses_to_concurrent_writer<S: Store>(store: &S) {
     let ws = scope("ws-race");
     let base = store
-        .create_integration(&ws, &integration("ws-race", Provider::GA4))
+        .create_integration(&ws, &integration("ws-race", kpi_providers::ga4::ID))
         .await
         .unwrap();
     let mut first = base.clone();
@@ -204,13 +204,16 @@ pub async fn pagination_across_pages<S: Store>(store: &S) {
     let ws = scope("ws-pages");
     let mut ids = BTreeSet::new();
     for _ in 0..23 {
-        let i = integration("ws-pages", Provider::META_ADS);
+        let i = integration("ws-pages", kpi_providers::meta::ID);
         ids.insert(i.id);
         store.create_integration(&ws, &i).await.unwrap();
     }
     // Another workspace's integrations never show up in these pages.
     store
-        .create_integration(&scope("ws-other"), &integration("ws-other", Provider::GA4))
+        .create_integration(
+            &scope("ws-other"),
+            &integration("ws-other", kpi_providers::ga4::ID),
+        )
         .await
         .unwrap();
     let ws_ref = &ws;
@@ -266,7 +269,7 @@ pub async fn due_integrations_are_connected_and_due<S: Store>(store: &S) {
     due.push(exactly_now);
     connected(store, "ws-due", t + Duration::minutes(5)).await; // not yet
     store
-        .create_integration(&ws, &integration("ws-due", Provider::GA4))
+        .create_integration(&ws, &integration("ws-due", kpi_providers::ga4::ID))
         .await
         .unwrap(); // pending, never due
     let mut paused = connected(store, "ws-due", t - Duration::hours(1)).await;
@@ -289,7 +292,7 @@ pub async fn due_integrations_are_connected_and_due<S: Store>(store: &S) {
     assert!(
         found
             .iter()
-            .all(|d| d.workspace.as_str() == "ws-due" && d.provider == Provider::GA4)
+            .all(|d| d.workspace.as_str() == "ws-due" && d.provider == kpi_providers::ga4::ID)
     );
 
     // Moving the next sync time takes an integration off the due list.
@@ -384,7 +387,7 @@ pub async fn jobs_by_status_for_operators<S: Store>(store: &S) {
     let none = store
         .list_jobs_by_status(
             &admin(),
-            &filter(Some(Provider::META_ADS), None),
+            &filter(Some(kpi_providers::meta::ID), None),
             &PageRequest::first(50),
         )
         .await
@@ -399,7 +402,7 @@ pub async fn jobs_by_status_for_operators<S: Store>(store: &S) {
         .await
         .unwrap();
     assert!(other_ws.items.is_empty());
-    let mut windowed = filter(Some(Provider::GA4), Some("ws-ops"));
+    let mut windowed = filter(Some(kpi_providers::ga4::ID), Some("ws-ops"));
     windowed.since = Some(now() + Duration::hours(1));
     assert!(
         store
@@ -536,7 +539,7 @@ fn oauth_state(ws: &str, key: &str, expires_at: DateTime<Utc>) -> OAuthState {
         key: key.into(),
         workspace: WorkspaceId::parse(ws).unwrap(),
         user: "user-1".into(),
-        provider: Provider::GA4,
+        provider: kpi_providers::ga4::ID,
         integration: None,
         browser_binding: "binding-hash".into(),
         pkce_verifier: Some("verifier".into()),
@@ -1249,7 +1252,7 @@ pub async fn concurrent_changes_to_one_integration_all_land<S: Store>(store: &S)
     let i = Integration::new(
         IntegrationId::new_random(),
         WorkspaceId::parse("ws-cas").unwrap(),
-        Provider::GA4,
+        kpi_providers::ga4::ID,
         "GA4",
         now,
     );

@@ -30,8 +30,8 @@ use secrecy::SecretString;
 use crate::GA4_SESSIONS;
 use crate::fixtures::Guard;
 
-pub const WORK: QueueName = QueueName::Work(Provider::GA4);
-pub const DLQ: QueueName = QueueName::DeadLetter(Provider::GA4);
+pub const WORK: QueueName = QueueName::Work(kpi_providers::ga4::ID);
+pub const DLQ: QueueName = QueueName::DeadLetter(kpi_providers::ga4::ID);
 /// Receives before the DLQ, for the engine's backends.
 pub const ENGINE_MAX_RECEIVES: u32 = 4;
 
@@ -139,7 +139,7 @@ impl Engine {
         let mut i = Integration::new(
             IntegrationId::new_random(),
             WorkspaceId::parse(ws).unwrap(),
-            Provider::GA4,
+            kpi_providers::ga4::ID,
             "GA4",
             now,
         );
@@ -773,10 +773,16 @@ pub async fn redrive_runs_one_job_per_integration_and_none_beside_one_in_flight(
         dead.push(dead_job(e, &i).await);
     }
     let calls = e.adapter.sync_calls.load(Ordering::SeqCst);
-    let report =
-        kpi_sync::admin::redrive(&*e.store, &*e.queue, &*e.clock, &admin, Provider::GA4, 100)
-            .await
-            .unwrap();
+    let report = kpi_sync::admin::redrive(
+        &*e.store,
+        &*e.queue,
+        &*e.clock,
+        &admin,
+        kpi_providers::ga4::ID,
+        100,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (report.jobs_requeued, report.jobs_left),
         (1, 2),
@@ -813,10 +819,16 @@ pub async fn redrive_runs_one_job_per_integration_and_none_beside_one_in_flight(
     let mut marked = e.store.get_integration(&scope, busy.id).await.unwrap();
     marked.active_job = Some(in_flight.id);
     e.store.update_integration(&scope, &marked).await.unwrap();
-    let report =
-        kpi_sync::admin::redrive(&*e.store, &*e.queue, &*e.clock, &admin, Provider::GA4, 100)
-            .await
-            .unwrap();
+    let report = kpi_sync::admin::redrive(
+        &*e.store,
+        &*e.queue,
+        &*e.clock,
+        &admin,
+        kpi_providers::ga4::ID,
+        100,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.jobs_requeued, 0, "{report:?}");
     assert_eq!(e.status(&stale).await.status(), JobStatus::Dead);
     assert_eq!(
@@ -1030,10 +1042,16 @@ pub async fn fault_run(e: &Engine, n: usize) {
     // The faults stop; an operator redrives the provider.
     e.adapter.stop_faults();
     let admin = kpi_core::AdminScope::for_system("fault run");
-    let report =
-        kpi_sync::admin::redrive(&*e.store, &*e.queue, &*e.clock, &admin, Provider::GA4, n)
-            .await
-            .unwrap();
+    let report = kpi_sync::admin::redrive(
+        &*e.store,
+        &*e.queue,
+        &*e.clock,
+        &admin,
+        kpi_providers::ga4::ID,
+        n,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.jobs_requeued, dead);
     e.drain_all(Duration::from_secs(900)).await;
     assert_eq!(

@@ -30,7 +30,7 @@ fn context(ws: &str, integration: IntegrationId, provider: Provider) -> Credenti
 }
 
 pub async fn round_trip<V: CredentialVault>(vault: &V) {
-    let ctx = context("ws-v", IntegrationId::new_random(), Provider::GA4);
+    let ctx = context("ws-v", IntegrationId::new_random(), kpi_providers::ga4::ID);
     let sealed = vault.seal(&ctx, &oauth_credentials()).await.unwrap();
     assert!(!sealed.as_encoded().contains("PLAINTEXT"));
     match vault.open(&ctx, &sealed).await.unwrap() {
@@ -41,7 +41,11 @@ pub async fn round_trip<V: CredentialVault>(vault: &V) {
         other => panic!("unexpected {other:?}"),
     }
     let key = ConnectionCredentials::api_key("re_live_key_canary");
-    let ctx2 = context("ws-v", IntegrationId::new_random(), Provider::RESEND);
+    let ctx2 = context(
+        "ws-v",
+        IntegrationId::new_random(),
+        kpi_providers::resend::ID,
+    );
     let sealed_key = vault.seal(&ctx2, &key).await.unwrap();
     assert!(matches!(
         vault.open(&ctx2, &sealed_key).await.unwrap(),
@@ -54,12 +58,16 @@ pub async fn round_trip<V: CredentialVault>(vault: &V) {
 
 pub async fn bound_to_its_context<V: CredentialVault>(vault: &V) {
     let id = IntegrationId::new_random();
-    let ctx = context("ws-owner", id, Provider::GA4);
+    let ctx = context("ws-owner", id, kpi_providers::ga4::ID);
     let sealed = vault.seal(&ctx, &oauth_credentials()).await.unwrap();
     for wrong in [
-        context("ws-thief", id, Provider::GA4),
-        context("ws-owner", IntegrationId::new_random(), Provider::GA4),
-        context("ws-owner", id, Provider::META_ADS),
+        context("ws-thief", id, kpi_providers::ga4::ID),
+        context(
+            "ws-owner",
+            IntegrationId::new_random(),
+            kpi_providers::ga4::ID,
+        ),
+        context("ws-owner", id, kpi_providers::meta::ID),
     ] {
         let err = vault.open(&wrong, &sealed).await.unwrap_err();
         assert!(
@@ -71,7 +79,7 @@ pub async fn bound_to_its_context<V: CredentialVault>(vault: &V) {
 }
 
 pub async fn tampering_is_detected<V: CredentialVault>(vault: &V) {
-    let ctx = context("ws-t", IntegrationId::new_random(), Provider::GA4);
+    let ctx = context("ws-t", IntegrationId::new_random(), kpi_providers::ga4::ID);
     let sealed = vault.seal(&ctx, &oauth_credentials()).await.unwrap();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(sealed.as_encoded())
@@ -115,7 +123,7 @@ where
     Fut: std::future::Future<Output = Vec<String>>,
 {
     let ws = scope("ws-scan");
-    let mut i = integration("ws-scan", Provider::GA4);
+    let mut i = integration("ws-scan", kpi_providers::ga4::ID);
     i.credentials = Some(
         vault
             .seal(&CredentialContext::of(&i), &oauth_credentials())
@@ -124,7 +132,7 @@ where
     );
     i.transition(IntegrationStatus::Connected, now()).unwrap();
     store.create_integration(&ws, &i).await.unwrap();
-    let mut key = integration("ws-scan", Provider::RESEND);
+    let mut key = integration("ws-scan", kpi_providers::resend::ID);
     key.credentials = Some(
         vault
             .seal(

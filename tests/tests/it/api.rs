@@ -2,7 +2,7 @@
 
 use kpi_core::ports::CredentialContext;
 use kpi_core::ports::queue::QueueName;
-use kpi_core::{Provider, WorkspaceId, WorkspaceScope};
+use kpi_core::{WorkspaceId, WorkspaceScope};
 use kpi_sandbox::Faults;
 use kpi_tests::app::TestApp;
 use serde_json::{Value, json};
@@ -446,7 +446,7 @@ async fn manual_sync_enqueues_a_job() {
             .server
             .state
             .queue
-            .stats(QueueName::Work(Provider::RESEND))
+            .stats(QueueName::Work(kpi_providers::resend::ID))
             .await
             .unwrap();
         if stats == Default::default() {

@@ -11,7 +11,7 @@ mod queue {
 
 mod vault {
     use kpi_core::ports::CredentialContext;
-    use kpi_core::{IntegrationId, Provider, WorkspaceId};
+    use kpi_core::{IntegrationId, WorkspaceId};
     use kpi_tests::conformance::vault;
     use kpi_tests::fixtures;
     use kpi_tests::moto::MotoServer;
@@ -61,7 +61,7 @@ mod vault {
         let ctx = |ws: &str| CredentialContext {
             workspace: WorkspaceId::parse(ws).unwrap(),
             integration: IntegrationId::new_random(),
-            provider: Provider::GA4,
+            provider: kpi_providers::ga4::ID,
         };
         let owner = ctx("owner");
         let key = kms.generate_data_key(&owner).await.unwrap();

@@ -1,5 +1,5 @@
 //! AWS mode end to end, offline: the real `api`, `sync-scheduler` and
-//! `sync-resend` binaries, each under a local Lambda Runtime API, against
+//! `sync-worker` (on the Resend queue) and `webhook` binaries, each under a local Lambda Runtime API, against
 //! `moto_server` (DynamoDB, SQS, KMS, Secrets Manager) and the sandbox's Resend
 //! on its own port, with identity from a JWKS endpoint — the deployed path:
 //!
@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use kpi_core::Provider;
 use kpi_sandbox::{Sandbox, SandboxConfig};
 use kpi_tests::aws_calls::AwsCalls;
 use kpi_tests::moto::{MotoServer, temp_dir};
@@ -82,13 +81,19 @@ async fn request(
     HttpAnswer::from_answer(&answer)
 }
 
+/// The binaries run, and the function of the template each one is deployed as.
+const FUNCTIONS: [(&str, &str); 4] = [
+    ("api", "ApiFunction"),
+    ("sync-scheduler", "SyncSchedulerFunction"),
+    ("sync-worker", "SyncResendFunction"),
+    ("webhook", "WebhookFunction"),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deployed_path_from_an_api_request_to_served_kpis() {
-    let bin = tokio::task::spawn_blocking(|| {
-        build_functions(&["api", "sync-scheduler", "sync-resend", "resend-webhook"])
-    })
-    .await
-    .unwrap();
+    let bin = tokio::task::spawn_blocking(|| build_functions(&FUNCTIONS.map(|(binary, _)| binary)))
+        .await
+        .unwrap();
 
     let moto = Arc::new(MotoServer::start());
     let sandbox = Sandbox::new(SandboxConfig::default());
@@ -123,7 +128,7 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
     // held against its role.
     let mut recorders = Vec::new();
     let mut functions = Vec::new();
-    for name in ["api", "sync-scheduler", "sync-resend", "resend-webhook"] {
+    for (name, _) in FUNCTIONS {
         let recorder = AwsCalls::start(moto.endpoint()).await;
         let mut env = stack.env.clone();
         env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
@@ -247,7 +252,7 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
     // 4. The event source: receive the batch from the Resend queue, hand it to
     //    the worker, delete what it did not report as failed.
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let queue_url = stack.queues[&Provider::RESEND].clone();
+    let queue_url = stack.queues[&kpi_providers::resend::ID].clone();
     let received = sqs
         .receive_message()
         .queue_url(&queue_url)
@@ -259,7 +264,7 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
         .unwrap();
     let messages = received.messages().to_vec();
     assert_eq!(messages.len(), 1, "one job message: {messages:?}");
-    let event = sqs_event(&stack.queue_arn(Provider::RESEND).await, &messages);
+    let event = sqs_event(&stack.queue_arn(kpi_providers::resend::ID).await, &messages);
     let batch = worker.invoke(&event).await;
     assert!(batch.ok, "worker failed: {}", batch.body);
     assert_eq!(
@@ -343,10 +348,11 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
     let roles = kpi_tests::template::functions(&template);
     let names = kpi_tests::iam::Names::from_env(&template, &stack.env);
     for (name, recorder) in &recorders {
+        let logical = FUNCTIONS.iter().find(|(b, _)| b == name).unwrap().1;
         let role = roles
             .iter()
-            .find(|f| f.binary == *name)
-            .unwrap_or_else(|| panic!("{name}: no function in template.yaml"));
+            .find(|f| f.logical == logical && f.binary == *name)
+            .unwrap_or_else(|| panic!("{name}: no function {logical} in template.yaml"));
         let calls = recorder.calls();
         assert!(!calls.is_empty(), "{name} made no AWS call");
         let mut service_side = 0;

@@ -11,8 +11,7 @@ fn router_for(function: &str, app: &TestApp) -> axum::Router {
     match function {
         "api" => kpi_lambda::http_app(http::api_function(), state),
         "oauth" => kpi_lambda::http_app(http::oauth_function(), state),
-        "meta-webhook" => kpi_lambda::http_app(http::meta_webhook_function(), state),
-        "resend-webhook" => kpi_lambda::http_app(http::resend_webhook_function(), state),
+        "webhook" => kpi_lambda::http_app(http::webhook_function(), state),
         "ui" => kpi_lambda::http_app(kpi_ui::ui_function(), state),
         other => panic!("no function {other}"),
     }
@@ -30,10 +29,10 @@ async fn every_sample_event_is_served_by_its_function() {
         ("oauth-start.json", "oauth", 303),
         ("ui-settings-signed-out.json", "ui", 401),
         ("oauth-callback-replayed.json", "oauth", 400),
-        ("meta-webhook-check.json", "meta-webhook", 200),
-        ("meta-webhook-delivery.json", "meta-webhook", 200),
-        ("meta-webhook-forged.json", "meta-webhook", 401),
-        ("resend-webhook-stale.json", "resend-webhook", 401),
+        ("meta-webhook-check.json", "webhook", 200),
+        ("meta-webhook-delivery.json", "webhook", 200),
+        ("meta-webhook-forged.json", "webhook", 401),
+        ("resend-webhook-stale.json", "webhook", 401),
     ];
     let other_functions = [
         "sync-scheduler-tick.json",
@@ -99,9 +98,9 @@ async fn the_worker_sample_batches_are_handled_by_their_workers() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
     let state = &app.server.state;
     for (file, provider) in [
-        ("sync-ga4-batch.json", kpi_core::Provider::GA4),
-        ("sync-meta-batch.json", kpi_core::Provider::META_ADS),
-        ("sync-resend-batch.json", kpi_core::Provider::RESEND),
+        ("sync-ga4-batch.json", kpi_providers::ga4::ID),
+        ("sync-meta-batch.json", kpi_providers::meta::ID),
+        ("sync-resend-batch.json", kpi_providers::resend::ID),
     ] {
         let event: aws_lambda_events::sqs::SqsEvent =
             serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
@@ -111,6 +110,50 @@ async fn the_worker_sample_batches_are_handled_by_their_workers() {
             kpi_lambda::worker_batch(&worker, &*state.queue, provider, event, Some(deadline)).await;
         assert!(response.batch_item_failures.is_empty(), "{file}");
     }
+    // One worker binary: each batch names its queue, and the configured
+    // queue URLs name the provider.
+    let urls: std::collections::HashMap<_, _> = [
+        (kpi_providers::ga4::ID, "kpi-prod-ga4"),
+        (kpi_providers::meta::ID, "kpi-prod-meta-ads"),
+        (kpi_providers::resend::ID, "kpi-prod-resend"),
+    ]
+    .into_iter()
+    .map(|(p, q)| {
+        (
+            p,
+            format!("https://sqs.eu-west-1.amazonaws.com/123456789012/{q}"),
+        )
+    })
+    .collect();
+    let read = |file: &str| -> aws_lambda_events::sqs::SqsEvent {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap()
+    };
+    for (file, provider) in [
+        ("sync-ga4-batch.json", kpi_providers::ga4::ID),
+        ("sync-meta-batch.json", kpi_providers::meta::ID),
+        ("sync-resend-batch.json", kpi_providers::resend::ID),
+    ] {
+        assert_eq!(
+            kpi_lambda::provider_of(&urls, &read(file)).unwrap(),
+            provider,
+            "{file}"
+        );
+    }
+    // A dead-letter queue (or any queue no provider names) is refused, and
+    // so is a batch mixing queues.
+    assert!(
+        kpi_lambda::provider_of(&urls, &read("sync-dlq-batch.json"))
+            .unwrap_err()
+            .is_config()
+    );
+    let mut mixed = read("sync-ga4-batch.json");
+    mixed.records.extend(read("sync-meta-batch.json").records);
+    assert!(
+        kpi_lambda::provider_of(&urls, &mixed)
+            .unwrap_err()
+            .is_config()
+    );
+
     let unknown = kpi_lambda::worker(state, "hubspot".parse().unwrap())
         .err()
         .unwrap();

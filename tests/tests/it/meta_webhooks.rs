@@ -409,17 +409,17 @@ async fn a_delivery_whose_function_stopped_half_way_is_acted_on_when_retried() {
     stopped.queue = std::sync::Arc::new(StoppedQueue(state.queue.clone()));
     let cut = tokio::time::timeout(
         Duration::from_millis(500),
-        kpi_app::webhooks::receive(&stopped, kpi_core::Provider::META_ADS, &delivery, None),
+        kpi_app::webhooks::receive(&stopped, kpi_providers::meta::ID, &delivery, None),
     )
     .await;
     assert!(cut.is_err(), "the function was stopped half-way");
     // Meta retries the delivery: it is acted on, not taken for a duplicate.
-    let retried = kpi_app::webhooks::receive(&state, kpi_core::Provider::META_ADS, &delivery, None)
+    let retried = kpi_app::webhooks::receive(&state, kpi_providers::meta::ID, &delivery, None)
         .await
         .unwrap();
     assert!(!retried.duplicate, "{retried:?}");
     // Done now, it is remembered.
-    let again = kpi_app::webhooks::receive(&state, kpi_core::Provider::META_ADS, &delivery, None)
+    let again = kpi_app::webhooks::receive(&state, kpi_providers::meta::ID, &delivery, None)
         .await
         .unwrap();
     assert!(again.duplicate);

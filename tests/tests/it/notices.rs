@@ -520,6 +520,7 @@ async fn the_platform_account_mails_only_addresses_that_agreed_within_its_cap() 
         store: outbox.store.clone(),
         vault: outbox.vault.clone(),
         mailer: outbox.mailer.clone(),
+        mail_provider: outbox.mail_provider,
         platform: outbox.platform.clone(),
         clock: outbox.clock.clone(),
         links: outbox.links.clone(),

@@ -2,8 +2,9 @@
 //! test crate (`tests/src/tally.rs`: API-key auth, one metric, one
 //! option-backed setting), is
 //! registered through the registry's public API and goes through create →
-//! options → settings → sync → KPIs → disconnect on the dev server's router and
-//! engine, without a change to any file outside the tests.
+//! options → settings → sync → KPIs → a signed webhook → disconnect on the
+//! dev server's router and engine, without a change to any file outside the
+//! tests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +118,67 @@ async fn a_provider_defined_in_the_tests_goes_through_the_whole_life_cycle() {
     let points = series["points"].as_array().unwrap();
     assert_eq!(points.len(), 12);
     assert_eq!(points[11]["value"], "12");
+
+    // Its webhooks arrive at the one webhook route, under its own path name:
+    // forged ones are refused, a signed one syncs the integrations of the
+    // boards it names, once however often it is delivered.
+    let listed: Value = kpi_tests::get_json(&c, app.url("/v1/providers")).await;
+    let tally_entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "tally")
+        .unwrap();
+    assert_eq!(tally_entry["webhook_path"], "tally");
+    let deliver = |headers: Vec<(String, String)>, body: Vec<u8>| {
+        let mut request = kpi_tests::client().post(app.url("/v1/webhooks/tally"));
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        request
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let (headers, body) = kpi_tests::tally::signed_delivery("evt-1", &["board-2"]);
+    let mut forged = body.clone();
+    forged[2] ^= 1;
+    assert_eq!(
+        deliver(headers.clone(), forged).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        deliver(Vec::new(), body.clone()).await.unwrap().status(),
+        401
+    );
+    let calls_before = *tally.sync_calls.lock().unwrap();
+    let receipt: Value = deliver(headers.clone(), body.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(receipt["jobs"], 1, "{receipt}");
+    let again: Value = deliver(headers, body).await.unwrap().json().await.unwrap();
+    assert_eq!(again["duplicate"], true, "{again}");
+    for _ in 0..100 {
+        if *tally.sync_calls.lock().unwrap() > calls_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(*tally.sync_calls.lock().unwrap(), calls_before + 1);
+    // Another board's delivery syncs nothing; an unknown path is no provider's.
+    let (headers, body) = kpi_tests::tally::signed_delivery("evt-2", &["board-1"]);
+    let none: Value = deliver(headers, body).await.unwrap().json().await.unwrap();
+    assert_eq!(none["jobs"], 0, "{none}");
+    let unknown = kpi_tests::client()
+        .post(app.url("/v1/webhooks/nobody"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
 
     let gone = c.delete(item("")).send().await.unwrap();
     assert_eq!(gone.status(), 200);

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kpi_aws::SecretsManagerSecrets;
-use kpi_core::Provider;
 use kpi_core::ports::AppSecrets;
 use kpi_tests::moto::{MotoServer, unique_name};
 use secrecy::ExposeSecret;
@@ -154,10 +153,14 @@ async fn a_function_follows_the_secret_without_a_restart() {
         .await
         .expect("starts with an empty secret");
     let (state, generation) = live.state_and_generation().await;
-    let missing = state.registry.adapter(Provider::GA4).err().unwrap();
+    let missing = state
+        .registry
+        .adapter(kpi_providers::ga4::ID)
+        .err()
+        .unwrap();
     assert!(missing.is_config(), "{}", missing.log_chain());
     assert!(missing.message().contains("GOOGLE_CLIENT_ID"));
-    assert!(state.registry.adapter(Provider::RESEND).is_ok());
+    assert!(state.registry.adapter(kpi_providers::resend::ID).is_ok());
 
     // The operator configures Google later: the warm function sees it within
     // the TTL, not before, with no restart.
@@ -169,13 +172,13 @@ async fn a_function_follows_the_secret_without_a_restart() {
     .await;
     let (state, same) = live.state_and_generation().await;
     assert_eq!(same, generation, "the cached copy is used within the TTL");
-    assert!(state.registry.adapter(Provider::GA4).is_err());
+    assert!(state.registry.adapter(kpi_providers::ga4::ID).is_err());
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     let (state, newer) = live.state_and_generation().await;
     assert!(newer > generation, "configured again");
     state
         .registry
-        .adapter(Provider::GA4)
+        .adapter(kpi_providers::ga4::ID)
         .expect("Google is available once the secret has its app");
 
     // Values a function refuses (a development setting) leave the working
@@ -190,7 +193,7 @@ async fn a_function_follows_the_secret_without_a_restart() {
     let (state, kept) = live.state_and_generation().await;
     assert_eq!(kept, newer);
     assert!(!state.auth.has_dev_secret(), "no dev tokens in a function");
-    assert!(state.registry.adapter(Provider::GA4).is_ok());
+    assert!(state.registry.adapter(kpi_providers::ga4::ID).is_ok());
 
     // Secrets Manager failing: the last copy stays in use.
     client
@@ -202,7 +205,7 @@ async fn a_function_follows_the_secret_without_a_restart() {
         .unwrap();
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     let state = live.state().await;
-    assert!(state.registry.adapter(Provider::GA4).is_ok());
+    assert!(state.registry.adapter(kpi_providers::ga4::ID).is_ok());
 }
 
 #[tokio::test]

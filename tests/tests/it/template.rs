@@ -139,8 +139,7 @@ async fn every_route_reaches_the_function_that_serves_it_and_no_other() {
         ("api", kpi_app::http::api_function()),
         ("oauth", kpi_app::http::oauth_function()),
         ("ui", kpi_ui::ui_function()),
-        ("meta-webhook", kpi_app::http::meta_webhook_function()),
-        ("resend-webhook", kpi_app::http::resend_webhook_function()),
+        ("webhook", kpi_app::http::webhook_function()),
     ];
     // Every route there is: the API document's, the document itself, the pages.
     let doc = kpi_tests::get_json(&kpi_tests::client(), app.url("/openapi.json")).await;
@@ -274,15 +273,6 @@ const OTHERS: [&str; 3] = [
 fn each_function_starts_with_the_templates_variables() {
     let t = template();
     let fs = functions(&t);
-    let workers: BTreeMap<String, String> = fs
-        .iter()
-        .filter_map(|f| {
-            f.binary
-                .strip_prefix("sync-")
-                .filter(|p| !["scheduler", "dlq"].contains(p))
-                .map(|p| (f.binary.clone(), p.to_owned()))
-        })
-        .collect();
     let http = kpi_app::providers::http_client().unwrap();
     // With and without the optional features (`!If` on a condition: the custom domain).
     for (f, with_options) in fs.iter().flat_map(|f| [(f, false), (f, true)]) {
@@ -330,17 +320,20 @@ fn each_function_starts_with_the_templates_variables() {
         let providers: BTreeSet<String> = configured
             .queue_urls
             .keys()
-            .map(|p| p.as_str().replace('_', "-"))
+            .map(|p| p.as_str().to_owned())
             .collect();
-        for provider in workers.values() {
-            let id = match provider.as_str() {
-                "meta" => "meta-ads",
-                other => other,
-            };
+        for worker in fs.iter().filter(|w| w.queues_work()) {
+            let provider = worker.work_provider().unwrap_or_else(|| {
+                panic!(
+                    "{}: no KPI_QUEUE_URL_<PROVIDER> names its queue {:?}",
+                    worker.logical, worker.queues
+                )
+            });
             assert!(
-                providers.contains(id),
-                "{}: no queue URL for the {provider} worker",
-                f.logical
+                providers.contains(&provider),
+                "{}: no queue URL for the {provider} worker ({})",
+                f.logical,
+                worker.logical
             );
         }
     }
@@ -513,7 +506,7 @@ fn each_role_allows_the_calls_its_adapters_make() {
         if seals {
             vault_need.insert("kms:GenerateDataKey".into());
         }
-        if !["ui", "meta-webhook", "resend-webhook"].contains(&f.binary.as_str()) {
+        if f.binary != "ui" {
             vault_need.insert("kms:Decrypt".into());
         }
         let vault_granted: BTreeSet<String> = statements(&f)
@@ -536,8 +529,8 @@ fn each_role_allows_the_calls_its_adapters_make() {
             );
         }
         // Jobs are sent by the API (manual syncs, retries), the scheduler and the
-        // Meta webhook (and the dead-letter handler, which redrives).
-        if ["api", "sync-scheduler", "meta-webhook"].contains(&f.binary.as_str()) {
+        // webhooks (and the dead-letter handler, which redrives).
+        if ["api", "sync-scheduler", "webhook"].contains(&f.binary.as_str()) {
             need.extend(
                 queue
                     .iter()
@@ -1048,7 +1041,7 @@ fn public_functions_have_a_reserved_concurrency() {
     );
     for f in functions(&t) {
         let reserved = &r[f.logical.as_str()]["Properties"]["ReservedConcurrentExecutions"];
-        if ["oauth", "meta-webhook", "resend-webhook"].contains(&f.binary.as_str()) {
+        if ["oauth", "webhook"].contains(&f.binary.as_str()) {
             assert_eq!(
                 text(&branch(&t, reserved, true)).as_deref(),
                 Some("PublicFunctionConcurrency"),

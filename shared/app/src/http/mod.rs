@@ -148,27 +148,18 @@ pub fn unsubscribe_router() -> Router<AppState> {
         )
 }
 
-/// Provider webhooks (signed by the provider, no session).
+/// Provider webhooks (signed by the provider, no session), one route for
+/// every provider that sends them: the registry finds the provider by its
+/// descriptor's webhook path.
 pub fn webhook_router() -> Router<AppState> {
-    meta_webhook_router().merge(resend_webhook_router())
-}
-
-fn meta_webhook_router() -> Router<AppState> {
-    Router::new().route(
-        "/v1/webhooks/meta",
-        get(webhooks::meta_challenge).post(webhooks::meta_delivery),
-    )
-}
-
-fn resend_webhook_router() -> Router<AppState> {
     Router::new()
         .route(
-            "/v1/webhooks/resend",
-            axum::routing::post(webhooks::resend_delivery),
+            "/v1/webhooks/{provider}",
+            get(webhooks::check).post(webhooks::delivery),
         )
         .route(
-            "/v1/webhooks/resend/{integration}",
-            axum::routing::post(webhooks::resend_integration_delivery),
+            "/v1/webhooks/{provider}/{integration}",
+            axum::routing::post(webhooks::integration_delivery),
         )
 }
 
@@ -210,14 +201,9 @@ pub fn api_function() -> Router<AppState> {
     )
 }
 
-/// What the `meta-webhook` function serves.
-pub fn meta_webhook_function() -> Router<AppState> {
-    with_defaults(meta_webhook_router())
-}
-
-/// What the `resend-webhook` function serves.
-pub fn resend_webhook_function() -> Router<AppState> {
-    with_defaults(resend_webhook_router())
+/// What the `webhook` function serves.
+pub fn webhook_function() -> Router<AppState> {
+    with_defaults(webhook_router())
 }
 
 /// What the `oauth` function serves.

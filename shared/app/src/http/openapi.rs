@@ -50,10 +50,9 @@ use super::{
         admin::queues,
         admin::retry,
         admin::redrive,
-        webhooks::meta_challenge,
-        webhooks::meta_delivery,
-        webhooks::resend_delivery,
-        webhooks::resend_integration_delivery,
+        webhooks::check,
+        webhooks::delivery,
+        webhooks::integration_delivery,
     ),
     components(
         schemas(problem::Problem, views::IntegrationView, views::IntegrationPage),

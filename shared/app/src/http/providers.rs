@@ -19,6 +19,10 @@ pub struct ProviderInfo {
     sandbox: bool,
     /// Whether a workspace can connect it in this deployment.
     available: bool,
+    /// Where its webhooks arrive: `/v1/webhooks/{webhook_path}` (absent when
+    /// it sends none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_path: Option<&'static str>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -76,6 +80,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<ProviderInfo>> {
                     settings: d.settings.iter().map(SettingInfo::from).collect(),
                     sandbox: e.sandbox,
                     available: e.is_available(),
+                    webhook_path: d.webhook.map(|w| w.path),
                 }
             })
             .collect(),

@@ -9,7 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kpi_core::Provider;
-use kpi_core::ports::provider::WebhookDelivery;
+use kpi_core::ports::provider::{WebhookDelivery, WebhookSpec};
 use serde::Serialize;
 
 use super::problem::{ApiError, ProblemResponse};
@@ -33,19 +33,41 @@ fn params(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Meta's subscription check: echoes `hub.challenge` when `hub.mode` is
-/// `subscribe` and `hub.verify_token` is the configured one.
-#[utoipa::path(get, path = "/v1/webhooks/meta", operation_id = "verifyMetaWebhook", tag = "webhooks", security(()),
-    params(("hub.mode" = Option<String>, Query, description = "subscribe"),
-        ("hub.verify_token" = Option<String>, Query, description = "META_WEBHOOK_VERIFY_TOKEN"),
-        ("hub.challenge" = Option<String>, Query, description = "echoed back")),
+/// The provider that sends webhooks to `/v1/webhooks/{path}`, if it takes
+/// this kind of request (`wanted`); otherwise "not found".
+fn provider_at(
+    state: &AppState,
+    path: &str,
+    wanted: impl Fn(&WebhookSpec) -> bool,
+) -> Result<Provider, ApiError> {
+    let (provider, spec) = state.registry.by_webhook_path(path)?;
+    if !wanted(&spec) {
+        return Err(kpi_core::Error::not_found(format!(
+            "no provider sends this kind of webhook request to {path}"
+        ))
+        .into());
+    }
+    Ok(provider)
+}
+
+/// A provider's endpoint check, where it makes one (Meta: echoes
+/// `hub.challenge` when `hub.mode` is `subscribe` and `hub.verify_token` is
+/// `META_WEBHOOK_VERIFY_TOKEN`).
+#[utoipa::path(get, path = "/v1/webhooks/{provider}", operation_id = "checkWebhookEndpoint", tag = "webhooks", security(()),
+    params(("provider" = String, Path, description = "the provider's webhook path (`webhook_path` in /v1/providers): meta"),
+        ("hub.mode" = Option<String>, Query, description = "Meta: subscribe"),
+        ("hub.verify_token" = Option<String>, Query, description = "Meta: META_WEBHOOK_VERIFY_TOKEN"),
+        ("hub.challenge" = Option<String>, Query, description = "Meta: echoed back")),
     responses((status = 200, description = "the challenge, as text/plain", content_type = "text/plain", body = String),
-        (status = 403, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
-pub async fn meta_challenge(
+        (status = 403, response = ProblemResponse), (status = 404, response = ProblemResponse),
+        (status = 422, response = ProblemResponse)))]
+pub async fn check(
     State(state): State<AppState>,
+    Path(path): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    match webhooks::challenge(&state, Provider::META_ADS, &params(query.as_deref())) {
+    let provider = provider_at(&state, &path, |w| w.challenge)?;
+    match webhooks::challenge(&state, provider, &params(query.as_deref())) {
         Ok(challenge) => Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -57,56 +79,54 @@ pub async fn meta_challenge(
     }
 }
 
-/// A Meta webhook delivery (`object=ad_account`), signed with
-/// `X-Hub-Signature-256`. Each ad account it names gets one sync of its
-/// recent days per integration using it; redeliveries change nothing.
-#[utoipa::path(post, path = "/v1/webhooks/meta", operation_id = "receiveMetaWebhook", tag = "webhooks", security(()),
-    params(("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body with the app secret>")),
-    request_body(content = Object, content_type = "application/json", description = "Meta's delivery: {object, entry: [{id, time, changes: [{field, value}]}]}"),
+/// A webhook delivery to the deployment's own endpoint of a provider,
+/// verified on the raw bytes with the deployment's secret before anything is
+/// read. Meta (`meta`): `X-Hub-Signature-256` (HMAC-SHA256 with
+/// `META_APP_SECRET`); each ad account named gets one sync of its recent days
+/// per integration using it. Resend (`resend`, the platform's account):
+/// `svix-id`, `svix-timestamp` (within 5 minutes) and `svix-signature` with
+/// `RESEND_WEBHOOK_SECRET`; email events update the send records, hard
+/// bounces and complaints suppress the address. A redelivery changes nothing.
+#[utoipa::path(post, path = "/v1/webhooks/{provider}", operation_id = "receiveWebhook", tag = "webhooks", security(()),
+    params(("provider" = String, Path, description = "the provider's webhook path (`webhook_path` in /v1/providers): meta or resend"),
+        ("X-Hub-Signature-256" = Option<String>, Header, description = "Meta: sha256=<hex HMAC-SHA256 of the raw body with the app secret>"),
+        ("svix-id" = Option<String>, Header, description = "Resend"),
+        ("svix-timestamp" = Option<String>, Header, description = "Resend: Unix seconds, within 5 minutes of now"),
+        ("svix-signature" = Option<String>, Header, description = "Resend: space-separated v1,<base64 HMAC-SHA256>")),
+    request_body(content = Object, content_type = "application/json", description = "the provider's delivery: Meta {object, entry: [{id, time, changes: [{field, value}]}]}, Resend {type, created_at, data}"),
     responses((status = 200, body = WebhookReceipt), (status = 401, response = ProblemResponse),
-        (status = 413, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
-pub async fn meta_delivery(
+        (status = 404, response = ProblemResponse), (status = 413, response = ProblemResponse),
+        (status = 422, response = ProblemResponse)))]
+pub async fn delivery(
     State(state): State<AppState>,
+    Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookReceipt>, ApiError> {
-    receive(&state, Provider::META_ADS, headers, body).await
+    let provider = provider_at(&state, &path, |_| true)?;
+    receive(&state, provider, headers, body).await
 }
 
-/// A Resend webhook delivery (through Svix): `svix-id`, `svix-timestamp` and
-/// `svix-signature` over the raw body with `RESEND_WEBHOOK_SECRET`. Email
-/// events update the send records; hard bounces and complaints suppress the
-/// address; a redelivery (same `svix-id`) changes nothing.
-#[utoipa::path(post, path = "/v1/webhooks/resend", operation_id = "receiveResendWebhook", tag = "webhooks", security(()),
-    params(("svix-id" = String, Header), ("svix-timestamp" = String, Header, description = "Unix seconds, within 5 minutes of now"),
-        ("svix-signature" = String, Header, description = "space-separated v1,<base64 HMAC-SHA256>")),
-    request_body(content = Object, content_type = "application/json", description = "Resend's event: {type, created_at, data}"),
+/// A webhook delivery to one integration's own endpoint, which it
+/// registered when it connected (Resend: signed with that endpoint's secret,
+/// `svix-*` headers as above), applied only to what that integration did.
+#[utoipa::path(post, path = "/v1/webhooks/{provider}/{integration}", operation_id = "receiveIntegrationWebhook", tag = "webhooks", security(()),
+    params(("provider" = String, Path, description = "the provider's webhook path (`webhook_path` in /v1/providers): resend"),
+        ("integration" = String, Path, description = "the integration whose endpoint this is"),
+        ("svix-id" = Option<String>, Header, description = "Resend"),
+        ("svix-timestamp" = Option<String>, Header, description = "Resend: Unix seconds, within 5 minutes of now"),
+        ("svix-signature" = Option<String>, Header, description = "Resend: space-separated v1,<base64 HMAC-SHA256> with the endpoint's signing secret")),
+    request_body(content = Object, content_type = "application/json", description = "the provider's delivery (Resend: {type, created_at, data})"),
     responses((status = 200, body = WebhookReceipt), (status = 401, response = ProblemResponse),
-        (status = 413, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
-pub async fn resend_delivery(
+        (status = 404, response = ProblemResponse), (status = 413, response = ProblemResponse),
+        (status = 422, response = ProblemResponse)))]
+pub async fn integration_delivery(
     State(state): State<AppState>,
+    Path((path, integration)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookReceipt>, ApiError> {
-    receive(&state, Provider::RESEND, headers, body).await
-}
-
-/// A Resend webhook delivery to one integration's own endpoint, which the
-/// integration registered when it connected: signed with that endpoint's
-/// secret, and applied only to the emails that integration sent.
-#[utoipa::path(post, path = "/v1/webhooks/resend/{integration}", operation_id = "receiveResendIntegrationWebhook", tag = "webhooks", security(()),
-    params(("integration" = String, Path, description = "the Resend integration whose endpoint this is"),
-        ("svix-id" = String, Header), ("svix-timestamp" = String, Header, description = "Unix seconds, within 5 minutes of now"),
-        ("svix-signature" = String, Header, description = "space-separated v1,<base64 HMAC-SHA256> with the endpoint's signing secret")),
-    request_body(content = Object, content_type = "application/json", description = "Resend's event: {type, created_at, data}"),
-    responses((status = 200, body = WebhookReceipt), (status = 401, response = ProblemResponse),
-        (status = 413, response = ProblemResponse), (status = 422, response = ProblemResponse)))]
-pub async fn resend_integration_delivery(
-    State(state): State<AppState>,
-    Path(integration): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<WebhookReceipt>, ApiError> {
+    let provider = provider_at(&state, &path, |w| w.per_connection)?;
     // An id that is no integration's gets the answer a wrong signature gets.
     let id = kpi_core::IntegrationId::parse(&integration)
         .map_err(|_| kpi_core::Error::unauthenticated("the webhook signature does not verify"))?;
@@ -116,8 +136,8 @@ pub async fn resend_integration_delivery(
         body: &body,
         now: state.clock.now(),
     };
-    let received = webhooks::receive_for(&state, Provider::RESEND, id, &delivery).await;
-    answer(&state, Provider::RESEND, received)
+    let received = webhooks::receive_for(&state, provider, id, &delivery).await;
+    answer(&state, provider, received)
 }
 
 async fn receive(

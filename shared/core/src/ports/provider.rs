@@ -66,6 +66,26 @@ pub struct ProviderDescriptor {
     /// The setting naming the provider resource whose webhook events sync an
     /// integration (Meta's `ad_account`); `None` when no event triggers a sync.
     pub webhook_resource: Option<&'static str>,
+    /// The webhooks it sends us; `None` when it sends none.
+    pub webhook: Option<WebhookSpec>,
+    /// Its mark on the pages: an inline SVG of our own drawing (32×32,
+    /// `class="logo"`, `aria-hidden`), inserted as is.
+    pub mark: &'static str,
+}
+
+/// How a provider's webhooks reach us: `/v1/webhooks/{path}` for the
+/// deployment's own endpoint, `/v1/webhooks/{path}/{integration}` for a
+/// connection's own endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSpec {
+    /// The path name under `/v1/webhooks/` (`meta` for Meta Ads).
+    pub path: &'static str,
+    /// Whether the provider checks the endpoint with a `GET` first (Meta's
+    /// `hub.challenge`).
+    pub challenge: bool,
+    /// Whether a connection registers an endpoint of its own, whose
+    /// deliveries are signed with a secret its credentials hold.
+    pub per_connection: bool,
 }
 
 impl ProviderDescriptor {

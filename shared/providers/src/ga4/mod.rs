@@ -69,8 +69,11 @@ pub const API_METRICS: [&str; 10] = [
     "totalRevenue",
 ];
 
+/// This provider's id in routes, records and configuration.
+pub const ID: Provider = Provider::new("ga4");
+
 pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
-    id: Provider::GA4,
+    id: ID,
     display_name: "Google Analytics 4",
     auth: AuthMode::OAuth,
     scopes: &[google::OPENID, google::ANALYTICS_READONLY],
@@ -94,6 +97,9 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     history_months: 120,
     queue_url_variable: "KPI_QUEUE_URL_GA4",
     webhook_resource: None,
+    webhook: None,
+    // A bar chart of our own drawing (no trademarked artwork).
+    mark: r##"<svg class="logo" viewBox="0 0 32 32" width="32" height="32" aria-hidden="true" focusable="false"><rect x="21" y="4" width="7" height="24" rx="3.5" fill="#f59e0b"/><rect x="12.5" y="12" width="7" height="16" rx="3.5" fill="#d97706"/><circle cx="7.5" cy="24.5" r="3.5" fill="#b45309"/></svg>"##,
 };
 
 /// Concurrent GA4 Data API requests per property and process (Google allows 10

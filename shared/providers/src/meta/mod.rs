@@ -19,7 +19,7 @@ use kpi_core::metric::{MetricSpec, Unit};
 use kpi_core::ports::provider::{
     Authorization, AuthorizationRequest, ConnectOutcome, ConnectRequest, OptionItem,
     ProviderAdapter, ProviderDescriptor, ProviderOptions, SettingSpec, Settings, SyncRequest,
-    SyncResult, WebhookDelivery, WebhookEvents,
+    SyncResult, WebhookDelivery, WebhookEvents, WebhookSpec,
 };
 use kpi_core::provider::AuthMode;
 use kpi_core::registry::Plugin;
@@ -70,8 +70,11 @@ pub const METRICS: [MetricSpec; 10] = [
     ),
 ];
 
+/// This provider's id in routes, records and configuration.
+pub const ID: Provider = Provider::new("meta_ads");
+
 pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
-    id: Provider::META_ADS,
+    id: ID,
     display_name: "Meta Ads",
     auth: AuthMode::OAuth,
     scopes: &["ads_read", "business_management"],
@@ -105,6 +108,15 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     queue_url_variable: "KPI_QUEUE_URL_META_ADS",
     // Ad-account webhook events sync the integrations of that ad account.
     webhook_resource: Some("ad_account"),
+    // `/v1/webhooks/meta`: the endpoint check, then signed deliveries for
+    // the deployment's Meta app.
+    webhook: Some(WebhookSpec {
+        path: "meta",
+        challenge: true,
+        per_connection: false,
+    }),
+    // A loop of our own drawing (no trademarked artwork).
+    mark: r##"<svg class="logo" viewBox="0 0 32 32" width="32" height="32" aria-hidden="true" focusable="false"><path d="M4 21c0-6 3-11 6-11 4 0 8 12 12 12 3 0 5-3 5-6s-2-6-5-6c-4 0-8 12-12 12-3 0-6-3-6-1z" fill="none" stroke="#1d4ed8" stroke-width="3.2" stroke-linecap="round"/></svg>"##,
 };
 
 /// The Graph API version used when `META_GRAPH_VERSION` is not set.

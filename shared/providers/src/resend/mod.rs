@@ -16,7 +16,7 @@ use kpi_core::metric::{MetricSpec, Unit};
 use kpi_core::ports::provider::{
     ConnectOutcome, ConnectRequest, OptionItem, ProviderAdapter, ProviderDescriptor,
     ProviderOptions, SettingSpec, Settings, SyncRequest, SyncResult, WebhookDelivery,
-    WebhookEvents,
+    WebhookEvents, WebhookSpec,
 };
 use kpi_core::provider::AuthMode;
 use kpi_core::registry::Plugin;
@@ -54,8 +54,11 @@ const fn free_text(key: &'static str, label: &'static str, expected: &'static st
     }
 }
 
+/// This provider's id in routes, records and configuration.
+pub const ID: Provider = Provider::new("resend");
+
 pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
-    id: Provider::RESEND,
+    id: ID,
     display_name: "Resend",
     auth: AuthMode::ApiKey,
     scopes: &[],
@@ -81,6 +84,15 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     history_months: 12,
     queue_url_variable: "KPI_QUEUE_URL_RESEND",
     webhook_resource: None,
+    // `/v1/webhooks/resend` for the platform's account (RESEND_WEBHOOK_SECRET),
+    // `/v1/webhooks/resend/{integration}` for each connection's own endpoint.
+    webhook: Some(WebhookSpec {
+        path: "resend",
+        challenge: false,
+        per_connection: true,
+    }),
+    // An envelope of our own drawing (no trademarked artwork).
+    mark: r##"<svg class="logo" viewBox="0 0 32 32" width="32" height="32" aria-hidden="true" focusable="false"><rect x="3" y="7" width="26" height="18" rx="3" fill="#111827"/><path d="M5 10l11 8 11-8" fill="none" stroke="#f9fafb" stroke-width="2.4" stroke-linejoin="round"/></svg>"##,
 };
 
 /// Builds the Resend plug-in: Resend's API, or the sandbox's in development

@@ -123,7 +123,7 @@ mod ga4_sync {
     use kpi_core::credentials::ConnectionCredentials;
     use kpi_core::kpi::DateRange;
     use kpi_core::ports::provider::{HealthStatus, SyncRequest};
-    use kpi_core::{Integration, IntegrationId, Metric, Provider, WorkspaceId};
+    use kpi_core::{Integration, IntegrationId, Metric, WorkspaceId};
     use kpi_providers::ga4::{DataApi, Ga4Adapter};
     use kpi_sandbox::ga4_data;
 
@@ -155,7 +155,7 @@ mod ga4_sync {
         let mut i = Integration::new(
             IntegrationId::new_random(),
             WorkspaceId::parse("ws").unwrap(),
-            Provider::GA4,
+            kpi_providers::ga4::ID,
             "GA4",
             Utc::now(),
         );

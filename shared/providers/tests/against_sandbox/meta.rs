@@ -98,7 +98,7 @@ async fn meta_login_long_lived_token_ad_accounts_and_revoke() {
     let integration = kpi_core::Integration::new(
         kpi_core::IntegrationId::new_random(),
         kpi_core::WorkspaceId::parse("ws").unwrap(),
-        kpi_core::Provider::META_ADS,
+        kpi_providers::meta::ID,
         "Meta Ads",
         Utc::now(),
     );
@@ -191,7 +191,7 @@ fn meta_integration(account: &str) -> kpi_core::Integration {
     let mut i = kpi_core::Integration::new(
         kpi_core::IntegrationId::new_random(),
         kpi_core::WorkspaceId::parse("ws").unwrap(),
-        kpi_core::Provider::META_ADS,
+        kpi_providers::meta::ID,
         "Meta Ads",
         Utc::now(),
     );
@@ -204,7 +204,7 @@ mod meta_sync {
     use chrono::NaiveDate;
     use kpi_core::kpi::DateRange;
     use kpi_core::ports::provider::SyncRequest;
-    use kpi_core::{Integration, IntegrationId, Metric, Provider, WorkspaceId};
+    use kpi_core::{Integration, IntegrationId, Metric, WorkspaceId};
     use kpi_sandbox::meta_insights;
     use rust_decimal::Decimal;
     use std::str::FromStr;
@@ -238,7 +238,7 @@ mod meta_sync {
         let mut i = Integration::new(
             IntegrationId::new_random(),
             WorkspaceId::parse("ws").unwrap(),
-            Provider::META_ADS,
+            kpi_providers::meta::ID,
             "Meta Ads",
             Utc::now(),
         );

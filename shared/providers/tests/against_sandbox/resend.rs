@@ -207,7 +207,7 @@ mod resend_delivery {
     use kpi_core::kpi::DateRange;
     use kpi_core::ports::provider::{SentEmails, SyncRequest};
     use kpi_core::ports::store::EmailRecord;
-    use kpi_core::{Integration, IntegrationId, Metric, Provider, WorkspaceId};
+    use kpi_core::{Integration, IntegrationId, Metric, WorkspaceId};
     use kpi_providers::resend::send::EmailRequest;
     use rust_decimal::Decimal;
 
@@ -273,7 +273,7 @@ mod resend_delivery {
         let integration = Integration::new(
             IntegrationId::new_random(),
             WorkspaceId::parse("ws").unwrap(),
-            Provider::RESEND,
+            kpi_providers::resend::ID,
             "Resend",
             Utc::now(),
         );
