@@ -50,7 +50,7 @@ pub enum Plugin {
         sandbox: bool,
     },
     Unconfigured {
-        descriptor: ProviderDescriptor,
+        descriptor: &'static ProviderDescriptor,
         why: String,
     },
 }
@@ -75,7 +75,7 @@ impl Registry {
                 sandbox,
             },
             Plugin::Unconfigured { descriptor, why } => Entry {
-                descriptor,
+                descriptor: descriptor.clone(),
                 state: EntryState::Unconfigured(why),
                 sandbox: false,
             },

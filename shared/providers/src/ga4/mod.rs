@@ -141,7 +141,7 @@ pub fn plugin(ctx: &BuildContext<'_>) -> Result<Plugin, ConfigError> {
         source.vars.secret("GOOGLE_CLIENT_SECRET"),
     ) else {
         return Ok(Plugin::Unconfigured {
-            descriptor: DESCRIPTOR,
+            descriptor: &DESCRIPTOR,
             why: "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are not set".into(),
         });
     };

@@ -166,7 +166,7 @@ pub fn plugin_with(
         source.vars.secret("META_APP_SECRET"),
     ) else {
         return Ok(Plugin::Unconfigured {
-            descriptor: DESCRIPTOR,
+            descriptor: &DESCRIPTOR,
             why: "META_APP_ID and META_APP_SECRET are not set".into(),
         });
     };
