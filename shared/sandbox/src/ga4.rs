@@ -1,13 +1,48 @@
-//! GA4 Admin API: `accountSummaries` with paging, behind a Google bearer token.
+//! GA4 Admin API: `accountSummaries` with paging, behind a Google bearer token;
+//! and the GA4 simulator ([`Ga4Sim`]), which also serves Google OAuth
+//! (`google.rs`) and the GA4 Data API (`ga4_data.rs`).
 
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::Sandbox;
 use crate::google::{ANALYTICS_READONLY, bearer_scopes};
+use crate::state::Counters;
+use crate::{Sandbox, SandboxConfig, Simulator, ga4_data, google};
+
+/// Google's authorization, token and revocation endpoints and the GA4 Admin
+/// and Data APIs (provider `ga4`). Its state is `google::GoogleState`.
+pub struct Ga4Sim;
+
+impl Simulator for Ga4Sim {
+    fn provider(&self) -> &'static str {
+        "ga4"
+    }
+
+    fn routes(&self) -> Router<Sandbox> {
+        Router::new()
+            .route("/google/auth", get(google::authorize))
+            .route("/google/consent", post(google::consent))
+            .route("/google/token", post(google::token))
+            .route("/google/revoke", post(google::revoke))
+            .route("/ga4/admin/v1beta/accountSummaries", get(account_summaries))
+            .route(
+                "/ga4/data/v1beta/properties/{target}",
+                post(ga4_data::batch_run_reports),
+            )
+    }
+
+    fn app_credentials(&self, config: &SandboxConfig) -> Vec<(&'static str, String)> {
+        vec![
+            ("GOOGLE_CLIENT_ID", config.google_client_id.clone()),
+            ("GOOGLE_CLIENT_SECRET", config.google_client_secret.clone()),
+        ]
+    }
+}
 
 /// (account, account name, properties as (property, display name)).
 type Account = (
@@ -56,7 +91,7 @@ pub async fn account_summaries(
     headers: HeaderMap,
     Query(p): Query<Paging>,
 ) -> Response {
-    sandbox.with_state(|s| s.counters.ga4_admin_calls += 1);
+    sandbox.with(|c: &mut Counters| c.ga4_admin_calls += 1);
     if let Some(status) = sandbox.faults().ga4_admin {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return google_error(status, "INTERNAL", "Internal error encountered.");

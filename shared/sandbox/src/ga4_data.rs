@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use crate::Sandbox;
 use crate::ga4::google_error;
-use crate::google::{ANALYTICS_READONLY, bearer_scopes};
+use crate::google::{ANALYTICS_READONLY, GoogleState, bearer_scopes};
+use crate::state::Counters;
 
 /// Property id → (time zone, currency, daily sessions at the start of 2026).
 pub const PROPERTIES: &[(&str, &str, &str, u32)] = &[
@@ -144,7 +145,7 @@ pub async fn batch_run_reports(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    sandbox.with_state(|s| s.counters.ga4_data_calls += 1);
+    sandbox.with(|c: &mut Counters| c.ga4_data_calls += 1);
     let Some(property) = target.strip_suffix(":batchRunReports") else {
         return google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Method not found.");
     };
@@ -298,7 +299,7 @@ pub async fn batch_run_reports(
         if !all_rows.is_empty() {
             report["rowCount"] = json!(all_rows.len());
         }
-        let consumed = sandbox.with_state(|s| {
+        let consumed = sandbox.with(|s: &mut GoogleState| {
             let used = s.ga4_tokens.entry(property.to_owned()).or_insert(0);
             *used += TOKENS_PER_REPORT;
             *used
@@ -324,10 +325,12 @@ pub async fn batch_run_reports(
 
 /// Tokens used per property so far (tests of quota handling).
 pub fn tokens_used(sandbox: &Sandbox) -> HashMap<String, i64> {
-    sandbox.with_state(|s| s.ga4_tokens.clone())
+    sandbox.with(|s: &mut GoogleState| s.ga4_tokens.clone())
 }
 
 /// Pretends `tokens` of `property`'s quota were already used (quota tests).
 pub fn use_tokens(sandbox: &Sandbox, property: &str, tokens: i64) {
-    sandbox.with_state(|s| *s.ga4_tokens.entry(property.to_owned()).or_insert(0) += tokens);
+    sandbox.with(|s: &mut GoogleState| {
+        *s.ga4_tokens.entry(property.to_owned()).or_insert(0) += tokens
+    });
 }

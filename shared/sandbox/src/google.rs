@@ -1,6 +1,7 @@
 //! Google OAuth 2.0: consent page, token endpoint (code with PKCE, refresh),
 //! revocation. Errors are RFC 6749 bodies as Google sends them.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::Form;
@@ -13,7 +14,18 @@ use serde_json::json;
 
 use crate::Sandbox;
 use crate::consent;
-use crate::state::{AuthCode, CODE_TTL, Token, random};
+use crate::state::{AuthCode, CODE_TTL, Counters, Token, random};
+
+/// The state of the GA4 simulator: Google's authorization codes and tokens,
+/// and the GA4 Data API's quota use (that API checks Google access tokens).
+#[derive(Default)]
+pub(crate) struct GoogleState {
+    pub codes: HashMap<String, AuthCode>,
+    pub access: HashMap<String, Token>,
+    pub refresh: HashMap<String, Token>,
+    /// GA4 core tokens used per property.
+    pub ga4_tokens: HashMap<String, i64>,
+}
 
 pub const ANALYTICS_READONLY: &str = "https://www.googleapis.com/auth/analytics.readonly";
 
@@ -129,8 +141,8 @@ pub async fn consent(State(sandbox): State<Sandbox>, Form(f): Form<ConsentForm>)
         .map(str::to_owned)
         .collect();
     let code = random("4/0Sbx");
-    sandbox.with_state(|s| {
-        s.google_codes.insert(
+    sandbox.with(|s: &mut GoogleState| {
+        s.codes.insert(
             code.clone(),
             AuthCode {
                 grant: random("grant-"),
@@ -232,102 +244,107 @@ pub async fn token(
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
     }
     match f.grant_type.as_deref() {
-        Some("authorization_code") => sandbox.with_state(|s| {
-            s.counters.google_code_exchanges += 1;
-            let Some(code) = f.code.as_deref().and_then(|c| s.google_codes.remove(c)) else {
-                // Unknown, expired or already used: single use.
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
-            };
-            if code.expires < Instant::now() || code.client_id != client_id {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
-            }
-            if f.redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "redirect_uri_mismatch",
-                    "Bad Request",
-                );
-            }
-            if let Some(challenge) = &code.code_challenge {
-                let ok = f
-                    .code_verifier
-                    .as_deref()
-                    .is_some_and(|v| s256(v) == *challenge);
-                if !ok {
+        Some("authorization_code") => {
+            sandbox.with(|c: &mut Counters| c.google_code_exchanges += 1);
+            sandbox.with(|s: &mut GoogleState| {
+                let Some(code) = f.code.as_deref().and_then(|c| s.codes.remove(c)) else {
+                    // Unknown, expired or already used: single use.
+                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
+                };
+                if code.expires < Instant::now() || code.client_id != client_id {
                     return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
                 }
-            }
-            let access = random("ya29.sbx-");
-            s.google_access.insert(
-                access.clone(),
-                Token {
-                    grant: code.grant.clone(),
-                    scopes: code.scopes.clone(),
-                    expires: Instant::now() + Duration::from_secs(3599),
-                    revoked: false,
-                },
-            );
-            let mut body = json!({
-                "access_token": access,
-                "expires_in": 3599,
-                "scope": code.scopes.join(" "),
-                "token_type": "Bearer",
-            });
-            if code.scopes.iter().any(|s| s == "openid") {
-                body["id_token"] = id_token(&code.client_id).into();
-            }
-            if code.offline {
-                let refresh = random("1//sbx-");
-                s.google_refresh.insert(
-                    refresh.clone(),
+                if f.redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "redirect_uri_mismatch",
+                        "Bad Request",
+                    );
+                }
+                if let Some(challenge) = &code.code_challenge {
+                    let ok = f
+                        .code_verifier
+                        .as_deref()
+                        .is_some_and(|v| s256(v) == *challenge);
+                    if !ok {
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "Bad Request",
+                        );
+                    }
+                }
+                let access = random("ya29.sbx-");
+                s.access.insert(
+                    access.clone(),
                     Token {
-                        grant: code.grant,
-                        scopes: code.scopes,
-                        expires: Instant::now() + Duration::from_secs(365 * 86400),
+                        grant: code.grant.clone(),
+                        scopes: code.scopes.clone(),
+                        expires: Instant::now() + Duration::from_secs(3599),
                         revoked: false,
                     },
                 );
-                body["refresh_token"] = json!(refresh);
-            }
-            (StatusCode::OK, axum::Json(body)).into_response()
-        }),
-        Some("refresh_token") => sandbox.with_state(|s| {
-            s.counters.google_refreshes += 1;
-            let (grant, scopes) = match f
-                .refresh_token
-                .as_deref()
-                .and_then(|r| s.google_refresh.get(r))
-            {
-                Some(t) if t.live() => (t.grant.clone(), t.scopes.clone()),
-                _ => {
-                    return oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_grant",
-                        "Token has been expired or revoked.",
-                    );
-                }
-            };
-            let access = random("ya29.sbx-");
-            s.google_access.insert(
-                access.clone(),
-                Token {
-                    grant,
-                    scopes: scopes.clone(),
-                    expires: Instant::now() + Duration::from_secs(3599),
-                    revoked: false,
-                },
-            );
-            (
-                StatusCode::OK,
-                axum::Json(json!({
+                let mut body = json!({
                     "access_token": access,
                     "expires_in": 3599,
-                    "scope": scopes.join(" "),
+                    "scope": code.scopes.join(" "),
                     "token_type": "Bearer",
-                })),
-            )
-                .into_response()
-        }),
+                });
+                if code.scopes.iter().any(|s| s == "openid") {
+                    body["id_token"] = id_token(&code.client_id).into();
+                }
+                if code.offline {
+                    let refresh = random("1//sbx-");
+                    s.refresh.insert(
+                        refresh.clone(),
+                        Token {
+                            grant: code.grant,
+                            scopes: code.scopes,
+                            expires: Instant::now() + Duration::from_secs(365 * 86400),
+                            revoked: false,
+                        },
+                    );
+                    body["refresh_token"] = json!(refresh);
+                }
+                (StatusCode::OK, axum::Json(body)).into_response()
+            })
+        }
+        Some("refresh_token") => {
+            sandbox.with(|c: &mut Counters| c.google_refreshes += 1);
+            sandbox.with(|s: &mut GoogleState| {
+                let (grant, scopes) =
+                    match f.refresh_token.as_deref().and_then(|r| s.refresh.get(r)) {
+                        Some(t) if t.live() => (t.grant.clone(), t.scopes.clone()),
+                        _ => {
+                            return oauth_error(
+                                StatusCode::BAD_REQUEST,
+                                "invalid_grant",
+                                "Token has been expired or revoked.",
+                            );
+                        }
+                    };
+                let access = random("ya29.sbx-");
+                s.access.insert(
+                    access.clone(),
+                    Token {
+                        grant,
+                        scopes: scopes.clone(),
+                        expires: Instant::now() + Duration::from_secs(3599),
+                        revoked: false,
+                    },
+                );
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({
+                        "access_token": access,
+                        "expires_in": 3599,
+                        "scope": scopes.join(" "),
+                        "token_type": "Bearer",
+                    })),
+                )
+                    .into_response()
+            })
+        }
         _ => oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -359,18 +376,18 @@ pub async fn revoke(
                 .map(|(_, v)| v.into_owned())
         })
         .unwrap_or_default();
-    sandbox.with_state(|s| {
-        s.counters.google_revocations += 1;
+    sandbox.with(|c: &mut Counters| c.google_revocations += 1);
+    sandbox.with(|s: &mut GoogleState| {
         // Revoking a refresh token revokes the grant: its access tokens too.
-        if let Some(r) = s.google_refresh.get_mut(&token) {
+        if let Some(r) = s.refresh.get_mut(&token) {
             r.revoked = true;
             let grant = r.grant.clone();
-            for a in s.google_access.values_mut().filter(|a| a.grant == grant) {
+            for a in s.access.values_mut().filter(|a| a.grant == grant) {
                 a.revoked = true;
             }
             return StatusCode::OK.into_response();
         }
-        match s.google_access.get_mut(&token) {
+        match s.access.get_mut(&token) {
             Some(a) if a.live() => {
                 a.revoked = true;
                 StatusCode::OK.into_response()
@@ -392,10 +409,22 @@ pub fn bearer_scopes(sandbox: &Sandbox, headers: &HeaderMap) -> Option<Vec<Strin
         .ok()?
         .strip_prefix("Bearer ")?
         .to_owned();
-    sandbox.with_state(|s| {
-        s.google_access
+    sandbox.with(|s: &mut GoogleState| {
+        s.access
             .get(&token)
             .filter(|t| t.live())
             .map(|t| t.scopes.clone())
     })
+}
+
+impl Sandbox {
+    /// Revokes every Google grant (the user removed the app's access in their
+    /// Google account): access and refresh tokens stop working.
+    pub fn revoke_all_google_grants(&self) {
+        self.with(|s: &mut GoogleState| {
+            for t in s.access.values_mut().chain(s.refresh.values_mut()) {
+                t.revoked = true;
+            }
+        });
+    }
 }

@@ -4,8 +4,17 @@
 //! adapters can run against it. The dev server mounts it under `/sandbox` when
 //! `KPI_SANDBOX` is on; tests start it alone on a free port with [`Sandbox::serve`].
 //!
+//! Each provider's simulator is one implementation of [`Simulator`]: it owns
+//! its routes (answering late under the latency fault), its control routes
+//! (`/_control/...`), the app credentials it accepts, and its state, which it
+//! keeps in the sandbox's type map (`Sandbox::with`, created on first use).
+//! [`SIMULATORS`] lists them; [`Sandbox::router`] mounts every one and
+//! [`Sandbox::app_credentials`] gathers theirs. Adding a provider's simulator is
+//! adding its module(s) and one line in that list.
+//!
 //! State is in memory and deterministic; faults can be switched on per endpoint
-//! ([`Faults`]) to exercise error paths.
+//! ([`Faults`], posted to the shared `/_control/faults`) to exercise error paths.
+//! [`Counters`] counts the calls of every simulator.
 
 mod consent;
 mod ga4;
@@ -17,18 +26,25 @@ pub mod meta_webhook;
 mod resend;
 pub mod resend_events;
 pub mod resend_send;
+mod simulator;
 mod state;
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde::{Deserialize, Serialize};
 
 pub use google::SANDBOX_USER_SUB as SANDBOX_GOOGLE_USER;
 pub use meta::SANDBOX_USER_ID as SANDBOX_META_USER;
+pub use simulator::Simulator;
 pub use state::Counters;
+
+/// Every provider's simulator, mounted in this order.
+pub const SIMULATORS: &[&dyn Simulator] = &[&ga4::Ga4Sim, &meta::MetaSim, &resend::ResendSim];
 
 /// The app credentials the sandbox accepts (the dev server uses these when no
 /// real provider credentials are configured).
@@ -123,7 +139,8 @@ pub struct Sandbox {
 
 pub(crate) struct Inner {
     pub config: SandboxConfig,
-    pub state: Mutex<state::State>,
+    /// Each simulator's state (and the shared [`Counters`]) by its type.
+    pub states: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
     pub faults: Mutex<Faults>,
 }
 
@@ -132,7 +149,7 @@ impl Sandbox {
         Self {
             inner: Arc::new(Inner {
                 config,
-                state: Mutex::new(state::State::default()),
+                states: Mutex::new(HashMap::new()),
                 faults: Mutex::new(Faults::default()),
             }),
         }
@@ -146,141 +163,82 @@ impl Sandbox {
     /// read: what a deployment uses in place of real apps while it serves the
     /// sandbox.
     pub fn app_credentials(&self) -> Vec<(String, String)> {
-        let c = self.config();
-        [
-            ("GOOGLE_CLIENT_ID", &c.google_client_id),
-            ("GOOGLE_CLIENT_SECRET", &c.google_client_secret),
-            ("META_APP_ID", &c.meta_app_id),
-            ("META_APP_SECRET", &c.meta_app_secret),
-            ("META_WEBHOOK_VERIFY_TOKEN", &c.meta_verify_token),
-            ("RESEND_WEBHOOK_SECRET", &c.resend_webhook_secret),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.clone()))
-        .collect()
+        SIMULATORS
+            .iter()
+            .flat_map(|sim| sim.app_credentials(self.config()))
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
     }
 
     pub fn set_faults(&self, faults: Faults) {
         let lose = faults.resend_lose_answers.unwrap_or(0);
-        self.with_state(|s| s.resend_lose_answers = lose);
-        *self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+        self.with(|s: &mut resend::ResendState| s.lose_answers = lose);
+        *self
+            .inner
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = faults;
     }
 
     pub(crate) fn faults(&self) -> Faults {
         self.inner
             .faults
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    /// Sets an outbox email's last event without sending a webhook (as when
-    /// Resend's webhook never arrives).
-    pub fn set_resend_last_event(&self, id: &str, event: &str) {
-        self.with_state(|s| {
-            if let Some(e) = s.resend_outbox.iter_mut().find(|e| e.id == id) {
-                e.last_event = event.to_owned();
-            }
-        });
-    }
-
-    /// Every email the Resend endpoints accepted, oldest first.
-    /// The endpoints registered through Resend's webhooks API.
-    pub fn resend_webhooks(&self) -> Vec<resend::Webhook> {
-        self.with_state(|s| s.resend_webhooks.clone())
-    }
-
-    pub fn resend_outbox(&self) -> Vec<resend_send::OutboxEmail> {
-        self.with_state(|s| s.resend_outbox.clone())
-    }
-
-    /// Ad accounts the app was subscribed to through `subscribed_apps`.
-    pub fn meta_subscriptions(&self) -> Vec<String> {
-        self.with_state(|s| s.meta_subscribed.clone())
     }
 
     /// How often each simulated endpoint was called.
     pub fn counters(&self) -> Counters {
-        self.inner
-            .state
+        self.with(|c: &mut Counters| c.clone())
+    }
+
+    /// Runs `f` on the state of type `S` (a simulator's own, or the shared
+    /// [`Counters`]), created with its `Default` on first use. Every state is
+    /// behind one lock: `f` must not call `with` again (it would deadlock).
+    pub(crate) fn with<S: Default + Send + 'static, T>(&self, f: impl FnOnce(&mut S) -> T) -> T {
+        let mut states = self
+            .inner
+            .states
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .counters
-            .clone()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = states
+            .entry(TypeId::of::<S>())
+            .or_insert_with(|| Box::<S>::default());
+        match entry.downcast_mut::<S>() {
+            Some(state) => f(state),
+            // Unreachable: an entry is keyed by its own type's id.
+            None => {
+                let mut state = S::default();
+                let out = f(&mut state);
+                *entry = Box::new(state);
+                out
+            }
+        }
     }
 
-    pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut state::State) -> T) -> T {
-        f(&mut self.inner.state.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// The routes, relative to where they are mounted (the dev server: `/sandbox`).
+    /// The routes, relative to where they are mounted (the dev server: `/sandbox`):
+    /// every simulator's provider routes (delayed under the latency fault),
+    /// and their control routes with `/_control/faults` (never delayed).
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/google/auth", get(google::authorize))
-            .route("/google/consent", post(google::consent))
-            .route("/google/token", post(google::token))
-            .route("/google/revoke", post(google::revoke))
-            .route(
-                "/ga4/admin/v1beta/accountSummaries",
-                get(ga4::account_summaries),
-            )
-            .route(
-                "/ga4/data/v1beta/properties/{target}",
-                post(ga4_data::batch_run_reports),
-            )
-            .route("/meta/dialog/oauth", get(meta::authorize))
-            .route("/meta/dialog/consent", post(meta::consent))
-            .route(
-                "/meta/graph/{version}/oauth/access_token",
-                get(meta::access_token).post(meta::access_token_form),
-            )
-            .route("/meta/graph/{version}/me", get(meta::me))
-            .route(
-                "/meta/graph/{version}/me/permissions",
-                get(meta::permissions).delete(meta::revoke),
-            )
-            .route(
-                "/meta/graph/{version}/{object}/insights",
-                get(meta_insights::insights).post(meta_insights::create_report_run),
-            )
-            .route(
-                "/meta/graph/{version}/{object}",
-                get(meta_insights::report_run_status),
-            )
-            .route(
-                "/meta/graph/{version}/{object}/subscribed_apps",
-                post(meta::subscribe_app),
-            )
-            .route(
-                "/meta/graph/{version}/me/adaccounts",
-                get(meta::ad_accounts),
-            )
-            .route("/resend/domains", get(resend::domains))
-            .route(
-                "/resend/webhooks",
-                post(resend::create_webhook).get(resend::list_webhooks),
-            )
-            .route(
-                "/resend/webhooks/{id}",
-                axum::routing::delete(resend::delete_webhook),
-            )
-            .route("/resend/emails", post(resend_send::send))
-            .route("/resend/emails/batch", post(resend_send::send_batch))
-            .route("/resend/emails/{id}", get(resend_send::get_email))
-            .route("/resend/outbox", get(resend_send::outbox))
-            .route("/resend/outbox/{id}", get(resend_send::outbox_email))
-            .route(
-                "/resend/outbox/{id}/event",
-                post(resend_events::send_from_page),
-            )
+        let providers = SIMULATORS
+            .iter()
+            .fold(Router::new(), |router, sim| router.merge(sim.routes()))
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 simulated_latency,
-            ))
-            .route("/_control/resend/events", post(resend_events::send))
-            .route("/_control/faults", post(set_faults_route))
-            .route("/_control/meta/webhook", post(meta_webhook::send))
-            .with_state(self.clone())
+            ));
+        let controls = SIMULATORS
+            .iter()
+            .fold(Router::new(), |router, sim| {
+                router.merge(sim.control_routes())
+            })
+            .route("/_control/faults", post(set_faults_route));
+        // The provider routes are merged into the control routes, not the other
+        // way round: of two default fallbacks `merge` keeps the merged-in one,
+        // and the delayed one must stay (an unknown path answers its 404 late
+        // under the latency fault, as a provider far away does).
+        controls.merge(providers).with_state(self.clone())
     }
 
     /// Serves the sandbox alone on a free loopback port (tests). Returns the
@@ -315,38 +273,4 @@ async fn set_faults_route(
 ) -> axum::http::StatusCode {
     sandbox.set_faults(faults);
     axum::http::StatusCode::NO_CONTENT
-}
-
-impl Sandbox {
-    /// A long-lived Meta user token with `ads_read`, as if the user had just
-    /// connected (benchmarks and tools that skip the login dialog).
-    pub fn meta_token(&self) -> String {
-        let token = state::random("EAAsbxLong");
-        self.with_state(|s| {
-            s.meta_long.insert(
-                token.clone(),
-                state::Token {
-                    grant: state::random("grant-"),
-                    scopes: vec!["ads_read".into(), "business_management".into()],
-                    expires: std::time::Instant::now() + std::time::Duration::from_secs(5_183_944),
-                    revoked: false,
-                },
-            )
-        });
-        token
-    }
-
-    /// Revokes every Google grant (the user removed the app's access in their
-    /// Google account): access and refresh tokens stop working.
-    pub fn revoke_all_google_grants(&self) {
-        self.with_state(|s| {
-            for t in s
-                .google_access
-                .values_mut()
-                .chain(s.google_refresh.values_mut())
-            {
-                t.revoked = true;
-            }
-        });
-    }
 }

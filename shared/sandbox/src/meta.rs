@@ -1,18 +1,85 @@
-//! Facebook Login dialog and the Graph API endpoints of the connect flow.
+//! Facebook Login dialog and the Graph API endpoints of the connect flow; and
+//! the Meta simulator ([`MetaSim`]), which also serves the Insights API
+//! (`meta_insights.rs`) and sends webhooks (`meta_webhook.rs`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::Sandbox;
-use crate::consent;
-use crate::state::{AuthCode, CODE_TTL, Token, random};
+use crate::state::{AuthCode, CODE_TTL, Counters, Token, random};
+use crate::{Sandbox, SandboxConfig, Simulator, consent, meta_insights, meta_webhook};
+
+/// Facebook Login and the Graph API (provider `meta_ads`), with the control
+/// route that sends ad account webhooks. Its state is [`MetaState`].
+pub struct MetaSim;
+
+impl Simulator for MetaSim {
+    fn provider(&self) -> &'static str {
+        "meta_ads"
+    }
+
+    fn routes(&self) -> Router<Sandbox> {
+        Router::new()
+            .route("/meta/dialog/oauth", get(authorize))
+            .route("/meta/dialog/consent", post(consent))
+            .route(
+                "/meta/graph/{version}/oauth/access_token",
+                get(access_token).post(access_token_form),
+            )
+            .route("/meta/graph/{version}/me", get(me))
+            .route(
+                "/meta/graph/{version}/me/permissions",
+                get(permissions).delete(revoke),
+            )
+            .route(
+                "/meta/graph/{version}/{object}/insights",
+                get(meta_insights::insights).post(meta_insights::create_report_run),
+            )
+            .route(
+                "/meta/graph/{version}/{object}",
+                get(meta_insights::report_run_status),
+            )
+            .route(
+                "/meta/graph/{version}/{object}/subscribed_apps",
+                post(subscribe_app),
+            )
+            .route("/meta/graph/{version}/me/adaccounts", get(ad_accounts))
+    }
+
+    fn control_routes(&self) -> Router<Sandbox> {
+        Router::new().route("/_control/meta/webhook", post(meta_webhook::send))
+    }
+
+    fn app_credentials(&self, config: &SandboxConfig) -> Vec<(&'static str, String)> {
+        vec![
+            ("META_APP_ID", config.meta_app_id.clone()),
+            ("META_APP_SECRET", config.meta_app_secret.clone()),
+            (
+                "META_WEBHOOK_VERIFY_TOKEN",
+                config.meta_verify_token.clone(),
+            ),
+        ]
+    }
+}
+
+/// The state of the Meta simulator.
+#[derive(Default)]
+pub(crate) struct MetaState {
+    pub codes: HashMap<String, AuthCode>,
+    pub short: HashMap<String, Token>,
+    pub long: HashMap<String, Token>,
+    /// Async insights report runs by id.
+    pub runs: HashMap<String, meta_insights::ReportRun>,
+    /// Ad accounts the app was subscribed to (`POST /act_{id}/subscribed_apps`).
+    pub subscribed: Vec<String>,
+}
 
 const LONG_LIVED_SECONDS: u64 = 5_183_944;
 
@@ -98,8 +165,8 @@ pub async fn consent(State(sandbox): State<Sandbox>, Form(f): Form<ConsentForm>)
         .map(str::to_owned)
         .collect();
     let code = random("AQsbx");
-    sandbox.with_state(|s| {
-        s.meta_codes.insert(
+    sandbox.with(|s: &mut MetaState| {
+        s.codes.insert(
             code.clone(),
             AuthCode {
                 grant: random("grant-"),
@@ -156,16 +223,23 @@ pub async fn access_token(
             "Error validating client secret.",
         );
     }
-    sandbox.with_state(|s| {
-        if q.get("grant_type").map(String::as_str) == Some("fb_exchange_token") {
-            s.counters.meta_long_lived_exchanges += 1;
-            let short = q.get("fb_exchange_token").and_then(|t| s.meta_short.get(t));
+    let long_lived = q.get("grant_type").map(String::as_str) == Some("fb_exchange_token");
+    sandbox.with(|c: &mut Counters| {
+        if long_lived {
+            c.meta_long_lived_exchanges += 1;
+        } else {
+            c.meta_code_exchanges += 1;
+        }
+    });
+    sandbox.with(|s: &mut MetaState| {
+        if long_lived {
+            let short = q.get("fb_exchange_token").and_then(|t| s.short.get(t));
             let Some(short) = short.filter(|t| t.live()) else {
                 return graph_error(StatusCode::BAD_REQUEST, 190, Some(463), "Error validating access token: Session has expired.");
             };
             let (grant, scopes) = (short.grant.clone(), short.scopes.clone());
             let long = random("EAAsbxLong");
-            s.meta_long.insert(
+            s.long.insert(
                 long.clone(),
                 Token {
                     grant,
@@ -180,15 +254,14 @@ pub async fn access_token(
             )
                 .into_response();
         }
-        s.counters.meta_code_exchanges += 1;
-        let Some(code) = q.get("code").and_then(|c| s.meta_codes.remove(c)) else {
+        let Some(code) = q.get("code").and_then(|c| s.codes.remove(c)) else {
             return graph_error(StatusCode::BAD_REQUEST, 100, Some(36009), "This authorization code has been used.");
         };
         if code.expires < Instant::now() || q.get("redirect_uri") != Some(&code.redirect_uri) {
             return graph_error(StatusCode::BAD_REQUEST, 100, Some(36008), "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request");
         }
         let short = random("EAAsbxShort");
-        s.meta_short.insert(
+        s.short.insert(
             short.clone(),
             Token {
                 grant: code.grant,
@@ -241,9 +314,9 @@ pub(crate) fn authorize_call(
             "An active access token must be used to query information about the current user.",
         )));
     };
-    sandbox.with_state(|s| {
-        s.counters.meta_graph_calls += 1;
-        let found = s.meta_long.get(&token).or_else(|| s.meta_short.get(&token));
+    sandbox.with(|c: &mut Counters| c.meta_graph_calls += 1);
+    sandbox.with(|s: &mut MetaState| {
+        let found = s.long.get(&token).or_else(|| s.short.get(&token));
         match found {
             Some(t) if t.live() => Ok((t.grant.clone(), t.scopes.clone())),
             Some(_) => Err(Box::new(graph_error(StatusCode::BAD_REQUEST, 190, Some(460), "Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons."))),
@@ -298,9 +371,9 @@ pub async fn revoke(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    sandbox.with_state(|s| {
-        s.counters.meta_revocations += 1;
-        for t in s.meta_long.values_mut().chain(s.meta_short.values_mut()) {
+    sandbox.with(|c: &mut Counters| c.meta_revocations += 1);
+    sandbox.with(|s: &mut MetaState| {
+        for t in s.long.values_mut().chain(s.short.values_mut()) {
             if t.grant == grant {
                 t.revoked = true;
             }
@@ -355,10 +428,10 @@ pub async fn subscribe_app(
     let id = object.strip_prefix("act_").unwrap_or("");
     match AD_ACCOUNTS.iter().find(|a| a.0 == id) {
         Some(&(_, _, _, 1, _)) => {
-            sandbox.with_state(|s| {
-                s.counters.meta_subscriptions += 1;
-                if !s.meta_subscribed.contains(&object) {
-                    s.meta_subscribed.push(object.clone());
+            sandbox.with(|c: &mut Counters| c.meta_subscriptions += 1);
+            sandbox.with(|s: &mut MetaState| {
+                if !s.subscribed.contains(&object) {
+                    s.subscribed.push(object.clone());
                 }
             });
             (StatusCode::OK, axum::Json(json!({"success": true}))).into_response()
@@ -419,4 +492,29 @@ pub async fn ad_accounts(
         axum::Json(json!({"data": data, "paging": paging})),
     )
         .into_response()
+}
+
+impl Sandbox {
+    /// Ad accounts the app was subscribed to through `subscribed_apps`.
+    pub fn meta_subscriptions(&self) -> Vec<String> {
+        self.with(|s: &mut MetaState| s.subscribed.clone())
+    }
+
+    /// A long-lived Meta user token with `ads_read`, as if the user had just
+    /// connected (benchmarks and tools that skip the login dialog).
+    pub fn meta_token(&self) -> String {
+        let token = random("EAAsbxLong");
+        self.with(|s: &mut MetaState| {
+            s.long.insert(
+                token.clone(),
+                Token {
+                    grant: random("grant-"),
+                    scopes: vec!["ads_read".into(), "business_management".into()],
+                    expires: Instant::now() + Duration::from_secs(LONG_LIVED_SECONDS),
+                    revoked: false,
+                },
+            )
+        });
+        token
+    }
 }

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Sandbox;
-use crate::meta::{authorize_call, graph_error};
+use crate::meta::{MetaState, authorize_call, graph_error};
+use crate::state::Counters;
 
 /// Ad account id → (currency, its minor-unit digits, daily spend in minor
 /// units at the start of 2026). Yen have no minor unit.
@@ -224,7 +225,7 @@ pub async fn insights(
     if let Err(response) = authorize_call(&sandbox, &headers, &q) {
         return *response;
     }
-    let run = sandbox.with_state(|s| s.meta_runs.get(&object).cloned());
+    let run = sandbox.with(|s: &mut MetaState| s.runs.get(&object).cloned());
     let (id, range) = match run {
         Some(run) if run.percent < 100 || run.failed => {
             return graph_error(
@@ -245,7 +246,7 @@ pub async fn insights(
         return with_usage(&usage_header, response);
     }
     let days = (range.until - range.since).num_days() + 1;
-    let plain_read = !sandbox.with_state(|s| s.meta_runs.contains_key(&object));
+    let plain_read = !sandbox.with(|s: &mut MetaState| s.runs.contains_key(&object));
     if plain_read
         && sandbox
             .faults()
@@ -336,10 +337,13 @@ pub async fn create_report_run(
         .faults()
         .meta_report_fail_above_days
         .is_some_and(|max| days > i64::from(max));
-    let run_id = sandbox.with_state(|s| {
-        s.counters.meta_report_runs += 1;
-        let run_id = format!("60239{:08}", s.counters.meta_report_runs);
-        s.meta_runs.insert(
+    let run_number = sandbox.with(|c: &mut Counters| {
+        c.meta_report_runs += 1;
+        c.meta_report_runs
+    });
+    let run_id = sandbox.with(|s: &mut MetaState| {
+        let run_id = format!("60239{run_number:08}");
+        s.runs.insert(
             run_id.clone(),
             ReportRun {
                 account: id,
@@ -371,8 +375,8 @@ pub async fn report_run_status(
         return *response;
     }
     let stalled = sandbox.faults().meta_report_stall == Some(true);
-    let Some(run) = sandbox.with_state(|s| {
-        let run = s.meta_runs.get_mut(&object)?;
+    let Some(run) = sandbox.with(|s: &mut MetaState| {
+        let run = s.runs.get_mut(&object)?;
         if !run.failed && !stalled {
             run.percent = (run.percent + 50).min(100);
         }

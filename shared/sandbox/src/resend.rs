@@ -1,15 +1,74 @@
 //! Resend `GET /domains` (API-key checks with Resend's error bodies) and the
 //! webhooks API (`POST /webhooks`, `GET /webhooks`, `DELETE /webhooks/{id}`):
 //! a full-access key registers an endpoint and gets its signing secret; a
-//! sending-only key may not.
+//! sending-only key may not. And the Resend simulator ([`ResendSim`]), which
+//! also sends emails (`resend_send.rs`) and their events (`resend_events.rs`).
 
+use std::collections::HashMap;
+
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::Sandbox;
+use crate::state::Counters;
+use crate::{Sandbox, SandboxConfig, Simulator, resend_events, resend_send};
+
+/// Resend's domains, webhooks and emails APIs and the outbox pages (provider
+/// `resend`), with the control route that sends delivery events. Its state is
+/// [`ResendState`].
+pub struct ResendSim;
+
+impl Simulator for ResendSim {
+    fn provider(&self) -> &'static str {
+        "resend"
+    }
+
+    fn routes(&self) -> Router<Sandbox> {
+        Router::new()
+            .route("/resend/domains", get(domains))
+            .route("/resend/webhooks", post(create_webhook).get(list_webhooks))
+            .route("/resend/webhooks/{id}", delete(delete_webhook))
+            .route("/resend/emails", post(resend_send::send))
+            .route("/resend/emails/batch", post(resend_send::send_batch))
+            .route("/resend/emails/{id}", get(resend_send::get_email))
+            .route("/resend/outbox", get(resend_send::outbox))
+            .route("/resend/outbox/{id}", get(resend_send::outbox_email))
+            .route(
+                "/resend/outbox/{id}/event",
+                post(resend_events::send_from_page),
+            )
+    }
+
+    fn control_routes(&self) -> Router<Sandbox> {
+        Router::new().route("/_control/resend/events", post(resend_events::send))
+    }
+
+    fn app_credentials(&self, config: &SandboxConfig) -> Vec<(&'static str, String)> {
+        vec![(
+            "RESEND_WEBHOOK_SECRET",
+            config.resend_webhook_secret.clone(),
+        )]
+    }
+}
+
+/// The state of the Resend simulator.
+#[derive(Default)]
+pub(crate) struct ResendState {
+    /// Emails accepted by the Resend endpoints, oldest first.
+    pub outbox: Vec<resend_send::OutboxEmail>,
+    /// (API key, Idempotency-Key) → the first answer.
+    pub idempotency: HashMap<(String, String), resend_send::Remembered>,
+    pub window: resend_send::RateWindow,
+    /// Sends still to be accepted without their answer reaching the caller
+    /// (set from `Faults::resend_lose_answers`).
+    pub lose_answers: u32,
+    /// Endpoints registered through `POST /webhooks`, oldest first.
+    pub webhooks: Vec<Webhook>,
+}
 
 pub fn resend_error(status: StatusCode, name: &str, message: &str) -> Response {
     (
@@ -34,7 +93,7 @@ pub fn key_kind(key: &str) -> Option<&'static str> {
 }
 
 pub async fn domains(State(sandbox): State<Sandbox>, headers: HeaderMap) -> Response {
-    sandbox.with_state(|s| s.counters.resend_calls += 1);
+    sandbox.with(|c: &mut Counters| c.resend_calls += 1);
     if headers.get("user-agent").is_none() {
         return resend_error(
             StatusCode::FORBIDDEN,
@@ -120,7 +179,7 @@ pub async fn create_webhook(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    sandbox.with_state(|s| s.counters.resend_calls += 1);
+    sandbox.with(|c: &mut Counters| c.resend_calls += 1);
     let key = match full_access_key(&headers) {
         Ok(k) => k,
         Err(r) => return *r,
@@ -159,7 +218,7 @@ pub async fn create_webhook(
         key,
     };
     let id = hook.id.clone();
-    sandbox.with_state(|s| s.resend_webhooks.push(hook));
+    sandbox.with(|s: &mut ResendState| s.webhooks.push(hook));
     (
         StatusCode::CREATED,
         axum::Json(json!({"object": "webhook", "id": id, "signing_secret": secret})),
@@ -169,13 +228,13 @@ pub async fn create_webhook(
 
 /// `GET /webhooks`: the key's endpoints.
 pub async fn list_webhooks(State(sandbox): State<Sandbox>, headers: HeaderMap) -> Response {
-    sandbox.with_state(|s| s.counters.resend_calls += 1);
+    sandbox.with(|c: &mut Counters| c.resend_calls += 1);
     let key = match full_access_key(&headers) {
         Ok(k) => k,
         Err(r) => return *r,
     };
-    let data: Vec<_> = sandbox.with_state(|s| {
-        s.resend_webhooks
+    let data: Vec<_> = sandbox.with(|s: &mut ResendState| {
+        s.webhooks
             .iter()
             .filter(|w| w.key == key)
             .map(|w| json!({"id": w.id, "endpoint": w.endpoint, "events": w.events, "status": "enabled"}))
@@ -190,18 +249,40 @@ pub async fn delete_webhook(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    sandbox.with_state(|s| s.counters.resend_calls += 1);
+    sandbox.with(|c: &mut Counters| c.resend_calls += 1);
     let key = match full_access_key(&headers) {
         Ok(k) => k,
         Err(r) => return *r,
     };
-    let removed = sandbox.with_state(|s| {
-        let before = s.resend_webhooks.len();
-        s.resend_webhooks.retain(|w| !(w.id == id && w.key == key));
-        before != s.resend_webhooks.len()
+    let removed = sandbox.with(|s: &mut ResendState| {
+        let before = s.webhooks.len();
+        s.webhooks.retain(|w| !(w.id == id && w.key == key));
+        before != s.webhooks.len()
     });
     if !removed {
         return resend_error(StatusCode::NOT_FOUND, "not_found", "Webhook not found");
     }
     axum::Json(json!({"object": "webhook", "id": id, "deleted": true})).into_response()
+}
+
+impl Sandbox {
+    /// Sets an outbox email's last event without sending a webhook (as when
+    /// Resend's webhook never arrives).
+    pub fn set_resend_last_event(&self, id: &str, event: &str) {
+        self.with(|s: &mut ResendState| {
+            if let Some(e) = s.outbox.iter_mut().find(|e| e.id == id) {
+                e.last_event = event.to_owned();
+            }
+        });
+    }
+
+    /// The endpoints registered through Resend's webhooks API.
+    pub fn resend_webhooks(&self) -> Vec<Webhook> {
+        self.with(|s: &mut ResendState| s.webhooks.clone())
+    }
+
+    /// Every email the Resend endpoints accepted, oldest first.
+    pub fn resend_outbox(&self) -> Vec<resend_send::OutboxEmail> {
+        self.with(|s: &mut ResendState| s.outbox.clone())
+    }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Sandbox;
+use crate::resend::ResendState;
 use crate::resend_send::OutboxEmail;
 
 #[derive(Debug, Deserialize)]
@@ -149,8 +150,8 @@ async fn deliver(sandbox: &Sandbox, r: SendEvent) -> Result<Value, (StatusCode, 
             answers.push(json!({"status": code, "body": serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))}));
         }
     }
-    sandbox.with_state(|s| {
-        if let Some(e) = s.resend_outbox.iter_mut().find(|e| e.id == email.id) {
+    sandbox.with(|s: &mut ResendState| {
+        if let Some(e) = s.outbox.iter_mut().find(|e| e.id == email.id) {
             e.last_event = status;
         }
     });

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Sandbox;
-use crate::resend::{key_kind, resend_error};
+use crate::resend::{ResendState, key_kind, resend_error};
+use crate::state::Counters;
 
 /// Resend's default team limit (requests per second) unless faults say otherwise.
 pub const DEFAULT_RATE_LIMIT: u32 = 5;
@@ -230,7 +231,7 @@ fn with_limits(mut response: Response, limit: u32, remaining: u32) -> Response {
 /// Authentication, the User-Agent rule, faults and the team limit: the
 /// answer to send now, or the remaining count to report.
 fn admit(sandbox: &Sandbox, headers: &HeaderMap) -> Result<(String, u32, u32), Box<Response>> {
-    sandbox.with_state(|s| s.counters.resend_calls += 1);
+    sandbox.with(|c: &mut Counters| c.resend_calls += 1);
     if headers.get("user-agent").is_none() {
         return Err(Box::new(resend_error(
             StatusCode::FORBIDDEN,
@@ -269,9 +270,9 @@ fn admit(sandbox: &Sandbox, headers: &HeaderMap) -> Result<(String, u32, u32), B
         .resend_rate_limit
         .unwrap_or(DEFAULT_RATE_LIMIT)
         .max(1);
-    let remaining = sandbox.with_state(|s| {
+    let remaining = sandbox.with(|s: &mut ResendState| {
         let now = Instant::now();
-        let w = &mut s.resend_window;
+        let w = &mut s.window;
         if w.started
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
         {
@@ -378,12 +379,12 @@ fn send_all(sandbox: &Sandbox, headers: &HeaderMap, body: &[u8], batch: bool) ->
             Err(Refusal(name, message)) => return answer(unprocessable(name, &message)),
         }
     }
-    sandbox.with_state(|s| {
+    sandbox.with(|s: &mut ResendState| {
         if let Some(k) = &idempotency {
             let remembered = (key.clone(), k.clone());
-            s.resend_idempotency
+            s.idempotency
                 .retain(|_, r| r.at.elapsed() < IDEMPOTENCY_TTL);
-            if let Some(r) = s.resend_idempotency.get(&remembered) {
+            if let Some(r) = s.idempotency.get(&remembered) {
                 if r.payload == body {
                     return answer((StatusCode::OK, axum::Json(r.answer.clone())).into_response());
                 }
@@ -400,7 +401,7 @@ fn send_all(sandbox: &Sandbox, headers: &HeaderMap, body: &[u8], batch: bool) ->
             e.key.clone_from(&key);
             e.idempotency_key = idempotency.clone();
             ids.push(json!({"id": e.id}));
-            s.resend_outbox.push(e);
+            s.outbox.push(e);
         }
         let body_json = if batch {
             json!({ "data": ids })
@@ -408,7 +409,7 @@ fn send_all(sandbox: &Sandbox, headers: &HeaderMap, body: &[u8], batch: bool) ->
             ids.into_iter().next().unwrap_or(Value::Null)
         };
         if let Some(k) = &idempotency {
-            s.resend_idempotency.insert(
+            s.idempotency.insert(
                 (key.clone(), k.clone()),
                 Remembered {
                     payload: body.to_vec(),
@@ -417,9 +418,9 @@ fn send_all(sandbox: &Sandbox, headers: &HeaderMap, body: &[u8], batch: bool) ->
                 },
             );
         }
-        if s.resend_lose_answers > 0 {
+        if s.lose_answers > 0 {
             // Sent, but the answer never reaches the caller.
-            s.resend_lose_answers -= 1;
+            s.lose_answers -= 1;
             return (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout").into_response();
         }
         answer((StatusCode::OK, axum::Json(body_json)).into_response())
@@ -452,7 +453,7 @@ pub async fn get_email(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let found = sandbox.with_state(|s| s.resend_outbox.iter().find(|e| e.id == id).cloned());
+    let found = sandbox.with(|s: &mut ResendState| s.outbox.iter().find(|e| e.id == id).cloned());
     let response = match found {
         Some(e) => (
             StatusCode::OK,

@@ -1,4 +1,7 @@
-use std::collections::HashMap;
+//! What every simulator shares: the call counters, authorization codes and
+//! tokens, and random ids. Each simulator's own state lives in its module,
+//! kept in the sandbox's type map ([`crate::Sandbox::with`]).
+
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -37,32 +40,6 @@ pub struct Token {
     pub scopes: Vec<String>,
     pub expires: Instant,
     pub revoked: bool,
-}
-
-#[derive(Default)]
-pub struct State {
-    pub counters: Counters,
-    pub google_codes: HashMap<String, AuthCode>,
-    pub google_access: HashMap<String, Token>,
-    pub google_refresh: HashMap<String, Token>,
-    pub meta_codes: HashMap<String, AuthCode>,
-    pub meta_short: HashMap<String, Token>,
-    pub meta_long: HashMap<String, Token>,
-    /// Async insights report runs by id.
-    pub meta_runs: HashMap<String, crate::meta_insights::ReportRun>,
-    /// Ad accounts the app was subscribed to (`POST /act_{id}/subscribed_apps`).
-    pub meta_subscribed: Vec<String>,
-    /// Emails accepted by the Resend endpoints, oldest first.
-    pub resend_outbox: Vec<crate::resend_send::OutboxEmail>,
-    /// (API key, Idempotency-Key) → the first answer.
-    pub resend_idempotency: HashMap<(String, String), crate::resend_send::Remembered>,
-    pub resend_window: crate::resend_send::RateWindow,
-    /// Sends still to be accepted without their answer reaching the caller.
-    pub resend_lose_answers: u32,
-    /// Endpoints registered through `POST /webhooks`, oldest first.
-    pub resend_webhooks: Vec<crate::resend::Webhook>,
-    /// GA4 core tokens used per property.
-    pub ga4_tokens: HashMap<String, i64>,
 }
 
 pub fn random(prefix: &str) -> String {
