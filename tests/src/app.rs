@@ -194,6 +194,78 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Connects GA4 for `ws` through the sandbox's Google consent; the new
+    /// integration's id.
+    pub async fn connect_ga4(&self, ws: &str) -> String {
+        self.connect(ws, "ga4").await
+    }
+
+    /// Connects Meta Ads for `ws` through the sandbox's Facebook Login; the
+    /// new integration's id.
+    pub async fn connect_meta(&self, ws: &str) -> String {
+        self.connect(ws, "meta_ads").await
+    }
+
+    /// Connects Resend with `key` in `ws` (as `c`) and gives it the sandbox's
+    /// sender address; the created integration as the API answered it.
+    pub async fn connect_resend(
+        &self,
+        c: &reqwest::Client,
+        ws: &str,
+        key: &str,
+    ) -> serde_json::Value {
+        let created: serde_json::Value = c
+            .post(self.url(&format!("/v1/workspaces/{ws}/integrations")))
+            .json(&serde_json::json!({"provider": "resend", "api_key": key}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{created}"));
+        let patched = c
+            .patch(self.url(&format!("/v1/workspaces/{ws}/integrations/{id}")))
+            .json(&serde_json::json!({"settings": {"from_address": "kpi@sandbox.example.com"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), 200);
+        created
+    }
+
+    /// The jobs of integration `id` of `ws` (as `c`), newest first, once
+    /// there are at least `n` and all of them ended (succeeded or dead).
+    pub async fn wait_for_jobs(
+        &self,
+        c: &reqwest::Client,
+        ws: &str,
+        id: &str,
+        n: usize,
+    ) -> Vec<serde_json::Value> {
+        let url = self.url(&format!("/v1/workspaces/{ws}/integrations/{id}/jobs"));
+        for _ in 0..200 {
+            let jobs = crate::get_json(c, &url).await;
+            let items = jobs["items"].as_array().cloned().unwrap_or_default();
+            if items.len() >= n
+                && items
+                    .iter()
+                    .all(|j| j["status"] == "succeeded" || j["status"] == "dead")
+            {
+                return items;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("jobs of {id} did not finish");
+    }
+
+    /// The newest job of integration `id` once every job of it ended.
+    pub async fn wait_for_job(&self, c: &reqwest::Client, ws: &str, id: &str) -> serde_json::Value {
+        self.wait_for_jobs(c, ws, id, 1).await.remove(0)
+    }
+
     /// A "browser": keeps cookies, does not follow redirects.
     pub fn browser(&self) -> reqwest::Client {
         crate::client_builder()

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 /// A workspace with its own Resend sender and a GA4 integration on property 100001.
 async fn workspace(app: &TestApp) -> (reqwest::Client, String) {
     let c = app.client_for(&["demo"]);
-    kpi_tests::connect_resend(app, &c, "demo", "re_live_123456789").await;
-    let id = app.connect("demo", "ga4").await;
+    app.connect_resend(&c, "demo", "re_live_123456789").await;
+    let id = app.connect_ga4("demo").await;
     c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
         .json(&json!({"settings": {"property": "properties/100001"}, "display_name": "Shop Analytics"}))
         .send()
@@ -100,7 +100,7 @@ async fn a_rule_that_holds_on_the_sandbox_numbers_sends_one_digest() {
         sync("2026-03-01", "2026-03-05").await.unwrap().status(),
         202
     );
-    kpi_tests::wait_for_jobs(&app, &c, "demo", &ga4, 1).await;
+    app.wait_for_jobs(&c, "demo", &ga4, 1).await;
     let outbox = kpi_tests::wait_for_outbox(&app, 1).await;
     assert_eq!(outbox.len(), 1, "exactly one alert email");
     let email = &outbox[0];
@@ -147,7 +147,7 @@ async fn a_rule_that_holds_on_the_sandbox_numbers_sends_one_digest() {
         sync("2026-03-01", "2026-03-05").await.unwrap().status(),
         202
     );
-    kpi_tests::wait_for_jobs(&app, &c, "demo", &ga4, 2).await;
+    app.wait_for_jobs(&c, "demo", &ga4, 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.sandbox().resend_outbox().len(), 1);
 
@@ -282,7 +282,7 @@ async fn a_weekly_report_goes_out_once_per_week_and_flags_a_failing_integration(
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    kpi_tests::wait_for_jobs(&app, &c, "demo", &ga4, 1).await;
+    app.wait_for_jobs(&c, "demo", &ga4, 1).await;
     let state = &app.server.state;
     let scope =
         kpi_core::WorkspaceScope::for_system(kpi_core::WorkspaceId::parse("demo").unwrap(), "test");
@@ -458,7 +458,7 @@ async fn a_tick_out_of_time_leaves_its_other_reports_due_for_the_next() {
     let c = app.client_for(&refs);
     let state = &app.server.state;
     for ws in &names {
-        kpi_tests::connect_resend(&app, &c, ws, "re_live_123456789").await;
+        app.connect_resend(&c, ws, "re_live_123456789").await;
         let saved = c
             .put(app.url(&format!("/v1/workspaces/{ws}/reports")))
             .json(

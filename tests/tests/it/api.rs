@@ -388,17 +388,10 @@ async fn manual_sync_enqueues_a_job() {
     assert_eq!(accepted["status"], "queued");
     // One job at a time per integration: the backfill is asked for once the
     // first job has ended.
-    for _ in 0..100 {
-        let all: Value = kpi_tests::get_json(
-            &c,
-            app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs")),
-        )
-        .await;
-        if all["items"][0]["status"] == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    assert_eq!(
+        app.wait_for_job(&c, "demo", &id).await["status"],
+        "succeeded"
+    );
 
     let resp = c
         .post(&sync_url)

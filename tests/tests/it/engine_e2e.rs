@@ -5,15 +5,7 @@ use kpi_tests::app::TestApp;
 use serde_json::{Value, json};
 
 async fn resend_integration(app: &TestApp, c: &reqwest::Client) -> String {
-    let created: Value = c
-        .post(app.url("/v1/workspaces/demo/integrations"))
-        .json(&json!({"provider": "resend", "api_key": "re_live_123456789"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = app.connect_resend(c, "demo", "re_live_123456789").await;
     created["id"].as_str().unwrap().to_owned()
 }
 
@@ -31,7 +23,7 @@ async fn sync_now_runs_through_queue_worker_and_store() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
+    let jobs = app.wait_for_jobs(&c, "demo", &id, 1).await;
     assert_eq!(jobs[0]["status"], "succeeded");
     // Three days of zeros (nothing sent yet): four counts a day, no rate.
     assert_eq!(jobs[0]["rows_written"], 12);
@@ -64,7 +56,7 @@ async fn the_admin_api_is_for_platform_admins() {
         .send()
         .await
         .unwrap();
-    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
+    let jobs = app.wait_for_jobs(&c, "demo", &id, 1).await;
     let job_id = jobs[0]["id"].as_str().unwrap().to_owned();
 
     // Not an operator: every admin route is "not there".
@@ -178,7 +170,7 @@ async fn ga4_connect_pick_a_property_sync_and_read_the_sandbox_numbers() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
+    let jobs = app.wait_for_jobs(&c, "demo", &id, 1).await;
     assert_eq!(
         jobs[0]["status"], "succeeded",
         "{:?}",
@@ -211,7 +203,7 @@ async fn ga4_connect_pick_a_property_sync_and_read_the_sandbox_numbers() {
         .send()
         .await
         .unwrap();
-    kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 2).await;
+    app.wait_for_jobs(&c, "demo", &id, 2).await;
     let series: Value = kpi_tests::get_json(
         &c,
         app.url("/v1/workspaces/demo/kpis?metric=ga4.sessions&from=2026-03-01&to=2026-04-02"),
@@ -245,7 +237,7 @@ async fn a_revoked_google_grant_moves_ga4_to_needs_reauth_without_a_retry_storm(
         .send()
         .await
         .unwrap();
-    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
+    let jobs = app.wait_for_jobs(&c, "demo", &id, 1).await;
     assert_eq!(jobs[0]["status"], "dead");
     assert_eq!(jobs[0]["last_error"]["code"], "reauth_required");
     assert_eq!(jobs[0]["attempts"], 1, "no retries of a revoked grant");
@@ -313,7 +305,7 @@ async fn meta_connect_pick_an_ad_account_sync_and_read_roas_and_spend() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
+    let jobs = app.wait_for_jobs(&c, "demo", &id, 1).await;
     assert_eq!(
         jobs[0]["status"], "succeeded",
         "{:?}",

@@ -240,25 +240,11 @@ async fn a_second_sync_request_returns_the_job_in_flight() {
     }
     tally.hold.store(false, std::sync::atomic::Ordering::SeqCst);
     tally.release.notify_one();
-    let jobs_url = app.url(&format!("/v1/workspaces/demo/integrations/{id}/jobs"));
-    let mut jobs = serde_json::Value::Null;
-    for _ in 0..100 {
-        jobs = kpi_tests::get_json(&c, &jobs_url).await;
-        if jobs["items"][0]["status"] == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        jobs["items"].as_array().unwrap().len(),
-        1,
-        "one job, not three"
-    );
+    let jobs = app.wait_for_jobs(&c, "demo", &id, 1).await;
+    assert_eq!(jobs[0]["status"], "succeeded");
+    assert_eq!(jobs.len(), 1, "one job, not three");
     // Every provider call (a first sync backfills in windows) was that job's.
-    assert_eq!(
-        jobs["items"][0]["provider_calls"],
-        *tally.sync_calls.lock().unwrap()
-    );
+    assert_eq!(jobs[0]["provider_calls"], *tally.sync_calls.lock().unwrap());
     // Once it has ended, a new request makes a new job.
     let next: serde_json::Value = c.post(&sync).send().await.unwrap().json().await.unwrap();
     assert_eq!(next["existing"], false);
@@ -511,7 +497,7 @@ async fn a_ga4_backfill_reaches_past_the_data_retention_setting() {
     // GA4's retention (2 or 14 months) limits explorations, not the Data
     // API's reports: a backfill two years back is accepted.
     let app = TestApp::spawn().await;
-    let id = app.connect("demo", "ga4").await;
+    let id = app.connect_ga4("demo").await;
     let c = app.client_for(&["demo"]);
     let patched = c
         .patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))

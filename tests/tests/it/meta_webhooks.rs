@@ -51,7 +51,7 @@ async fn jobs(app: &TestApp, ws: &str, id: &str) -> Vec<Value> {
 
 /// Waits until the integration has `n` jobs, all ended.
 async fn settled(app: &TestApp, ws: &str, id: &str, n: usize) -> Vec<Value> {
-    kpi_tests::wait_for_jobs(app, &app.client_for(&[ws]), ws, id, n).await
+    app.wait_for_jobs(&app.client_for(&[ws]), ws, id, n).await
 }
 
 /// The sandbox's control: Meta sends a signed delivery about `ad_account`.

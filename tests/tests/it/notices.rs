@@ -56,7 +56,7 @@ async fn a_failed_sync_emails_one_notice_and_its_fix_one_recovery() {
     assert_eq!(theirs, json!({"recipients": []}), "per workspace");
 
     // GA4, connected and configured.
-    let id = app.connect("demo", "ga4").await;
+    let id = app.connect_ga4("demo").await;
     let ga4: Value = c
         .patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
         .json(&json!({"settings": {"property": "properties/100001"}, "display_name": "Shop Analytics"}))
@@ -79,7 +79,7 @@ async fn a_failed_sync_emails_one_notice_and_its_fix_one_recovery() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
+    let jobs = app.wait_for_jobs(&c, "demo", &id, 1).await;
     assert_eq!(jobs[0]["status"], "dead", "{:?}", jobs[0]);
     let outbox = kpi_tests::wait_for_outbox(&app, 1).await;
     assert_eq!(outbox.len(), 1, "exactly one failure email");
@@ -139,7 +139,7 @@ async fn a_failed_sync_emails_one_notice_and_its_fix_one_recovery() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 2).await;
+    let jobs = app.wait_for_jobs(&c, "demo", &id, 2).await;
     assert_eq!(jobs[0]["status"], "succeeded", "{:?}", jobs[0]);
     let outbox = kpi_tests::wait_for_outbox(&app, 2).await;
     assert_eq!(outbox.len(), 2, "one recovery email");
@@ -154,7 +154,7 @@ async fn a_failed_sync_emails_one_notice_and_its_fix_one_recovery() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 3).await;
+    app.wait_for_jobs(&c, "demo", &id, 3).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.sandbox().resend_outbox().len(), 2);
 }
@@ -168,7 +168,7 @@ async fn without_a_sender_the_notice_is_logged_and_the_integration_says_why() {
         .send()
         .await
         .unwrap();
-    let id = app.connect("demo", "ga4").await;
+    let id = app.connect_ga4("demo").await;
     c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
         .json(&json!({"settings": {"property": "properties/100001"}}))
         .send()
@@ -182,7 +182,7 @@ async fn without_a_sender_the_notice_is_logged_and_the_integration_says_why() {
         .send()
         .await
         .unwrap();
-    kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
+    app.wait_for_jobs(&c, "demo", &id, 1).await;
     let mut last_notice = Value::Null;
     for _ in 0..50 {
         let got = kpi_tests::get_json(
@@ -242,7 +242,7 @@ async fn delivery_events_track_sends_and_hard_bounces_suppress_the_address() {
         .send()
         .await
         .unwrap();
-    let id = app.connect("demo", "ga4").await;
+    let id = app.connect_ga4("demo").await;
     c.patch(app.url(&format!("/v1/workspaces/demo/integrations/{id}")))
         .json(&json!({"settings": {"property": "properties/100001"}}))
         .send()
@@ -256,7 +256,7 @@ async fn delivery_events_track_sends_and_hard_bounces_suppress_the_address() {
         .send()
         .await
         .unwrap();
-    kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 1).await;
+    app.wait_for_jobs(&c, "demo", &id, 1).await;
     let outbox = kpi_tests::wait_for_outbox(&app, 3).await;
     assert_eq!(outbox.len(), 3, "one email per recipient");
     assert!(
@@ -326,7 +326,7 @@ async fn delivery_events_track_sends_and_hard_bounces_suppress_the_address() {
         .send()
         .await
         .unwrap();
-    kpi_tests::wait_for_jobs(&app, &c, "demo", &id, 2).await;
+    app.wait_for_jobs(&c, "demo", &id, 2).await;
     let outbox = kpi_tests::wait_for_outbox(&app, 4).await;
     assert_eq!(
         outbox.len(),
@@ -373,7 +373,7 @@ async fn delivery_events_track_sends_and_hard_bounces_suppress_the_address() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = kpi_tests::wait_for_jobs(&app, &c, "demo", resend_id, 1).await;
+    let jobs = app.wait_for_jobs(&c, "demo", resend_id, 1).await;
     assert_eq!(jobs[0]["status"], "succeeded", "{:?}", jobs[0]);
     let today = chrono::Utc::now().date_naive();
     let value = |metric: &'static str| {
@@ -632,7 +632,7 @@ async fn each_resend_account_gets_its_own_webhook_endpoint() {
         let app = &app;
         async move {
             let c = app.client_for(&[ws]);
-            let made = kpi_tests::connect_resend(app, &c, ws, key).await;
+            let made = app.connect_resend(&c, ws, key).await;
             let id = made["id"].as_str().unwrap().to_owned();
             (c, id, made)
         }

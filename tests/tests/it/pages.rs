@@ -112,7 +112,7 @@ async fn a_page_without_a_workspace_opens_the_only_one_or_lists_them() {
 #[tokio::test]
 async fn what_users_typed_is_escaped_everywhere() {
     let app = TestApp::spawn().await;
-    let id = app.connect(WS, "ga4").await;
+    let id = app.connect_ga4(WS).await;
     let api = app.client_for(&[WS]);
     let evil = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>";
     let resp = api

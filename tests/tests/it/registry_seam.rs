@@ -95,15 +95,7 @@ async fn a_provider_defined_in_the_tests_goes_through_the_whole_life_cycle() {
         .await
         .unwrap();
     assert_eq!(accepted.status(), 202);
-    let mut job = Value::Null;
-    for _ in 0..100 {
-        let jobs: Value = kpi_tests::get_json(&c, item("/jobs")).await;
-        job = jobs["items"][0].clone();
-        if job["status"] == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let job = app.wait_for_job(&c, "demo", &id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["rows_written"], 12);
     assert_eq!(job["provider_calls"], 2);

@@ -14,7 +14,7 @@ const WS: &str = "demo";
 /// A GA4 integration connected (consent through the API), its property
 /// chosen and one sync done: what most page tests start from.
 async fn synced_ga4(app: &TestApp) -> String {
-    let id = app.connect(WS, "ga4").await;
+    let id = app.connect_ga4(WS).await;
     let c = app.client_for(&[WS]);
     let resp = c
         .patch(app.url(&format!("/v1/workspaces/{WS}/integrations/{id}")))
@@ -29,7 +29,7 @@ async fn synced_ga4(app: &TestApp) -> String {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let jobs = kpi_tests::wait_for_jobs(app, &c, WS, &id, 1).await;
+    let jobs = app.wait_for_jobs(&c, WS, &id, 1).await;
     assert_eq!(jobs[0]["status"], "succeeded", "{:?}", jobs[0]);
     id
 }
@@ -338,7 +338,7 @@ async fn an_admin_retries_a_dead_job_and_others_get_404() {
         .as_str()
         .unwrap()
         .to_owned();
-    let jobs = kpi_tests::wait_for_jobs(&app, &c, WS, &id, 2).await;
+    let jobs = app.wait_for_jobs(&c, WS, &id, 2).await;
     let dead = jobs.iter().find(|j| j["id"] == job.as_str()).unwrap();
     assert_eq!(dead["status"], "dead", "{dead}");
     // The cause is fixed.
@@ -436,7 +436,7 @@ async fn every_page_is_accessible_safe_and_quiet_at_phone_and_desktop_width() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-    let job = kpi_tests::wait_for_jobs(&app, &c, WS, &id, 1).await[0]["id"]
+    let job = app.wait_for_jobs(&c, WS, &id, 1).await[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
