@@ -12,7 +12,21 @@ use yaml_rust2::Yaml;
 fn operations(files: &[&str], known: &[&str]) -> BTreeSet<String> {
     let mut source = String::new();
     for f in files {
-        source.push_str(&std::fs::read_to_string(root().join(f)).unwrap());
+        let path = root().join(f);
+        // A directory: every source file of it (a module split by responsibility).
+        let paths: Vec<std::path::PathBuf> = if path.is_dir() {
+            std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+                .collect()
+        } else {
+            vec![path]
+        };
+        assert!(!paths.is_empty(), "{f}: no source");
+        for p in paths {
+            source.push_str(&std::fs::read_to_string(p).unwrap());
+        }
     }
     known
         .iter()
@@ -36,11 +50,7 @@ fn snake(pascal: &str) -> String {
 fn each_role_allows_the_calls_its_adapters_make() {
     let t = template();
     let store = operations(
-        &[
-            "shared/aws/src/dynamo/mod.rs",
-            "shared/aws/src/dynamo/items.rs",
-            "shared/aws/src/dynamo/ephemeral.rs",
-        ],
+        &["shared/aws/src/dynamo/"],
         &[
             "GetItem",
             "PutItem",
