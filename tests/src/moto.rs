@@ -1,6 +1,8 @@
 //! Starts a real `moto_server` (the AWS emulator) on a free port for one test, and
 //! stops it when the test ends. Each test gets its own server, so state never
 //! leaks between tests, even when they run in parallel.
+//! The server is `tests/moto_server.py`: moto with its DynamoDB requests applied
+//! one at a time, atomic as in a region.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -93,9 +95,10 @@ impl MotoServer {
         for _ in 0..3 {
             let port = free_port();
             let mut cmd = Command::new("python3");
+            // moto's server, with DynamoDB's requests atomic as in a region
+            // (see the script).
             cmd.args([
-                "-m",
-                "moto.server",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py"),
                 "-H",
                 "127.0.0.1",
                 "-p",
@@ -113,7 +116,9 @@ impl MotoServer {
                     Ok(())
                 });
             }
-            let mut child = cmd.spawn().expect("cannot start python3 -m moto.server");
+            let mut child = cmd
+                .spawn()
+                .expect("cannot start python3 tests/moto_server.py");
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if ready(port) {

@@ -356,8 +356,11 @@ pub async fn a_backlog_hours_deep_drains_with_every_job_run_once(e: &Engine) {
     // stays hours deep for most of the run.
     let per_tick = (n / 100).max(2);
     let mut totals = SchedulerReport::default();
-    let (mut ran, mut retries, mut ticks) = (0, 0, 0);
-    while ran < n && ticks < 1_000 {
+    // Messages whose job ended. A message can come again after its
+    // visibility timeout (a slow worker, as SQS allows); its job counts once.
+    let mut ended: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let (mut retries, mut ticks) = (0, 0);
+    while ended.len() < n && ticks < 1_000 {
         ticks += 1;
         clock.advance(chrono::Duration::minutes(5));
         let r = scheduler.run_once().await.unwrap();
@@ -372,25 +375,25 @@ pub async fn a_backlog_hours_deep_drains_with_every_job_run_once(e: &Engine) {
                     .unwrap()
                     .pop()
                 else {
-                    return (0, 0);
+                    return (None, 0);
                 };
                 match w.handle(&m).await {
                     kpi_sync::Disposition::Done => {
                         queue.delete(WORK, &m.receipt).await.unwrap();
-                        (1, 0)
+                        (Some(m.message_id.clone()), 0)
                     }
                     other => {
                         // A retry comes back after its delay, as from SQS.
                         if let kpi_sync::Disposition::RetryAfter(d) = other {
                             queue.change_visibility(WORK, &m.receipt, d).await.unwrap();
                         }
-                        (0, 1)
+                        (None, 1)
                     }
                 }
             }))
             .await;
             for (done, retried) in taken {
-                ran += done;
+                ended.extend(done);
                 retries += retried;
             }
         }
@@ -403,10 +406,13 @@ pub async fn a_backlog_hours_deep_drains_with_every_job_run_once(e: &Engine) {
     for status in [JobStatus::Dead, JobStatus::Queued, JobStatus::Running] {
         assert_eq!(e.count_jobs(ws, status).await, 0, "{status}");
     }
-    assert_eq!(
-        e.adapter.sync_calls.load(Ordering::SeqCst) as usize,
-        n + retries,
-        "each job ran once (and once per retry)"
+    // Each job ran once, and again at most once per retry: a message that
+    // came back while its job was still running elsewhere is told to wait
+    // (a retry without a provider call).
+    let calls = e.adapter.sync_calls.load(Ordering::SeqCst) as usize;
+    assert!(
+        (n..=n + retries).contains(&calls),
+        "{calls} provider calls for {n} jobs and {retries} retries"
     );
     let messages = queue.sent.load(Ordering::SeqCst);
     assert!(
