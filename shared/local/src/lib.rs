@@ -8,4 +8,4 @@ mod sqlite;
 
 pub use queue::{LocalQueue, LocalQueueSettings};
 pub use secrets::EnvSecrets;
-pub use sqlite::{DUE_INTEGRATIONS_QUERY, SqliteStore};
+pub use sqlite::{DUE_INTEGRATIONS_QUERY, KPI_QUERY, SqliteStore};

@@ -20,6 +20,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use kpis::KPI_QUERY;
+
 use kpi_core::page::Cursor;
 use kpi_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension};
@@ -49,13 +51,26 @@ CREATE TABLE IF NOT EXISTS sync_jobs (
 CREATE INDEX IF NOT EXISTS sync_jobs_by_integration ON sync_jobs (integration, id);
 CREATE INDEX IF NOT EXISTS sync_jobs_by_status ON sync_jobs (status, updated_at, id);
 
+-- Keyed by integration first: one sync's points (a metric's days, for each
+-- metric) sit together on a few pages, so a sync rewrites those few pages
+-- rather than one page per (metric, date) across the table. The KPI query
+-- reaches a metric's points of every integration through kpi_series.
 CREATE TABLE IF NOT EXISTS kpi_points (
     workspace TEXT NOT NULL,
+    integration TEXT NOT NULL,
     metric TEXT NOT NULL,
     date TEXT NOT NULL,
-    integration TEXT NOT NULL,
     body TEXT NOT NULL,
-    PRIMARY KEY (workspace, metric, date, integration)
+    PRIMARY KEY (workspace, integration, metric, date)
+) WITHOUT ROWID;
+
+-- Which integrations have points of a metric (kept by the upsert, never
+-- removed, as the points themselves outlive a deleted integration).
+CREATE TABLE IF NOT EXISTS kpi_series (
+    workspace TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    PRIMARY KEY (workspace, metric, integration)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS ephemeral (
@@ -260,6 +275,7 @@ impl SqliteStore {
             .map_err(db_error)?;
         conn.pragma_update(None, "busy_timeout", 5000)
             .map_err(db_error)?;
+        kpis::migrate(&conn, SCHEMA)?;
         conn.execute_batch(SCHEMA).map_err(db_error)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),

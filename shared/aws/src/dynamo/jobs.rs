@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use kpi_core::page::{Page, PageRequest};
-use kpi_core::ports::store::{JobFilter, JobStore};
+use kpi_core::ports::store::{JobFilter, JobStore, KpiStore};
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
-    AdminScope, Error, Integration, IntegrationId, JobId, Result, SyncJob, WorkspaceScope,
+    AdminScope, Error, Integration, IntegrationId, JobId, KpiPoint, Result, SyncJob, WorkspaceScope,
 };
 
 use super::items::*;
@@ -90,6 +90,18 @@ impl JobStore for DynamoStore {
         self.put_versioned(job_item(&next)?, job.version, "sync job")
             .await?;
         Ok(next)
+    }
+
+    async fn update_job_with_kpis(
+        &self,
+        scope: &WorkspaceScope,
+        job: &SyncJob,
+        points: &[KpiPoint],
+    ) -> Result<SyncJob> {
+        // A sync's points exceed a transaction's 100 items: the points first
+        // (idempotent upserts), then the job's compare-and-swap.
+        self.upsert_kpis(scope, points).await?;
+        self.update_job(scope, job).await
     }
 
     async fn list_jobs(

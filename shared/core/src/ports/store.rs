@@ -108,6 +108,20 @@ pub trait JobStore: Send + Sync {
     /// Compare-and-swap on `job.version`, like integrations.
     async fn update_job(&self, scope: &WorkspaceScope, job: &SyncJob) -> Result<SyncJob>;
 
+    /// A sync's last write: the job (compare-and-swap, as [`Self::update_job`])
+    /// and the KPI points it brought. The embedded store makes it one
+    /// transaction: a lost race writes neither, and a sync costs one commit,
+    /// not two. A store whose transactions cannot hold a sync's points
+    /// (DynamoDB takes 100 items) writes the points first, then the job; a
+    /// lost race then leaves points the winning attempt overwrites with its own
+    /// (upserts of the same keys).
+    async fn update_job_with_kpis(
+        &self,
+        scope: &WorkspaceScope,
+        job: &SyncJob,
+        points: &[KpiPoint],
+    ) -> Result<SyncJob>;
+
     /// Jobs of one integration, newest first.
     async fn list_jobs(
         &self,

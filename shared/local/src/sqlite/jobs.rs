@@ -5,11 +5,12 @@ use kpi_core::page::{Cursor, Page, PageRequest};
 use kpi_core::ports::store::{JobFilter, JobStore};
 use kpi_core::time::sortable_timestamp;
 use kpi_core::{
-    AdminScope, Error, Integration, IntegrationId, JobId, Result, SyncJob, WorkspaceScope,
+    AdminScope, Error, Integration, IntegrationId, JobId, KpiPoint, Result, SyncJob, WorkspaceScope,
 };
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::integrations::write_integration_cas;
+use super::kpis::{point_rows, write_points};
 use super::{SqliteStore, db_error, from_json, one_body, split_cursor, to_json, two_part_cursor};
 
 fn insert_job(tx: &rusqlite::Transaction<'_>, job: &SyncJob) -> Result<bool> {
@@ -97,42 +98,25 @@ impl JobStore for SqliteStore {
 
     async fn update_job(&self, scope: &WorkspaceScope, job: &SyncJob) -> Result<SyncJob> {
         scope.check(&job.workspace)?;
-        let mut next = job.clone();
-        next.version = job.version + 1;
-        let expected = job.version;
+        let job = job.clone();
+        self.with(move |c| write_job(c, &job)).await
+    }
+
+    async fn update_job_with_kpis(
+        &self,
+        scope: &WorkspaceScope,
+        job: &SyncJob,
+        points: &[KpiPoint],
+    ) -> Result<SyncJob> {
+        scope.check(&job.workspace)?;
+        let rows = point_rows(scope, points)?;
+        let job = job.clone();
         self.with(move |c| {
-            let changed = c
-                .execute(
-                    "UPDATE sync_jobs SET status = ?1, updated_at = ?2, version = ?3, body = ?4
-                     WHERE id = ?5 AND workspace = ?6 AND version = ?7",
-                    params![
-                        next.status().as_str(),
-                        sortable_timestamp(next.updated_at),
-                        next.version as i64,
-                        to_json(&next)?,
-                        next.id.to_string(),
-                        next.workspace.as_str(),
-                        expected as i64
-                    ],
-                )
-                .map_err(db_error)?;
-            if changed == 1 {
-                return Ok(next);
-            }
-            let exists = c
-                .query_row(
-                    "SELECT 1 FROM sync_jobs WHERE id = ?1 AND workspace = ?2",
-                    params![next.id.to_string(), next.workspace.as_str()],
-                    |_| Ok(()),
-                )
-                .optional()
-                .map_err(db_error)?
-                .is_some();
-            Err(if exists {
-                Error::conflict("the sync job was changed by someone else")
-            } else {
-                Error::not_found("sync job not found")
-            })
+            let tx = c.transaction().map_err(db_error)?;
+            let next = write_job(&tx, &job)?;
+            write_points(&tx, &rows)?;
+            tx.commit().map_err(db_error)?;
+            Ok(next)
         })
         .await
     }
@@ -229,4 +213,45 @@ impl JobStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Compare-and-swap of `job` on its version, within the caller's transaction if any.
+fn write_job(c: &Connection, job: &SyncJob) -> Result<SyncJob> {
+    let mut next = job.clone();
+    next.version = job.version + 1;
+    let body = to_json(&next)?;
+    let changed = c
+        .prepare_cached(
+            "UPDATE sync_jobs SET status = ?1, updated_at = ?2, version = ?3, body = ?4
+             WHERE id = ?5 AND workspace = ?6 AND version = ?7",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                next.status().as_str(),
+                sortable_timestamp(next.updated_at),
+                next.version as i64,
+                body,
+                next.id.to_string(),
+                next.workspace.as_str(),
+                job.version as i64
+            ])
+        })
+        .map_err(db_error)?;
+    if changed == 1 {
+        return Ok(next);
+    }
+    let exists = c
+        .query_row(
+            "SELECT 1 FROM sync_jobs WHERE id = ?1 AND workspace = ?2",
+            params![next.id.to_string(), next.workspace.as_str()],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(db_error)?
+        .is_some();
+    Err(if exists {
+        Error::conflict("the sync job was changed by someone else")
+    } else {
+        Error::not_found("sync job not found")
+    })
 }

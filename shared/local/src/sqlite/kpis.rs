@@ -1,46 +1,151 @@
-//! KPI points: the `KpiStore` over the `kpi_points` table.
+//! KPI points: the `KpiStore` over the `kpi_points` and `kpi_series` tables.
 
 use async_trait::async_trait;
+use kpi_core::kpi::Currency;
+use kpi_core::metric::Unit;
 use kpi_core::ports::store::{KpiQuery, KpiStore};
-use kpi_core::{KpiPoint, Result, WorkspaceScope};
-use rusqlite::params;
+use kpi_core::{Error, IntegrationId, KpiPoint, Result, WorkspaceId, WorkspaceScope};
+use rusqlite::{Connection, OptionalExtension, params};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use super::{SqliteStore, db_error, from_json, to_json};
+
+/// What a point's row holds beside its key columns: a sync writes hundreds
+/// of rows, and the key is not repeated in the body. (A body of the first
+/// layout, the whole point, reads as this too.)
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    value: Decimal,
+    unit: Unit,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    currency: Option<Currency>,
+}
+
+/// Points of one metric (workspace, metric, from, to, integration or NULL):
+/// the metric's series first (CROSS JOIN keeps that order), then each
+/// integration's date range. Two index ranges, never a scan (a test reads the
+/// plan).
+pub const KPI_QUERY: &str = "SELECT p.workspace, p.integration, p.metric, p.date, p.body FROM kpi_series s CROSS JOIN kpi_points p
+     WHERE s.workspace = ?1 AND s.metric = ?2
+       AND (?5 IS NULL OR s.integration = ?5)
+       AND p.workspace = s.workspace AND p.integration = s.integration
+       AND p.metric = s.metric AND p.date >= ?3 AND p.date <= ?4
+     ORDER BY p.date, p.integration";
+
+/// A point as its row: workspace, integration, metric, date, body.
+pub(super) type PointRow = (String, String, String, String, String);
+
+/// The rows of `points`, each checked to be of the scope's workspace.
+pub(super) fn point_rows(scope: &WorkspaceScope, points: &[KpiPoint]) -> Result<Vec<PointRow>> {
+    points
+        .iter()
+        .map(|p| {
+            scope.check(&p.workspace)?;
+            Ok((
+                p.workspace.to_string(),
+                p.integration.to_string(),
+                p.metric.to_string(),
+                p.date.to_string(),
+                to_json(&Stored {
+                    value: p.value,
+                    unit: p.unit,
+                    currency: p.currency.clone(),
+                })?,
+            ))
+        })
+        .collect()
+}
+
+/// The point a row holds.
+fn point_of_row((workspace, integration, metric, date, body): PointRow) -> Result<KpiPoint> {
+    let corrupt = || Error::internal("stored KPI point is corrupt");
+    let stored: Stored = from_json(&body)?;
+    Ok(KpiPoint {
+        workspace: WorkspaceId::parse(&workspace).map_err(|_| corrupt())?,
+        integration: IntegrationId::parse(&integration).map_err(|_| corrupt())?,
+        metric: metric.parse().map_err(|_| corrupt())?,
+        date: date.parse().map_err(|_| corrupt())?,
+        value: stored.value,
+        unit: stored.unit,
+        currency: stored.currency,
+    })
+}
+
+/// Writes the rows within the caller's transaction, overwriting points of the
+/// same (integration, metric, date), and notes each series.
+pub(super) fn write_points(c: &Connection, rows: &[PointRow]) -> Result<()> {
+    let mut point = c
+        .prepare_cached(
+            "INSERT INTO kpi_points (workspace, integration, metric, date, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (workspace, integration, metric, date)
+             DO UPDATE SET body = excluded.body",
+        )
+        .map_err(db_error)?;
+    let mut series = c
+        .prepare_cached(
+            "INSERT INTO kpi_series (workspace, metric, integration) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(db_error)?;
+    let mut last: Option<(&str, &str, &str)> = None;
+    for (workspace, integration, metric, date, body) in rows {
+        point
+            .execute(params![workspace, integration, metric, date, body])
+            .map_err(db_error)?;
+        // A sync's points come metric by metric: one series write per run.
+        let key = (workspace.as_str(), metric.as_str(), integration.as_str());
+        if last != Some(key) {
+            series
+                .execute(params![key.0, key.1, key.2])
+                .map_err(db_error)?;
+            last = Some(key);
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds a `kpi_points` table of the first layout (keyed by metric and
+/// date first) in the current one, with its series, in one transaction; runs
+/// before the schema, so a database from before the change opens as it was.
+pub(super) fn migrate(c: &Connection, schema: &str) -> Result<()> {
+    let sql: Option<String> = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'kpi_points'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_error)?;
+    let Some(sql) = sql else { return Ok(()) };
+    if !sql.contains("PRIMARY KEY (workspace, metric, date, integration)") {
+        return Ok(());
+    }
+    let steps = format!(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE kpi_points RENAME TO kpi_points_by_date;
+         {schema}
+         INSERT INTO kpi_points (workspace, integration, metric, date, body)
+             SELECT workspace, integration, metric, date, body FROM kpi_points_by_date;
+         INSERT INTO kpi_series (workspace, metric, integration)
+             SELECT DISTINCT workspace, metric, integration FROM kpi_points_by_date;
+         DROP TABLE kpi_points_by_date;
+         COMMIT;"
+    );
+    c.execute_batch(&steps).map_err(|e| {
+        let _ = c.execute_batch("ROLLBACK");
+        db_error(e)
+    })
+}
 
 #[async_trait]
 impl KpiStore for SqliteStore {
     async fn upsert_kpis(&self, scope: &WorkspaceScope, points: &[KpiPoint]) -> Result<usize> {
-        for p in points {
-            scope.check(&p.workspace)?;
-        }
-        let rows = points
-            .iter()
-            .map(|p| {
-                Ok((
-                    p.workspace.to_string(),
-                    p.metric.to_string(),
-                    p.date.to_string(),
-                    p.integration.to_string(),
-                    to_json(p)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let rows = point_rows(scope, points)?;
         self.with(move |c| {
             let tx = c.transaction().map_err(db_error)?;
-            {
-                let mut stmt = tx
-                    .prepare(
-                        "INSERT INTO kpi_points (workspace, metric, date, integration, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (workspace, metric, date, integration)
-                         DO UPDATE SET body = excluded.body",
-                    )
-                    .map_err(db_error)?;
-                for row in &rows {
-                    stmt.execute(params![row.0, row.1, row.2, row.3, row.4])
-                        .map_err(db_error)?;
-                }
-            }
+            write_points(&tx, &rows)?;
             tx.commit().map_err(db_error)?;
             Ok(rows.len())
         })
@@ -51,15 +156,8 @@ impl KpiStore for SqliteStore {
         let ws = scope.workspace().to_string();
         let q = query.clone();
         self.read(move |c| {
-            let mut stmt = c
-                .prepare(
-                    "SELECT body FROM kpi_points
-                     WHERE workspace = ?1 AND metric = ?2 AND date >= ?3 AND date <= ?4
-                       AND (?5 IS NULL OR integration = ?5)
-                     ORDER BY date, integration",
-                )
-                .map_err(db_error)?;
-            let bodies = stmt
+            let mut stmt = c.prepare_cached(KPI_QUERY).map_err(db_error)?;
+            let rows = stmt
                 .query_map(
                     params![
                         ws,
@@ -68,12 +166,20 @@ impl KpiStore for SqliteStore {
                         q.to.to_string(),
                         q.integration.map(|i| i.to_string())
                     ],
-                    |r| r.get::<_, String>(0),
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                        ))
+                    },
                 )
                 .map_err(db_error)?
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(db_error)?;
-            bodies.iter().map(|b| from_json(b)).collect()
+            rows.into_iter().map(point_of_row).collect()
         })
         .await
     }

@@ -50,7 +50,8 @@ pub struct WorkerSettings {
     pub lease_ttl: chrono::Duration,
     /// Longest one provider sync may take before it counts as a timeout.
     pub sync_timeout: Duration,
-    /// KPI points per store write.
+    /// KPI points per store write of a backfill's earlier windows (the last
+    /// window's points are written with the job's success).
     pub upsert_batch: usize,
     /// A job left `running` this long past its attempt's timeout is taken
     /// over by the next delivery (its worker died); before that, a second
@@ -223,14 +224,31 @@ impl Worker {
         let mut current = integration.clone();
         let outcome = self.run(&scope, &mut current, &job, deadline).await;
         let now = self.clock.now();
+        // The success and the last points in one write. Losing the job to
+        // another attempt ends this one as before; a store that fails to take
+        // the points fails the attempt like a failed upsert (retried).
+        let outcome = match outcome {
+            Ok(ran) => {
+                let mut done = job.clone();
+                done.rows_written = ran.result.points.len() as u64;
+                done.provider_calls = ran.result.provider_calls;
+                done.quota_remaining = ran.result.quota_remaining;
+                done.last_error = None;
+                done.transition(JobStatus::Succeeded, now)?;
+                match self
+                    .store
+                    .update_job_with_kpis(&scope, &done, ran.unwritten())
+                    .await
+                {
+                    Ok(done) => Ok((done, ran.window)),
+                    Err(e) if e.is_conflict() || e.is_not_found() => return Err(e),
+                    Err(e) => Err((e, ran.result.provider_calls)),
+                }
+            }
+            Err(failed) => Err(failed),
+        };
         let disposition = match outcome {
-            Ok((result, window)) => {
-                job.rows_written = result.points.len() as u64;
-                job.provider_calls = result.provider_calls;
-                job.quota_remaining = result.quota_remaining;
-                job.last_error = None;
-                job.transition(JobStatus::Succeeded, now)?;
-                let job = self.store.update_job(&scope, &job).await?;
+            Ok((job, window)) => {
                 // The job is done whatever happens next: a failure to note the
                 // success on the integration must not run the job again.
                 // The run of failures this success ends, if any.

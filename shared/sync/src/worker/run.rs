@@ -11,15 +11,17 @@ use kpi_core::{Error, Integration, Result, SyncJob, WorkspaceScope};
 use super::Worker;
 
 impl Worker {
-    /// Credentials, refresh, the provider calls and the upsert. Errors carry the
-    /// provider calls made so far.
+    /// Credentials, refresh, the provider calls and the upserts of every chunk
+    /// but the last, whose points are left to the job's own last write (one
+    /// transaction with it where the store can). Errors carry the provider
+    /// calls made so far.
     pub(super) async fn run(
         &self,
         scope: &WorkspaceScope,
         current: &mut Integration,
         job: &SyncJob,
         deadline: Option<Instant>,
-    ) -> std::result::Result<(SyncResult, kpi_core::kpi::DateRange), (Error, u32)> {
+    ) -> std::result::Result<Ran, (Error, u32)> {
         let integration = current.clone();
         let adapter = self
             .registry
@@ -50,7 +52,10 @@ impl Worker {
             self.window_for(&integration, adapter.descriptor().lookback_days, today)
         });
         let mut total = SyncResult::default();
-        for chunk in chunks(window, max_window_days) {
+        let mut written = 0;
+        let chunks = chunks(window, max_window_days);
+        let last = chunks.len().saturating_sub(1);
+        for (k, chunk) in chunks.into_iter().enumerate() {
             let records = ScopedRecords {
                 store: &*self.store,
                 scope,
@@ -105,26 +110,35 @@ impl Worker {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            for batch in result.points.chunks(self.settings.upsert_batch.max(1)) {
-                if let Some(p) = batch.iter().find(|p| {
-                    p.integration != integration.id || p.workspace != integration.workspace
-                }) {
-                    return Err((
-                        Error::internal(format!(
-                            "adapter returned a point of another integration ({})",
-                            p.integration
-                        )),
-                        total.provider_calls,
-                    ));
+            if let Some(p) = result
+                .points
+                .iter()
+                .find(|p| p.integration != integration.id || p.workspace != integration.workspace)
+            {
+                return Err((
+                    Error::internal(format!(
+                        "adapter returned a point of another integration ({})",
+                        p.integration
+                    )),
+                    total.provider_calls,
+                ));
+            }
+            if k < last {
+                for batch in result.points.chunks(self.settings.upsert_batch.max(1)) {
+                    self.store
+                        .upsert_kpis(scope, batch)
+                        .await
+                        .map_err(|e| (e, total.provider_calls))?;
                 }
-                self.store
-                    .upsert_kpis(scope, batch)
-                    .await
-                    .map_err(|e| (e, total.provider_calls))?;
+                written += result.points.len();
             }
             total.points.extend(result.points);
         }
-        Ok((total, window))
+        Ok(Ran {
+            result: total,
+            window,
+            written,
+        })
     }
 
     /// The window of an unscheduled sync: a backfill the first time, then from
@@ -151,6 +165,21 @@ impl Worker {
             }
         };
         DateRange { from, to: today }
+    }
+}
+
+/// What a run brought: everything the provider answered, the window, and how
+/// many of the points (the first ones) are written already.
+pub(super) struct Ran {
+    pub result: SyncResult,
+    pub window: DateRange,
+    pub written: usize,
+}
+
+impl Ran {
+    /// The points left for the job's last write.
+    pub fn unwritten(&self) -> &[kpi_core::KpiPoint] {
+        &self.result.points[self.written..]
     }
 }
 

@@ -24,7 +24,7 @@ pub use jobs::{
     due_integrations_are_connected_and_due, job_and_integration_commit_together,
     jobs_by_status_for_operators,
 };
-pub use kpis::kpi_upsert_overwrites_and_queries_ranges;
+pub use kpis::{a_job_finishes_with_its_points, kpi_upsert_overwrites_and_queries_ranges};
 
 use std::str::FromStr;
 
@@ -134,6 +134,7 @@ macro_rules! all_store_cases {
             job_and_integration_commit_together,
             jobs_by_status_for_operators,
             kpi_upsert_overwrites_and_queries_ranges,
+            a_job_finishes_with_its_points,
             oauth_state_is_consumed_once,
             many_concurrent_consumers_one_winner,
             expiry_is_honoured_before_deletion,
