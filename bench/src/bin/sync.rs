@@ -2,9 +2,10 @@
 //!
 //! * **overhead**: 1,000 Meta Ads integrations synced by 32 concurrent worker
 //!   lanes (the embedded store, queue and key) against the sandbox answering
-//!   every call 50 ms late, beside the pure latency floor: the same provider
-//!   calls (as many per integration as its sync made, one after another) from
-//!   32 lanes that do nothing else;
+//!   every call 50 ms late, beside the provider floor: the same provider calls
+//!   (as many per integration as its sync made, one after another, each the
+//!   first sync's 90-day insights request, its answer read whole) from 32
+//!   lanes that do nothing else;
 //! * **KMS calls**: 1,000 syncs of 100 integrations (ten rounds) on DynamoDB,
 //!   SQS and KMS (moto), counted on the wire: the data-key cache bounds the
 //!   decrypts by the integrations, not the syncs.
@@ -128,10 +129,27 @@ async fn all_jobs(store: &dyn Store, integrations: &[kpi_core::Integration]) -> 
 }
 
 /// `lanes` tasks make, for each entry of `calls`, that many requests one
-/// after another to a sandbox endpoint that only waits its latency.
+/// after another of the insights window a first sync reads (the same URL,
+/// the whole answer read): the provider's share of a sync, its latency and
+/// its answer, and nothing of ours.
 async fn latency_floor(base: &str, token: &str, calls: &[u32], lanes: usize) -> Duration {
     let http = kpi_providers::http::client(Duration::from_secs(30)).unwrap();
-    let url = format!("{base}/meta/graph/v21.0/me");
+    let today = Utc::now().date_naive();
+    let window = json!({
+        "since": (today - chrono::Duration::days(89)).to_string(),
+        "until": today.to_string(),
+    })
+    .to_string();
+    let mut url = url::Url::parse(&format!(
+        "{base}/meta/graph/v21.0/{}/insights",
+        engine::AD_ACCOUNT
+    ))
+    .unwrap();
+    url.query_pairs_mut()
+        .append_pair("level", "account")
+        .append_pair("fields", kpi_providers::meta::graph::INSIGHT_FIELDS)
+        .append_pair("time_increment", "1")
+        .append_pair("time_range", &window);
     let next = Arc::new(std::sync::Mutex::new(calls.to_vec()));
     let started = Instant::now();
     let tasks: Vec<_> = (0..lanes)
@@ -144,7 +162,13 @@ async fn latency_floor(base: &str, token: &str, calls: &[u32], lanes: usize) -> 
                         return;
                     };
                     for _ in 0..k {
-                        let answer = http.get(&url).bearer_auth(&token).send().await.unwrap();
+                        let answer = http
+                            .get(url.clone())
+                            .bearer_auth(&token)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert!(answer.status().is_success(), "{}", answer.status());
                         let _ = answer.bytes().await;
                     }
                 }

@@ -86,7 +86,7 @@ pub struct SchedulerReport {
 
 /// What claiming one due integration came to.
 enum Claim {
-    Created(SyncJob),
+    Created(Box<SyncJob>),
     /// Gone or no longer due.
     Skipped,
     StillActive,
@@ -148,7 +148,7 @@ impl Scheduler {
                     match claim? {
                         Claim::Created(job) => {
                             report.jobs_created += 1;
-                            outbox.entry(job.provider).or_default().push(job);
+                            outbox.entry(job.provider).or_default().push(*job);
                         }
                         Claim::Skipped => {}
                         Claim::StillActive => report.still_active += 1,
@@ -222,7 +222,7 @@ impl Scheduler {
             .create_job_with_integration(&scope, &job, &integration)
             .await
         {
-            Ok(_) => Ok(Claim::Created(job)),
+            Ok(_) => Ok(Claim::Created(Box::new(job))),
             Err(e) if e.is_conflict() => Ok(Claim::AlreadyClaimed),
             Err(e) => Err(e),
         }

@@ -117,7 +117,7 @@ mod kpi_layout {
             let store = SqliteStore::open(&path).unwrap();
             let found = store.query_kpis(&scope(), &sessions(1, 2)).await.unwrap();
             let values: Vec<String> = found.iter().map(|p| p.value.to_string()).collect();
-            let mut day_two = vec![(a.to_string(), "20"), (b.to_string(), "7")];
+            let mut day_two = [(a.to_string(), "20"), (b.to_string(), "7")];
             day_two.sort();
             let expected: Vec<&str> = std::iter::once("10")
                 .chain(day_two.iter().map(|(_, v)| *v))

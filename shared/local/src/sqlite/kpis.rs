@@ -5,7 +5,7 @@ use kpi_core::kpi::Currency;
 use kpi_core::metric::Unit;
 use kpi_core::ports::store::{KpiQuery, KpiStore};
 use kpi_core::{Error, IntegrationId, KpiPoint, Result, WorkspaceId, WorkspaceScope};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -25,13 +25,15 @@ struct Stored {
 /// Points of one metric (workspace, metric, from, to, integration or NULL):
 /// the metric's series first (CROSS JOIN keeps that order), then each
 /// integration's date range. Two index ranges, never a scan (a test reads the
-/// plan).
-pub const KPI_QUERY: &str = "SELECT p.workspace, p.integration, p.metric, p.date, p.body FROM kpi_series s CROSS JOIN kpi_points p
+/// plan). The rows come by integration, then date; they are put in date order
+/// afterwards, in memory (SQLite would sort them through a temporary B-tree,
+/// which cost the KPI query a third of its throughput under load).
+pub const KPI_QUERY: &str =
+    "SELECT p.integration, p.date, p.body FROM kpi_series s CROSS JOIN kpi_points p
      WHERE s.workspace = ?1 AND s.metric = ?2
        AND (?5 IS NULL OR s.integration = ?5)
        AND p.workspace = s.workspace AND p.integration = s.integration
-       AND p.metric = s.metric AND p.date >= ?3 AND p.date <= ?4
-     ORDER BY p.date, p.integration";
+       AND p.metric = s.metric AND p.date >= ?3 AND p.date <= ?4";
 
 /// A point as its row: workspace, integration, metric, date, body.
 pub(super) type PointRow = (String, String, String, String, String);
@@ -57,15 +59,22 @@ pub(super) fn point_rows(scope: &WorkspaceScope, points: &[KpiPoint]) -> Result<
         .collect()
 }
 
-/// The point a row holds.
-fn point_of_row((workspace, integration, metric, date, body): PointRow) -> Result<KpiPoint> {
+/// The point of a row the KPI query read (integration, date, body), of the
+/// query's workspace and metric.
+fn point_of_row(query: &KpiQuery, workspace: &WorkspaceId, r: &Row<'_>) -> Result<KpiPoint> {
     let corrupt = || Error::internal("stored KPI point is corrupt");
-    let stored: Stored = from_json(&body)?;
+    let text = |k: usize| -> Result<&str> {
+        r.get_ref(k)
+            .map_err(db_error)?
+            .as_str()
+            .map_err(|_| corrupt())
+    };
+    let stored: Stored = from_json(text(2)?)?;
     Ok(KpiPoint {
-        workspace: WorkspaceId::parse(&workspace).map_err(|_| corrupt())?,
-        integration: IntegrationId::parse(&integration).map_err(|_| corrupt())?,
-        metric: metric.parse().map_err(|_| corrupt())?,
-        date: date.parse().map_err(|_| corrupt())?,
+        workspace: workspace.clone(),
+        integration: IntegrationId::parse(text(0)?).map_err(|_| corrupt())?,
+        metric: query.metric,
+        date: text(1)?.parse().map_err(|_| corrupt())?,
         value: stored.value,
         unit: stored.unit,
         currency: stored.currency,
@@ -153,33 +162,27 @@ impl KpiStore for SqliteStore {
     }
 
     async fn query_kpis(&self, scope: &WorkspaceScope, query: &KpiQuery) -> Result<Vec<KpiPoint>> {
-        let ws = scope.workspace().to_string();
+        let ws = scope.workspace().clone();
         let q = query.clone();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(KPI_QUERY).map_err(db_error)?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        ws,
-                        q.metric.as_str(),
-                        q.from.to_string(),
-                        q.to.to_string(),
-                        q.integration.map(|i| i.to_string())
-                    ],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                        ))
-                    },
-                )
-                .map_err(db_error)?
-                .collect::<std::result::Result<Vec<_>, _>>()
+            let mut rows = stmt
+                .query(params![
+                    ws.as_str(),
+                    q.metric.as_str(),
+                    q.from.to_string(),
+                    q.to.to_string(),
+                    q.integration.map(|i| i.to_string())
+                ])
                 .map_err(db_error)?;
-            rows.into_iter().map(point_of_row).collect()
+            let mut points = Vec::new();
+            while let Some(r) = rows.next().map_err(db_error)? {
+                points.push(point_of_row(&q, &ws, r)?);
+            }
+            // A UUID's bytes order as its text does: the order the contract
+            // states (date, then integration id).
+            points.sort_unstable_by_key(|p| (p.date, p.integration));
+            Ok(points)
         })
         .await
     }

@@ -22,6 +22,26 @@ async fn workspace(app: &TestApp) -> (reqwest::Client, String) {
     (c, id)
 }
 
+/// The rule once `holds` says so of it (the evaluation after a sync writes
+/// it last); fails after ten seconds with what it was.
+async fn wait_for_rule(
+    app: &TestApp,
+    c: &reqwest::Client,
+    rule_id: &str,
+    holds: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let url = app.url(&format!("/v1/workspaces/demo/alerts/{rule_id}"));
+    let mut rule = serde_json::Value::Null;
+    for _ in 0..200 {
+        rule = kpi_tests::get_json(c, url.clone()).await;
+        if holds(&rule) {
+            return rule;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the rule never got there: {rule}");
+}
+
 /// The one-click unsubscribe of an email to a list (RFC 8058): both headers,
 /// the link also in the text and HTML parts. Returns the link.
 fn one_click(app: &TestApp, email: &kpi_sandbox::resend_send::OutboxEmail) -> String {

@@ -110,6 +110,9 @@ async fn a_rule_that_holds_on_the_sandbox_numbers_sends_one_digest() {
     let unsubscribe = one_click(&app, email);
     assert!(text.contains(&unsubscribe), "{text}");
 
+    // The email goes out first; the event and the rule's state are written
+    // after it: wait for the last of them.
+    let rule = super::wait_for_rule(&app, &c, &rule_id, |r| r["state"]["firing"] == true).await;
     let events = kpi_tests::get_json(
         &c,
         app.url(&format!("/v1/workspaces/demo/alerts/{rule_id}/events")),
@@ -121,12 +124,6 @@ async fn a_rule_that_holds_on_the_sandbox_numbers_sends_one_digest() {
     assert_eq!(items[0]["emailed"], true);
     assert_eq!(items[0]["days"].as_array().unwrap().len(), 5);
     assert_eq!(items[0]["days"][4]["value"], served[4].to_string());
-    let rule = kpi_tests::get_json(
-        &c,
-        app.url(&format!("/v1/workspaces/demo/alerts/{rule_id}")),
-    )
-    .await;
-    assert_eq!(rule["state"]["firing"], true);
     assert_eq!(rule["state"]["since"], "2026-03-05");
 
     // The same days synced again: nothing new, no email.
