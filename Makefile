@@ -181,7 +181,7 @@ bench: deps
 	@mkdir -p $(CARGO_TARGET_DIR)/bench
 	$(CARGO_TARGET_DIR)/release/sync 1000 32 > $(CARGO_TARGET_DIR)/bench/sync.log
 	@tail -n 3 $(CARGO_TARGET_DIR)/bench/sync.log
-	$(CARGO_TARGET_DIR)/release/fanout 10000 1000 > $(CARGO_TARGET_DIR)/bench/fanout.log
+	$(CARGO_TARGET_DIR)/release/fanout 10000 5000 > $(CARGO_TARGET_DIR)/bench/fanout.log
 	@tail -n 3 $(CARGO_TARGET_DIR)/bench/fanout.log
 	$(CARGO_TARGET_DIR)/release/outage 200 > $(CARGO_TARGET_DIR)/bench/outage.log
 	@grep -v '^{"ProviderCalls"' $(CARGO_TARGET_DIR)/bench/outage.log | tail -n 5

@@ -2,6 +2,9 @@
 //! through it, by operation, and the IAM actions that call needs. The
 //! end-to-end test checks each function's calls against its role in
 //! `template.yaml`; the benchmarks count calls (queue batches, KMS, "no scan").
+//! The benchmarks also give it a latency: moto answers on loopback in well
+//! under a millisecond, where a region's DynamoDB, SQS, KMS or Secrets Manager
+//! call takes milliseconds, which is what start-up work and fan-out wait on.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +34,8 @@ struct Proxy {
     upstream: String,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<AwsCall>>>,
+    /// Added to every call's round trip.
+    latency: std::time::Duration,
 }
 
 pub struct AwsCalls {
@@ -42,11 +47,18 @@ pub struct AwsCalls {
 impl AwsCalls {
     /// Serves on a free loopback port, forwarding to `upstream`.
     pub async fn start(upstream: &str) -> Self {
+        Self::start_with_latency(upstream, std::time::Duration::ZERO).await
+    }
+
+    /// [`AwsCalls::start`], each call answered `latency` later than the
+    /// upstream answers it (a region's round trip, for the benchmarks).
+    pub async fn start_with_latency(upstream: &str, latency: std::time::Duration) -> Self {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let proxy = Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: crate::client(),
             calls: calls.clone(),
+            latency,
         };
         let router = axum::Router::new().fallback(forward).with_state(proxy);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -202,6 +214,9 @@ async fn forward(
     body: Bytes,
 ) -> Response {
     proxy.calls.lock().unwrap().push(classify(&headers, &body));
+    if !proxy.latency.is_zero() {
+        tokio::time::sleep(proxy.latency).await;
+    }
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut request = proxy
         .http

@@ -1,6 +1,7 @@
 //! The scheduler's fan-out with 10,000 due integrations on both backends:
-//! SQLite with the embedded queue, and DynamoDB with SQS (moto), every AWS
-//! call counted on the wire. Runs the scheduler until every due integration
+//! SQLite with the embedded queue, and DynamoDB with SQS (moto) behind a proxy
+//! that counts every AWS call and answers it [`AWS_LATENCY`] late, as a
+//! region's services would (what concurrent claims win shows only there). Runs the scheduler until every due integration
 //! has its job queued (a run creates at most 5,000), and reports per backend
 //! the runs, queue batch calls (budget ≤ 1,000), store calls by operation and
 //! that none is a scan (DynamoDB: no `Scan` call; SQLite: the due query's plan
@@ -19,15 +20,17 @@ use kpi_tests::aws_calls::AwsCalls;
 use kpi_tests::moto::{MotoServer, sdk_config_at};
 use serde_json::{Value, json};
 
+/// What each AWS call costs on top of moto's own answer (a region's
+/// round trip from Lambda to DynamoDB or SQS is about 10–20 ms at first).
+const AWS_LATENCY: std::time::Duration = std::time::Duration::from_millis(15);
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    // moto's TransactWriteItems deep-copies the whole table once per item
-    // before it applies a transaction, so a claim costs time in proportion to
-    // the table: 10,000 claims would take hours there. DynamoDB gets fewer due
-    // integrations; its calls per due integration are what is compared.
-    let n_dynamodb: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1_000);
+    // One run's worth (a run creates at most 5,000 jobs): on moto every
+    // DynamoDB request waits for the one before it.
+    let n_dynamodb: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5_000);
     // Tokens only; no provider is called.
     let sandbox = Sandbox::new(SandboxConfig::default());
     let vault: Arc<dyn CredentialVault> = Arc::new(kpi_tests::fixtures::local_vault());
@@ -45,17 +48,18 @@ async fn main() {
     println!("sqlite: {sqlite}");
     kpi_tests::moto::remove_dir(&dir);
 
-    // DynamoDB and SQS on moto, through the recorder.
+    // DynamoDB and SQS on moto, filled directly, fanned out through the
+    // delaying recorder.
     let moto = MotoServer::start();
     let table = kpi_tests::fixtures::dynamo_store_on(&moto).await;
     let urls = kpi_tests::fixtures::create_sqs_queues(&moto.sdk_config().await).await;
-    let wire = AwsCalls::start(moto.endpoint()).await;
+    engine::meta_integrations(n_dynamodb, 16, &table, &*vault, &sandbox).await;
+    let wire = AwsCalls::start_with_latency(moto.endpoint(), AWS_LATENCY).await;
     let sdk = sdk_config_at(&wire.url).await;
     let store: Arc<dyn Store> = Arc::new(kpi_aws::DynamoStore::new(&sdk, table.table_name()));
     let queue: Arc<dyn Queue> = Arc::new(kpi_aws::SqsQueue::new(&sdk, urls));
-    engine::meta_integrations(n_dynamodb, 16, &*store, &*vault, &sandbox).await;
-    wire.reset();
     let mut dynamodb = fan_out(store, queue, n_dynamodb).await;
+    dynamodb["aws_latency_ms"] = json!(AWS_LATENCY.as_secs_f64() * 1000.0);
     let calls = wire.counts();
     dynamodb["sqs_send_message_batch_calls"] =
         json!(calls.get("sqs:SendMessageBatch").copied().unwrap_or(0));

@@ -150,7 +150,12 @@ fn fanout_section(md: &mut String, results: &Path) {
         "Due integrations, the scheduler run until every one has its job queued (a \
          run queues at most 5,000; the rest stay due for the next tick). Budget: at \
          most one queue batch call per {DUE_PER_BATCH_CALL:.0} due integrations (1,000 \
-         for 10,000), no scan. DynamoDB's calls are counted on the wire.\n"
+         for 10,000), no scan. DynamoDB's calls are counted on the wire, through a \
+         proxy that answers each {} ms late as a region would; the scheduler claims \
+         a page's due integrations 16 at a time (each claim a `GetItem` and a \
+         `TransactWriteItems`), so those round trips overlap. moto applies \
+         DynamoDB requests one at a time.\n",
+        f["dynamodb"]["aws_latency_ms"].as_f64().unwrap_or(0.0)
     );
     let _ = writeln!(
         md,
@@ -158,7 +163,7 @@ fn fanout_section(md: &mut String, results: &Path) {
     );
     for (name, key) in [
         ("SQLite + embedded queue", "sqlite"),
-        ("DynamoDB + SQS (moto)", "dynamodb"),
+        ("DynamoDB + SQS (moto, delayed)", "dynamodb"),
     ] {
         let b = &f[key];
         if b.is_null() {
@@ -335,40 +340,56 @@ fn main() {
 
     // Cold starts.
     if let Some(rows) = read(&results.join("coldstart.json")) {
+        // Start-up: the first answer less the same event's warm answer.
+        let startup = |r: &Value| {
+            r["first_response_ms"].as_f64().unwrap_or(f64::NAN)
+                - r["warm_response_ms"].as_f64().unwrap_or(f64::NAN)
+        };
         let floor = rows
             .iter()
             .find(|r| r["function"] == "hello")
-            .map(|r| r["first_response_ms"].as_f64().unwrap_or(f64::NAN))
+            .map(startup)
             .unwrap_or(f64::NAN);
-        let _ = writeln!(md, "### Cold start (local Runtime API, moto for AWS)\n");
+        let latency = rows[0]["aws_latency_ms"].as_f64().unwrap_or(0.0);
+        let _ = writeln!(
+            md,
+            "### Cold start (local Runtime API, AWS on moto {latency:.0} ms away)\n"
+        );
         let _ = writeln!(
             md,
             "Each function started {} times on its sample event from `events/` \
-             (after one unmeasured start), with its real start-up: configuration, the \
-             Secrets Manager secret, the AWS clients (against `moto_server`). Medians. \
-             The floor is `hello`, the smallest `lambda_runtime` function, built in the \
-             same run. Budgets: first response ≤ {COLD_RATIO}× the floor, peak RSS ≤ 16 MiB.\n",
+             (after one unmeasured start), then given the same event again, warm. Its \
+             real start-up: configuration, the Secrets Manager secret, the AWS clients, \
+             against `moto_server` behind a proxy that answers every AWS call \
+             {latency:.0} ms late, as a region's services do. Medians. The cold start is \
+             the first answer less the warm one: the work the event itself needs (a \
+             tick's queries, a job's lookup) is not start-up, a secret the event waits \
+             for is. The floor is `hello`, the smallest `lambda_runtime` function, \
+             built in the same run. Budgets: cold start ≤ {COLD_RATIO}× the floor's, \
+             peak RSS ≤ 16 MiB.\n",
             rows[0]["runs"]
         );
         let _ = writeln!(
             md,
-            "| function | exec → first poll | exec → first response | × floor | peak RSS | budget |\n|---|---|---|---|---|---|"
+            "| function | exec → first poll | exec → first response | warm response | cold start | × floor | peak RSS | budget |\n|---|---|---|---|---|---|---|---|"
         );
         let mut chart = Vec::new();
         for r in &rows {
             let name = r["function"].as_str().unwrap_or("?");
             let poll = r["first_poll_ms"].as_f64().unwrap_or(f64::NAN);
             let first = r["first_response_ms"].as_f64().unwrap_or(f64::NAN);
+            let warm = r["warm_response_ms"].as_f64().unwrap_or(f64::NAN);
             let rss = r["peak_rss_kib"].as_f64().unwrap_or(f64::NAN);
-            if first.is_nan() {
+            if first.is_nan() || warm.is_nan() {
                 let _ = writeln!(
                     md,
-                    "| {name} | — | no answer ({}) | — | — | **not measured** |",
+                    "| {name} | — | no answer ({}) | — | — | — | — | **not measured** |",
                     r["answer"].as_str().unwrap_or("")
                 );
                 continue;
             }
-            let ratio = first / floor;
+            let cold = first - warm;
+            let ratio = cold / floor;
             let ok = ratio <= COLD_RATIO && rss <= RSS_KIB;
             let label = if name == "hello" {
                 "hello (floor)"
@@ -377,16 +398,16 @@ fn main() {
             };
             let _ = writeln!(
                 md,
-                "| {label} | {poll:.1} ms | {first:.1} ms | {ratio:.2} | {:.1} MiB | {} |",
+                "| {label} | {poll:.1} ms | {first:.1} ms | {warm:.1} ms | {cold:.1} ms | {ratio:.2} | {:.1} MiB | {} |",
                 rss / 1024.0,
                 if name == "hello" { "—" } else { verdict(ok) }
             );
-            chart.push((label.to_owned(), first));
+            chart.push((label.to_owned(), cold));
         }
         std::fs::write(
             images.join("bench-coldstart.svg"),
             bars_svg(
-                "exec → first response (ms)",
+                "cold start: first answer less warm answer (ms)",
                 &chart,
                 "ms",
                 Some(floor * COLD_RATIO),

@@ -123,11 +123,23 @@ impl AppSecrets for EnvOnly {
 }
 
 /// Start-up, logged on failure so Lambda reports an init error instead of
-/// serving half-wired.
+/// serving half-wired. The first configuration goes on while the runtime
+/// waits for the first event ([`Live`]).
 async fn start() -> std::result::Result<Arc<Live>, lambda_runtime::Error> {
     init_tracing();
     Live::start().await.map(Arc::new).map_err(|e| {
         tracing::error!(error = %e.log_chain(), "start-up failed");
+        e.log_chain().into()
+    })
+}
+
+/// The state for one event; a configuration that failed is logged and is
+/// the event's error (Lambda retries it, or answers 500).
+async fn state_of(live: &Live) -> std::result::Result<(AppState, u64), lambda_runtime::Error> {
+    // Boxed: the configuration's future reaches down into the AWS SDK's, deep
+    // enough to overflow the compiler's layout depth nested in a function's.
+    Box::pin(live.state_and_generation()).await.map_err(|e| {
+        tracing::error!(error = %e.log_chain(), "the function is not configured");
         e.log_chain().into()
     })
 }
@@ -162,14 +174,31 @@ pub fn http_app(router: axum::Router<AppState>, state: AppState) -> axum::Router
 pub async fn serve(
     router: axum::Router<AppState>,
 ) -> std::result::Result<(), lambda_runtime::Error> {
+    serve_with(router, (axum::Router::new(), &[])).await
+}
+
+/// [`serve`], with `stateless` answering its paths without the state, so
+/// without waiting for the first configuration.
+pub async fn serve_with(
+    router: axum::Router<AppState>,
+    stateless: (axum::Router, &'static [&'static str]),
+) -> std::result::Result<(), lambda_runtime::Error> {
     use tower::ServiceExt as _;
     let live = start().await?;
+    let (early, early_paths) = stateless;
     let app: Arc<std::sync::Mutex<Option<(u64, axum::Router)>>> = Arc::default();
     lambda_http::run(lambda_http::service_fn(
         move |request: lambda_http::Request| {
-            let (live, router, app) = (live.clone(), router.clone(), app.clone());
+            let (live, router, app, early) =
+                (live.clone(), router.clone(), app.clone(), early.clone());
             async move {
-                let (state, generation) = live.state_and_generation().await;
+                if early_paths.contains(&request.uri().path()) {
+                    return early
+                        .oneshot(request)
+                        .await
+                        .map_err(lambda_runtime::Error::from);
+                }
+                let (state, generation) = state_of(&live).await?;
                 let current = {
                     let mut app = app.lock().unwrap_or_else(|e| e.into_inner());
                     match &*app {
@@ -181,7 +210,10 @@ pub async fn serve(
                         }
                     }
                 };
-                current.oneshot(request).await
+                current
+                    .oneshot(request)
+                    .await
+                    .map_err(lambda_runtime::Error::from)
             }
         },
     ))
@@ -190,7 +222,11 @@ pub async fn serve(
 
 /// The `api` function.
 pub async fn run_api() -> std::result::Result<(), lambda_runtime::Error> {
-    serve(kpi_app::http::api_function()).await
+    serve_with(
+        kpi_app::http::api_function(),
+        kpi_app::http::api_stateless(),
+    )
+    .await
 }
 
 /// The `oauth` function.
@@ -374,7 +410,7 @@ pub async fn run_worker() -> std::result::Result<(), lambda_runtime::Error> {
     let live = &live;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = Some(event.context.deadline());
-        let state = live.state().await;
+        let (state, _) = state_of(live).await?;
         // Not configured (yet): the batch fails whole and waits in the queue.
         let provider = state
             .config
@@ -412,7 +448,7 @@ pub async fn run_scheduler() -> std::result::Result<(), lambda_runtime::Error> {
                 .deadline()
                 .duration_since(std::time::SystemTime::now())
                 .unwrap_or_default();
-            let report = scheduler(&live.state().await)
+            let report = scheduler(&state_of(live).await?.0)
                 .run_within(Some(budget))
                 .instrument(tracing::info_span!("scheduler_run"))
                 .await
@@ -447,7 +483,7 @@ pub async fn run_dlq() -> std::result::Result<(), lambda_runtime::Error> {
     let live = start().await?;
     let live = &live;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let handler = dlq_handler(&live.state().await);
+        let handler = dlq_handler(&state_of(live).await?.0);
         Ok::<_, lambda_runtime::Error>(dlq_batch(&handler, event.payload).await)
     }))
     .await

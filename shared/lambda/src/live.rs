@@ -1,5 +1,15 @@
 //! A Lambda's state that follows the application secret.
 //!
+//! **Start-up does not wait for the secret.** [`Live::start`] loads the AWS
+//! configuration and starts the first configuration (the Secrets Manager
+//! fetch, then the registry, identity and AWS adapters) as a task of its own,
+//! so the secret's round trip overlaps the runtime's first poll for an event.
+//! An event that needs the state waits for that task ([`Live::state`]); one
+//! that needs none (`/healthz`) is answered without it. A first configuration
+//! that fails is the event's error and is tried again with the next event,
+//! where it used to be the function's init error: either way Lambda's log
+//! says why and nothing is served half-wired.
+//!
 //! A warm function lives for hours, and operators fill or rotate the Secrets
 //! Manager secret (a provider's app credentials, the platform sender) without
 //! redeploying. So the configuration is not read once per cold start: before
@@ -24,6 +34,7 @@ use kpi_core::ports::{AppSecrets, SystemClock};
 use kpi_core::{Error, Provider, Result};
 use kpi_vault::{CacheSettings, EnvelopeVault};
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
 use crate::{Configured, LINK_KEY_SECRET_VARIABLE, SECRET_ID_VARIABLE, SECRET_TTL, configure};
 
@@ -41,94 +52,93 @@ struct Current {
     state: AppState,
     /// Counts configurations, so callers can cache what they build from one.
     generation: u64,
+    infrastructure: Infrastructure,
 }
 
-pub struct Live {
+/// What the first configuration needs, owned by the task that builds it.
+#[derive(Clone)]
+struct Sources {
+    sdk: aws_config::SdkConfig,
     env: HashMap<String, String>,
     secret: Option<Arc<SecretsManagerSecrets>>,
     http: reqwest::Client,
-    infrastructure: Infrastructure,
-    current: Mutex<Current>,
+}
+
+pub struct Live {
+    sources: Sources,
+    /// The first configuration, under way since start-up.
+    first: std::sync::Mutex<Option<JoinHandle<Result<Current>>>>,
+    current: Mutex<Option<Current>>,
 }
 
 impl Live {
     /// The first configuration, from the process environment and the secret
-    /// named by `KPI_SECRET_ID`. An error here is the function's init error.
+    /// named by `KPI_SECRET_ID`, started without being waited for.
     pub async fn start() -> Result<Self> {
         let sdk = kpi_aws::load_sdk_config().await;
         Self::from_env(&sdk, std::env::vars().collect(), SECRET_TTL).await
     }
 
     /// [`Live::start`] with the given AWS configuration, environment and
-    /// secret TTL (tests shorten it).
+    /// secret TTL (tests shorten it). The configuration's errors come with
+    /// the first [`Live::state`].
     pub async fn from_env(
         sdk: &aws_config::SdkConfig,
         env: HashMap<String, String>,
         ttl: std::time::Duration,
     ) -> Result<Self> {
-        let sdk = sdk.clone();
         let secret = env.get(SECRET_ID_VARIABLE).map(|id| {
-            let secret = SecretsManagerSecrets::new(&sdk, id, ttl);
+            let secret = SecretsManagerSecrets::new(sdk, id, ttl);
             Arc::new(match env.get(LINK_KEY_SECRET_VARIABLE) {
                 Some(link) => secret.with_defaults_from(link),
                 None => secret,
             })
         });
-        let values = match &secret {
-            Some(s) => s.values().await?,
-            None => HashMap::new(),
-        };
-        let http = kpi_app::providers::http_client()?;
-        let configured = configure(lookup(&env, &values), &http)?;
-        let infrastructure = Infrastructure {
-            table: configured.table.clone(),
-            key_id: configured.key_id.clone(),
-            queue_urls: configured.queue_urls.clone(),
-        };
-        let secrets: Arc<dyn AppSecrets> = match &secret {
-            Some(s) => s.clone(),
-            None => Arc::new(crate::EnvOnly),
-        };
-        let state = assemble(
-            configured,
-            &http,
-            Adapters {
-                store: Arc::new(DynamoStore::new(&sdk, &infrastructure.table)),
-                queue: Arc::new(SqsQueue::new(&sdk, infrastructure.queue_urls.clone())),
-                vault: Arc::new(EnvelopeVault::new(
-                    KmsKeySource::new(&sdk, &infrastructure.key_id),
-                    CacheSettings::default(),
-                )),
-                secrets,
-            },
-        );
-        Ok(Self {
+        let sources = Sources {
+            sdk: sdk.clone(),
             env,
             secret,
-            http,
-            infrastructure,
-            current: Mutex::new(Current {
-                values,
-                state,
-                generation: 0,
-            }),
+            http: kpi_app::providers::http_client()?,
+        };
+        let first = tokio::spawn(first_configuration(sources.clone()));
+        Ok(Self {
+            sources,
+            first: std::sync::Mutex::new(Some(first)),
+            current: Mutex::new(None),
         })
     }
 
     /// The state to handle the next event with, configured from the secret's
-    /// values as of at most [`SECRET_TTL`] ago.
-    pub async fn state(&self) -> AppState {
-        self.state_and_generation().await.0
+    /// values as of at most [`SECRET_TTL`] ago; the first configuration's
+    /// error until one succeeds.
+    pub async fn state(&self) -> Result<AppState> {
+        Ok(self.state_and_generation().await?.0)
     }
 
     /// [`Live::state`] with its generation, which changes with each new
     /// configuration.
-    pub async fn state_and_generation(&self) -> (AppState, u64) {
-        let mut current = self.current.lock().await;
-        if let Some(secret) = &self.secret {
+    pub async fn state_and_generation(&self) -> Result<(AppState, u64)> {
+        let mut guard = self.current.lock().await;
+        let current = match &mut *guard {
+            Some(current) => current,
+            None => {
+                let under_way = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let first = match under_way {
+                    Some(task) => task
+                        .await
+                        .map_err(|e| Error::internal(format!("the configuration task: {e}")))?,
+                    // The first attempt failed: this event tries again.
+                    None => first_configuration(self.sources.clone()).await,
+                }?;
+                // Values fetched just now: nothing to refresh.
+                let current = guard.insert(first);
+                return Ok((current.state.clone(), current.generation));
+            }
+        };
+        if let Some(secret) = &self.sources.secret {
             match secret.values().await {
                 Ok(values) if values != current.values => {
-                    match self.reconfigure(&values, &current.state) {
+                    match self.reconfigure(&values, current) {
                         Ok(state) => {
                             current.state = state;
                             current.generation += 1;
@@ -154,29 +164,26 @@ impl Live {
                 ),
             }
         }
-        (current.state.clone(), current.generation)
+        Ok((current.state.clone(), current.generation))
     }
 
-    fn reconfigure(
-        &self,
-        values: &HashMap<String, String>,
-        previous: &AppState,
-    ) -> Result<AppState> {
-        let configured = configure(lookup(&self.env, values), &self.http)?;
+    fn reconfigure(&self, values: &HashMap<String, String>, current: &Current) -> Result<AppState> {
+        let configured = configure(lookup(&self.sources.env, values), &self.sources.http)?;
         let now = Infrastructure {
             table: configured.table.clone(),
             key_id: configured.key_id.clone(),
             queue_urls: configured.queue_urls.clone(),
         };
-        if now != self.infrastructure {
+        if now != current.infrastructure {
             return Err(Error::config(
                 "KPI_STORE, KPI_VAULT and the queue URLs take effect at the next deploy, \
                  not through the application secret",
             ));
         }
+        let previous = &current.state;
         Ok(assemble(
             configured,
-            &self.http,
+            &self.sources.http,
             Adapters {
                 store: previous.store.clone(),
                 queue: previous.queue.clone(),
@@ -185,6 +192,50 @@ impl Live {
             },
         ))
     }
+}
+
+/// The secret's values, the configuration from them and the environment, and
+/// the AWS adapters.
+async fn first_configuration(sources: Sources) -> Result<Current> {
+    let Sources {
+        sdk,
+        env,
+        secret,
+        http,
+    } = sources;
+    let values = match &secret {
+        Some(s) => s.values().await?,
+        None => HashMap::new(),
+    };
+    let configured = configure(lookup(&env, &values), &http)?;
+    let infrastructure = Infrastructure {
+        table: configured.table.clone(),
+        key_id: configured.key_id.clone(),
+        queue_urls: configured.queue_urls.clone(),
+    };
+    let secrets: Arc<dyn AppSecrets> = match secret {
+        Some(s) => s,
+        None => Arc::new(crate::EnvOnly),
+    };
+    let state = assemble(
+        configured,
+        &http,
+        Adapters {
+            store: Arc::new(DynamoStore::new(&sdk, &infrastructure.table)),
+            queue: Arc::new(SqsQueue::new(&sdk, infrastructure.queue_urls.clone())),
+            vault: Arc::new(EnvelopeVault::new(
+                KmsKeySource::new(&sdk, &infrastructure.key_id),
+                CacheSettings::default(),
+            )),
+            secrets,
+        },
+    );
+    Ok(Current {
+        values,
+        state,
+        generation: 0,
+        infrastructure,
+    })
 }
 
 /// The environment over the secret's values: one value can be overridden per

@@ -152,7 +152,7 @@ async fn a_function_follows_the_secret_without_a_restart() {
     let live = kpi_lambda::Live::from_env(&stack.sdk, env, ttl)
         .await
         .expect("starts with an empty secret");
-    let (state, generation) = live.state_and_generation().await;
+    let (state, generation) = live.state_and_generation().await.unwrap();
     let missing = state
         .registry
         .adapter(kpi_providers::ga4::ID)
@@ -170,11 +170,11 @@ async fn a_function_follows_the_secret_without_a_restart() {
         r#"{"GOOGLE_CLIENT_ID":"1234-abc.apps.googleusercontent.com","GOOGLE_CLIENT_SECRET":"gcs-live"}"#,
     )
     .await;
-    let (state, same) = live.state_and_generation().await;
+    let (state, same) = live.state_and_generation().await.unwrap();
     assert_eq!(same, generation, "the cached copy is used within the TTL");
     assert!(state.registry.adapter(kpi_providers::ga4::ID).is_err());
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-    let (state, newer) = live.state_and_generation().await;
+    let (state, newer) = live.state_and_generation().await.unwrap();
     assert!(newer > generation, "configured again");
     state
         .registry
@@ -190,7 +190,7 @@ async fn a_function_follows_the_secret_without_a_restart() {
     )
     .await;
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-    let (state, kept) = live.state_and_generation().await;
+    let (state, kept) = live.state_and_generation().await.unwrap();
     assert_eq!(kept, newer);
     assert!(!state.auth.has_dev_secret(), "no dev tokens in a function");
     assert!(state.registry.adapter(kpi_providers::ga4::ID).is_ok());
@@ -204,12 +204,12 @@ async fn a_function_follows_the_secret_without_a_restart() {
         .await
         .unwrap();
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-    let state = live.state().await;
+    let state = live.state().await.unwrap();
     assert!(state.registry.adapter(kpi_providers::ga4::ID).is_ok());
 }
 
 #[tokio::test]
-async fn a_function_refuses_development_settings_at_start() {
+async fn a_function_refuses_development_settings_before_serving() {
     let moto = MotoServer::start();
     let stack = kpi_tests::stack::Stack::create(&moto, &serde_json::json!({})).await;
     for (name, value) in [
@@ -222,10 +222,18 @@ async fn a_function_refuses_development_settings_at_start() {
     ] {
         let mut env = function_env(&stack);
         env.insert(name.into(), value.into());
-        let err = kpi_lambda::Live::from_env(&stack.sdk, env, Duration::from_secs(60))
+        // Start-up goes on without waiting for the configuration; its
+        // refusal is what the first event gets, never a state.
+        let live = kpi_lambda::Live::from_env(&stack.sdk, env, Duration::from_secs(60))
+            .await
+            .expect("start-up does not wait for the configuration");
+        let err = live
+            .state()
             .await
             .err()
             .unwrap_or_else(|| panic!("{name}={value} was accepted"));
+        // Tried again with the next event, and refused again.
+        assert!(live.state().await.is_err(), "{name}: refused once only");
         assert!(err.is_config(), "{name}: {}", err.log_chain());
         assert!(
             err.log_chain().contains(name),

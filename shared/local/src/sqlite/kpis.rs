@@ -98,18 +98,18 @@ pub(super) fn write_points(c: &Connection, rows: &[PointRow]) -> Result<()> {
              ON CONFLICT DO NOTHING",
         )
         .map_err(db_error)?;
-    let mut last: Option<(&str, &str, &str)> = None;
+    // One series write per series of the batch, however an adapter orders
+    // its points (metric by metric, or day by day).
+    let mut seen = std::collections::BTreeSet::new();
     for (workspace, integration, metric, date, body) in rows {
         point
             .execute(params![workspace, integration, metric, date, body])
             .map_err(db_error)?;
-        // A sync's points come metric by metric: one series write per run.
         let key = (workspace.as_str(), metric.as_str(), integration.as_str());
-        if last != Some(key) {
+        if seen.insert(key) {
             series
                 .execute(params![key.0, key.1, key.2])
                 .map_err(db_error)?;
-            last = Some(key);
         }
     }
     Ok(())
