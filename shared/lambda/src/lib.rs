@@ -122,15 +122,11 @@ impl AppSecrets for EnvOnly {
     }
 }
 
-/// Start-up, logged on failure so Lambda reports an init error instead of
-/// serving half-wired. The first configuration goes on while the runtime
-/// waits for the first event ([`Live`]).
-async fn start() -> std::result::Result<Arc<Live>, lambda_runtime::Error> {
+/// Start-up: logs, and the first configuration under way ([`Live`]) while
+/// the runtime waits for the first event.
+fn start() -> Arc<Live> {
     init_tracing();
-    Live::start().await.map(Arc::new).map_err(|e| {
-        tracing::error!(error = %e.log_chain(), "start-up failed");
-        e.log_chain().into()
-    })
+    Arc::new(Live::start())
 }
 
 /// The state for one event; a configuration that failed is logged and is
@@ -184,7 +180,7 @@ pub async fn serve_with(
     stateless: (axum::Router, &'static [&'static str]),
 ) -> std::result::Result<(), lambda_runtime::Error> {
     use tower::ServiceExt as _;
-    let live = start().await?;
+    let live = start();
     let (early, early_paths) = stateless;
     let app: Arc<std::sync::Mutex<Option<(u64, axum::Router)>>> = Arc::default();
     lambda_http::run(lambda_http::service_fn(
@@ -406,7 +402,7 @@ pub fn provider_of(queue_urls: &HashMap<Provider, String>, event: &SqsEvent) -> 
 /// The `sync-worker` function, deployed once per provider work queue: each
 /// batch is its queue's provider's.
 pub async fn run_worker() -> std::result::Result<(), lambda_runtime::Error> {
-    let live = start().await?;
+    let live = start();
     let live = &live;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = Some(event.context.deadline());
@@ -439,7 +435,7 @@ pub fn scheduler(state: &AppState) -> Scheduler {
 
 /// The `sync-scheduler` function: on each EventBridge tick, fan due integrations out.
 pub async fn run_scheduler() -> std::result::Result<(), lambda_runtime::Error> {
-    let live = start().await?;
+    let live = start();
     let live = &live;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
@@ -480,7 +476,7 @@ pub async fn dlq_batch(handler: &DlqHandler, event: SqsEvent) -> SqsBatchRespons
 
 /// The `sync-dlq` function: dead-lettered sync messages of every provider.
 pub async fn run_dlq() -> std::result::Result<(), lambda_runtime::Error> {
-    let live = start().await?;
+    let live = start();
     let live = &live;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let handler = dlq_handler(&state_of(live).await?.0);

@@ -1,9 +1,9 @@
 //! A Lambda's state that follows the application secret.
 //!
-//! **Start-up does not wait for the secret.** [`Live::start`] loads the AWS
-//! configuration and starts the first configuration (the Secrets Manager
-//! fetch, then the registry, identity and AWS adapters) as a task of its own,
-//! so the secret's round trip overlaps the runtime's first poll for an event.
+//! **Start-up does not wait for the secret.** [`Live::start`] starts the first
+//! configuration (the AWS configuration, the Secrets Manager fetch, then the
+//! registry, identity and AWS adapters) as a task of its own, so its work and
+//! the secret's round trip overlap the runtime's first poll for an event.
 //! An event that needs the state waits for that task ([`Live::state`]); one
 //! that needs none (`/healthz`) is answered without it. A first configuration
 //! that fails is the event's error and is tried again with the next event,
@@ -53,15 +53,20 @@ struct Current {
     /// Counts configurations, so callers can cache what they build from one.
     generation: u64,
     infrastructure: Infrastructure,
+    /// The secret's reader (`None` without `KPI_SECRET_ID`).
+    secret: Option<Arc<SecretsManagerSecrets>>,
+    /// The providers' HTTP client, kept across configurations.
+    http: reqwest::Client,
 }
 
 /// What the first configuration needs, owned by the task that builds it.
 #[derive(Clone)]
 struct Sources {
-    sdk: aws_config::SdkConfig,
+    /// `None`: loaded from the environment by the task, off the way to the
+    /// first poll.
+    sdk: Option<aws_config::SdkConfig>,
     env: HashMap<String, String>,
-    secret: Option<Arc<SecretsManagerSecrets>>,
-    http: reqwest::Client,
+    ttl: std::time::Duration,
 }
 
 pub struct Live {
@@ -73,39 +78,38 @@ pub struct Live {
 
 impl Live {
     /// The first configuration, from the process environment and the secret
-    /// named by `KPI_SECRET_ID`, started without being waited for.
-    pub async fn start() -> Result<Self> {
-        let sdk = kpi_aws::load_sdk_config().await;
-        Self::from_env(&sdk, std::env::vars().collect(), SECRET_TTL).await
+    /// named by `KPI_SECRET_ID`, started without being waited for (within a
+    /// Tokio runtime).
+    pub fn start() -> Self {
+        Self::spawn(Sources {
+            sdk: None,
+            env: std::env::vars().collect(),
+            ttl: SECRET_TTL,
+        })
     }
 
     /// [`Live::start`] with the given AWS configuration, environment and
     /// secret TTL (tests shorten it). The configuration's errors come with
     /// the first [`Live::state`].
-    pub async fn from_env(
+    pub fn from_env(
         sdk: &aws_config::SdkConfig,
         env: HashMap<String, String>,
         ttl: std::time::Duration,
-    ) -> Result<Self> {
-        let secret = env.get(SECRET_ID_VARIABLE).map(|id| {
-            let secret = SecretsManagerSecrets::new(sdk, id, ttl);
-            Arc::new(match env.get(LINK_KEY_SECRET_VARIABLE) {
-                Some(link) => secret.with_defaults_from(link),
-                None => secret,
-            })
-        });
-        let sources = Sources {
-            sdk: sdk.clone(),
+    ) -> Self {
+        Self::spawn(Sources {
+            sdk: Some(sdk.clone()),
             env,
-            secret,
-            http: kpi_app::providers::http_client()?,
-        };
+            ttl,
+        })
+    }
+
+    fn spawn(sources: Sources) -> Self {
         let first = tokio::spawn(first_configuration(sources.clone()));
-        Ok(Self {
+        Self {
             sources,
             first: std::sync::Mutex::new(Some(first)),
             current: Mutex::new(None),
-        })
+        }
     }
 
     /// The state to handle the next event with, configured from the secret's
@@ -135,7 +139,7 @@ impl Live {
                 return Ok((current.state.clone(), current.generation));
             }
         };
-        if let Some(secret) = &self.sources.secret {
+        if let Some(secret) = current.secret.clone() {
             match secret.values().await {
                 Ok(values) if values != current.values => {
                     match self.reconfigure(&values, current) {
@@ -168,7 +172,7 @@ impl Live {
     }
 
     fn reconfigure(&self, values: &HashMap<String, String>, current: &Current) -> Result<AppState> {
-        let configured = configure(lookup(&self.sources.env, values), &self.sources.http)?;
+        let configured = configure(lookup(&self.sources.env, values), &current.http)?;
         let now = Infrastructure {
             table: configured.table.clone(),
             key_id: configured.key_id.clone(),
@@ -183,7 +187,7 @@ impl Live {
         let previous = &current.state;
         Ok(assemble(
             configured,
-            &self.sources.http,
+            &current.http,
             Adapters {
                 store: previous.store.clone(),
                 queue: previous.queue.clone(),
@@ -197,12 +201,19 @@ impl Live {
 /// The secret's values, the configuration from them and the environment, and
 /// the AWS adapters.
 async fn first_configuration(sources: Sources) -> Result<Current> {
-    let Sources {
-        sdk,
-        env,
-        secret,
-        http,
-    } = sources;
+    let Sources { sdk, env, ttl } = sources;
+    let sdk = match sdk {
+        Some(sdk) => sdk,
+        None => kpi_aws::load_sdk_config().await,
+    };
+    let http = kpi_app::providers::http_client()?;
+    let secret = env.get(SECRET_ID_VARIABLE).map(|id| {
+        let secret = SecretsManagerSecrets::new(&sdk, id, ttl);
+        Arc::new(match env.get(LINK_KEY_SECRET_VARIABLE) {
+            Some(link) => secret.with_defaults_from(link),
+            None => secret,
+        })
+    });
     let values = match &secret {
         Some(s) => s.values().await?,
         None => HashMap::new(),
@@ -213,8 +224,8 @@ async fn first_configuration(sources: Sources) -> Result<Current> {
         key_id: configured.key_id.clone(),
         queue_urls: configured.queue_urls.clone(),
     };
-    let secrets: Arc<dyn AppSecrets> = match secret {
-        Some(s) => s,
+    let secrets: Arc<dyn AppSecrets> = match &secret {
+        Some(s) => s.clone(),
         None => Arc::new(crate::EnvOnly),
     };
     let state = assemble(
@@ -235,6 +246,8 @@ async fn first_configuration(sources: Sources) -> Result<Current> {
         state,
         generation: 0,
         infrastructure,
+        secret,
+        http,
     })
 }
 

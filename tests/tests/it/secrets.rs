@@ -149,9 +149,7 @@ async fn a_function_follows_the_secret_without_a_restart() {
     let secret_id = env[kpi_lambda::SECRET_ID_VARIABLE].clone();
     let client = aws_sdk_secretsmanager::Client::new(&stack.sdk);
     let ttl = Duration::from_millis(500);
-    let live = kpi_lambda::Live::from_env(&stack.sdk, env, ttl)
-        .await
-        .expect("starts with an empty secret");
+    let live = kpi_lambda::Live::from_env(&stack.sdk, env, ttl);
     let (state, generation) = live.state_and_generation().await.unwrap();
     let missing = state
         .registry
@@ -224,9 +222,7 @@ async fn a_function_refuses_development_settings_before_serving() {
         env.insert(name.into(), value.into());
         // Start-up goes on without waiting for the configuration; its
         // refusal is what the first event gets, never a state.
-        let live = kpi_lambda::Live::from_env(&stack.sdk, env, Duration::from_secs(60))
-            .await
-            .expect("start-up does not wait for the configuration");
+        let live = kpi_lambda::Live::from_env(&stack.sdk, env, Duration::from_secs(60));
         let err = live
             .state()
             .await
