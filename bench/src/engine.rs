@@ -109,7 +109,9 @@ pub fn worker(
     }
 }
 
-pub fn scheduler(store: Arc<dyn Store>, queue: Arc<dyn Queue>) -> Scheduler {
+/// `claims_at_once`: [`kpi_sync::scheduler::EMBEDDED_CLAIMS_AT_ONCE`] on
+/// SQLite, the default on DynamoDB, as the dev server and the Lambda have it.
+pub fn scheduler(store: Arc<dyn Store>, queue: Arc<dyn Queue>, claims_at_once: usize) -> Scheduler {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Scheduler {
         store,
@@ -117,7 +119,10 @@ pub fn scheduler(store: Arc<dyn Store>, queue: Arc<dyn Queue>) -> Scheduler {
         clock,
         notifier: Arc::new(LogNotifier),
         due_work: None,
-        settings: SchedulerSettings::default(),
+        settings: SchedulerSettings {
+            claims_at_once,
+            ..SchedulerSettings::default()
+        },
     }
 }
 

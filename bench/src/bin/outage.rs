@@ -77,7 +77,10 @@ async fn simulate(n: usize, length: chrono::Duration) -> serde_json::Value {
     }
     let scheduler = Scheduler {
         clock: clock.clone(),
-        settings: SchedulerSettings::default(),
+        settings: SchedulerSettings {
+            claims_at_once: kpi_sync::scheduler::EMBEDDED_CLAIMS_AT_ONCE,
+            ..SchedulerSettings::default()
+        },
         ..e.scheduler()
     };
     let worker = Worker {

@@ -68,10 +68,14 @@ async fn overhead(
     let queue: Arc<dyn Queue> = Arc::new(LocalQueue::new(LocalQueueSettings::default()));
     let vault: Arc<dyn CredentialVault> = Arc::new(kpi_tests::fixtures::local_vault());
     let made = engine::meta_integrations(n, 16, &*store, &*vault, sandbox).await;
-    let report = engine::scheduler(store.clone(), queue.clone())
-        .run_once()
-        .await
-        .unwrap();
+    let report = engine::scheduler(
+        store.clone(),
+        queue.clone(),
+        kpi_sync::scheduler::EMBEDDED_CLAIMS_AT_ONCE,
+    )
+    .run_once()
+    .await
+    .unwrap();
     assert_eq!(report.jobs_created, n, "{report:?}");
 
     sandbox.set_faults(Faults {

@@ -294,7 +294,8 @@ pub fn spawn_engine(server: &DevServer) -> Vec<tokio::task::JoinHandle<()>> {
     worker.id = format!("dev-worker-{}", std::process::id());
     let worker = Arc::new(worker);
     let dlq = Arc::new(kpi_lambda::dlq_handler(state));
-    let scheduler = kpi_lambda::scheduler(state);
+    let mut scheduler = kpi_lambda::scheduler(state);
+    scheduler.settings.claims_at_once = kpi_sync::scheduler::EMBEDDED_CLAIMS_AT_ONCE;
     let mut tasks = vec![tokio::spawn(async move {
         // The first run one interval after start, like every later one.
         let mut tick = tokio::time::interval_at(

@@ -45,9 +45,16 @@ pub struct SchedulerSettings {
     /// Sends of one job's message before it is given up as undeliverable.
     pub max_sends: u32,
     /// Due integrations claimed side by side (each claim waits on the store
-    /// twice; one after another, 5,000 claims take minutes on DynamoDB).
+    /// twice; one after another, 5,000 claims take minutes on DynamoDB). The
+    /// embedded store wants 1 ([`EMBEDDED_CLAIMS_AT_ONCE`]).
     pub claims_at_once: usize,
 }
+
+/// [`SchedulerSettings::claims_at_once`] for the embedded SQLite store: its
+/// one writer takes the claims one at a time anyway, and side-by-side claims
+/// keep its read connections busy, so its WAL checkpoints never find a
+/// moment to finish and every read slows down as the log grows.
+pub const EMBEDDED_CLAIMS_AT_ONCE: usize = 1;
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
