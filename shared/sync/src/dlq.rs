@@ -44,11 +44,6 @@ pub async fn finish_dead(
     now: DateTime<Utc>,
     read: Option<&Integration>,
 ) -> Result<SyncJob> {
-    if job.status() != JobStatus::Dead {
-        job.last_error = Some(ErrorRecord::from_error(error, now));
-        job.transition(JobStatus::Dead, now)?;
-        job = store.update_job(scope, &job).await?;
-    }
     let target = error.integration_status().filter(|_| read.is_some());
     let record = ErrorRecord::from_error(error, now);
     let clock = FixedClock(now);
@@ -85,6 +80,16 @@ pub async fn finish_dead(
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),
     };
+    // The job's end is written last: whoever sees it dead (the jobs list, a
+    // script polling it) finds the integration's status and error already
+    // telling why. Cut short before this write, the message comes again.
+    // (A dead-lettered copy racing a late success may leave the failure on
+    // the integration until its next sync clears it; nothing is lost.)
+    if job.status() != JobStatus::Dead {
+        job.last_error = Some(ErrorRecord::from_error(error, now));
+        job.transition(JobStatus::Dead, now)?;
+        job = store.update_job(scope, &job).await?;
+    }
     // One notice per run of failures: when this failure began the run (and,
     // as a second guard, none went out for the integration in the last day).
     let key = format!("failure-notice:{}", job.integration);
