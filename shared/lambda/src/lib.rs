@@ -34,6 +34,7 @@ use kpi_core::ports::{AppSecrets, Queue, QueueName};
 use kpi_core::{Error, Provider, Result};
 use kpi_sync::Notifier;
 use kpi_sync::dlq::DlqHandler;
+use kpi_sync::settled::Consumer;
 use kpi_sync::{Disposition, Scheduler, Worker, WorkerSettings};
 use lambda_runtime::{LambdaEvent, service_fn};
 use tracing::Instrument as _;
@@ -399,6 +400,40 @@ pub fn provider_of(queue_urls: &HashMap<Provider, String>, event: &SqsEvent) -> 
         })
 }
 
+/// Whether, with no configuration ready yet, every message of the batch is
+/// one its consumer has nothing to do for (its job is gone or ended): then
+/// the batch is answered with the store alone, without waiting for the secret.
+/// The messages are deleted as the consumer would delete them; one store
+/// error, or one message with work, and the batch waits for the
+/// configuration as any other.
+pub async fn settled_before_configuration(
+    live: &Live,
+    consumer: Consumer,
+    event: &SqsEvent,
+) -> bool {
+    let Some(store) = live.store_before_configuration().await else {
+        return false;
+    };
+    let checks = event.records.iter().map(|r| {
+        let body = r.body.as_deref().unwrap_or_default();
+        kpi_sync::settled::nothing_to_do(&*store, consumer, body)
+    });
+    match futures::future::try_join_all(checks).await {
+        Ok(settled) if settled.iter().all(|s| *s) => {
+            tracing::info!(
+                messages = settled.len(),
+                "nothing to do for the batch's messages: answered before the configuration"
+            );
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(error = %e.log_chain(), "the batch waits for the configuration");
+            false
+        }
+    }
+}
+
 /// The `sync-worker` function, deployed once per provider work queue: each
 /// batch is its queue's provider's.
 pub async fn run_worker() -> std::result::Result<(), lambda_runtime::Error> {
@@ -406,6 +441,9 @@ pub async fn run_worker() -> std::result::Result<(), lambda_runtime::Error> {
     let live = &live;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = Some(event.context.deadline());
+        if settled_before_configuration(live, Consumer::Worker, &event.payload).await {
+            return Ok(SqsBatchResponse::default());
+        }
         let (state, _) = state_of(live).await?;
         // Not configured (yet): the batch fails whole and waits in the queue.
         let provider = state
@@ -479,6 +517,9 @@ pub async fn run_dlq() -> std::result::Result<(), lambda_runtime::Error> {
     let live = start();
     let live = &live;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        if settled_before_configuration(live, Consumer::DeadLetters, &event.payload).await {
+            return Ok(SqsBatchResponse::default());
+        }
         let handler = dlq_handler(&state_of(live).await?.0);
         Ok::<_, lambda_runtime::Error>(dlq_batch(&handler, event.payload).await)
     }))

@@ -5,7 +5,10 @@
 //! registry, identity and AWS adapters) as a task of its own, so its work and
 //! the secret's round trip overlap the runtime's first poll for an event.
 //! An event that needs the state waits for that task ([`Live::state`]); one
-//! that needs none (`/healthz`) is answered without it. A first configuration
+//! that needs none (`/healthz`) is answered without it, and one the store
+//! alone can answer (a sync message whose job is gone) gets the store, built
+//! from the environment, without the secret
+//! ([`Live::store_before_configuration`]). A first configuration
 //! that fails is the event's error and is tried again with the next event,
 //! where it used to be the function's init error: either way Lambda's log
 //! says why and nothing is served half-wired.
@@ -30,10 +33,11 @@ use std::sync::Arc;
 use kpi_app::AppState;
 use kpi_app::auth::{Authenticator, JwksSettings};
 use kpi_aws::{DynamoStore, KmsKeySource, SecretsManagerSecrets, SqsQueue};
-use kpi_core::ports::{AppSecrets, SystemClock};
+use kpi_core::ports::{AppSecrets, Store, SystemClock};
 use kpi_core::{Error, Provider, Result};
 use kpi_vault::{CacheSettings, EnvelopeVault};
-use tokio::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{Mutex, OnceCell};
 use tokio::task::JoinHandle;
 
 use crate::{Configured, LINK_KEY_SECRET_VARIABLE, SECRET_ID_VARIABLE, SECRET_TTL, configure};
@@ -67,6 +71,17 @@ struct Sources {
     sdk: Option<aws_config::SdkConfig>,
     env: HashMap<String, String>,
     ttl: std::time::Duration,
+    /// What the environment alone gives, made once by whoever needs it first
+    /// (the configuration task, or an event that needs only the store).
+    base: Arc<OnceCell<Base>>,
+}
+
+/// The part of start-up that needs no secret.
+#[derive(Clone)]
+struct Base {
+    sdk: aws_config::SdkConfig,
+    /// The table `KPI_STORE` names in the environment, and its store.
+    store: Option<(String, Arc<DynamoStore>)>,
 }
 
 pub struct Live {
@@ -74,6 +89,8 @@ pub struct Live {
     /// The first configuration, under way since start-up.
     first: std::sync::Mutex<Option<JoinHandle<Result<Current>>>>,
     current: Mutex<Option<Current>>,
+    /// Set once a configuration is in `current`.
+    configured: AtomicBool,
 }
 
 impl Live {
@@ -85,6 +102,7 @@ impl Live {
             sdk: None,
             env: std::env::vars().collect(),
             ttl: SECRET_TTL,
+            base: Arc::default(),
         })
     }
 
@@ -100,6 +118,7 @@ impl Live {
             sdk: Some(sdk.clone()),
             env,
             ttl,
+            base: Arc::default(),
         })
     }
 
@@ -109,7 +128,22 @@ impl Live {
             sources,
             first: std::sync::Mutex::new(Some(first)),
             current: Mutex::new(None),
+            configured: AtomicBool::new(false),
         }
+    }
+
+    /// The store, from the environment alone, while no configuration is
+    /// ready: for what the store alone can answer (a job that is gone) without
+    /// waiting for the secret. `None` once one is (use [`Live::state`]), or
+    /// when the environment names no table. It is the store the
+    /// configuration then uses, connections and all.
+    pub async fn store_before_configuration(&self) -> Option<Arc<dyn Store>> {
+        if self.configured.load(Ordering::Acquire) {
+            return None;
+        }
+        let base = self.sources.base();
+        let (_, store) = base.await.store?;
+        Some(store)
     }
 
     /// The state to handle the next event with, configured from the secret's
@@ -136,6 +170,7 @@ impl Live {
                 }?;
                 // Values fetched just now: nothing to refresh.
                 let current = guard.insert(first);
+                self.configured.store(true, Ordering::Release);
                 return Ok((current.state.clone(), current.generation));
             }
         };
@@ -198,14 +233,33 @@ impl Live {
     }
 }
 
+impl Sources {
+    /// [`Base`], made on first use; a retried configuration keeps it.
+    async fn base(&self) -> Base {
+        let made = self.base.get_or_init(|| async {
+            let sdk = match &self.sdk {
+                Some(sdk) => sdk.clone(),
+                None => kpi_aws::load_sdk_config().await,
+            };
+            // Only the deployed form; anything else is the configuration's
+            // to refuse, with its reason.
+            let store = self
+                .env
+                .get("KPI_STORE")
+                .and_then(|s| s.strip_prefix("dynamodb:"))
+                .filter(|table| !table.is_empty())
+                .map(|table| (table.to_owned(), Arc::new(DynamoStore::new(&sdk, table))));
+            Base { sdk, store }
+        });
+        made.await.clone()
+    }
+}
+
 /// The secret's values, the configuration from them and the environment, and
 /// the AWS adapters.
 async fn first_configuration(sources: Sources) -> Result<Current> {
-    let Sources { sdk, env, ttl } = sources;
-    let sdk = match sdk {
-        Some(sdk) => sdk,
-        None => kpi_aws::load_sdk_config().await,
-    };
+    let Base { sdk, store } = sources.base().await;
+    let Sources { env, ttl, .. } = sources;
     let http = kpi_app::providers::http_client()?;
     let secret = env.get(SECRET_ID_VARIABLE).map(|id| {
         let secret = SecretsManagerSecrets::new(&sdk, id, ttl);
@@ -232,7 +286,10 @@ async fn first_configuration(sources: Sources) -> Result<Current> {
         configured,
         &http,
         Adapters {
-            store: Arc::new(DynamoStore::new(&sdk, &infrastructure.table)),
+            store: match store {
+                Some((table, store)) if table == infrastructure.table => store,
+                _ => Arc::new(DynamoStore::new(&sdk, &infrastructure.table)),
+            },
             queue: Arc::new(SqsQueue::new(&sdk, infrastructure.queue_urls.clone())),
             vault: Arc::new(EnvelopeVault::new(
                 KmsKeySource::new(&sdk, &infrastructure.key_id),

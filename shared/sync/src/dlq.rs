@@ -156,7 +156,7 @@ impl DlqHandler {
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
-        if job.status() == JobStatus::Succeeded || job.status() == JobStatus::Dead {
+        if crate::settled::Consumer::DeadLetters.done_with(job.status()) {
             return Ok(()); // a late duplicate of a finished job
         }
         let last = job

@@ -24,6 +24,7 @@ pub mod notifier;
 pub mod retry;
 pub mod runner;
 pub mod scheduler;
+pub mod settled;
 pub mod worker;
 
 pub use enqueue::enqueue;

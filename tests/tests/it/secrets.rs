@@ -239,3 +239,84 @@ async fn a_function_refuses_development_settings_before_serving() {
         assert!(!err.log_chain().contains("dev-secret"));
     }
 }
+
+/// A sync message whose job is gone or ended needs neither the secret nor a
+/// provider. While no configuration is ready (here never: the secret cannot
+/// be read), the worker and the dead-letter handler answer such a batch with
+/// the store alone; a batch with one job still to run waits for the
+/// configuration, as does one the store cannot answer.
+#[tokio::test]
+async fn a_batch_of_gone_or_ended_jobs_is_answered_without_the_secret() {
+    use kpi_core::ids::{IntegrationId, JobId, WorkspaceId};
+    use kpi_core::job::{JobTrigger, SyncJob, SyncMessage};
+    use kpi_core::ports::store::JobStore;
+    use kpi_core::{JobStatus, WorkspaceScope};
+    use kpi_lambda::settled_before_configuration;
+    use kpi_sync::settled::Consumer;
+
+    let moto = MotoServer::start();
+    let stack = kpi_tests::stack::Stack::create(&moto, &serde_json::json!({})).await;
+    let mut env = function_env(&stack);
+    env.insert("KPI_SECRET_ID".into(), "kpi-does-not-exist".into());
+    let live = kpi_lambda::Live::from_env(&stack.sdk, env, Duration::from_secs(60));
+
+    let workspace = WorkspaceId::parse("ws-early").unwrap();
+    let scope = WorkspaceScope::for_system(workspace.clone(), "test");
+    // A job stored and moved through `path`; not stored without one.
+    let job_in = |path: Option<&'static [JobStatus]>| {
+        let (stack, scope, workspace) = (&stack, &scope, workspace.clone());
+        async move {
+            let mut job = SyncJob::new(
+                JobId::new_time_ordered(),
+                workspace,
+                IntegrationId::new_random(),
+                kpi_providers::ga4::ID,
+                JobTrigger::Schedule,
+                None,
+                chrono::Utc::now(),
+            );
+            if let Some(path) = path {
+                assert!(stack.store.create_job(scope, &job).await.unwrap());
+                job = stack.store.get_job(scope, job.id).await.unwrap();
+                for status in path {
+                    job.transition(*status, chrono::Utc::now()).unwrap();
+                    job = stack.store.update_job(scope, &job).await.unwrap();
+                }
+            }
+            serde_json::to_string(&SyncMessage::for_job(&job)).unwrap()
+        }
+    };
+    let batch = |bodies: &[&String]| -> aws_lambda_events::sqs::SqsEvent {
+        let records: Vec<serde_json::Value> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| serde_json::json!({"messageId": format!("m{i}"), "body": body}))
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    };
+    let gone = job_in(None).await;
+    let dead = job_in(Some(&[JobStatus::Dead])).await;
+    let queued = job_in(Some(&[])).await;
+    let failed = job_in(Some(&[JobStatus::Running, JobStatus::Failed])).await;
+
+    for consumer in [Consumer::Worker, Consumer::DeadLetters] {
+        assert!(
+            settled_before_configuration(&live, consumer, &batch(&[&gone, &dead])).await,
+            "{consumer:?}"
+        );
+        assert!(
+            !settled_before_configuration(&live, consumer, &batch(&[&gone, &queued])).await,
+            "{consumer:?}: a job to run"
+        );
+        assert!(
+            !settled_before_configuration(&live, consumer, &batch(&[&"not json".to_owned()])).await,
+            "{consumer:?}: an unreadable message is the handler's to log"
+        );
+    }
+    // A failed job has nothing left for its worker, but its dead letter
+    // still ends it dead, with its notice.
+    assert!(settled_before_configuration(&live, Consumer::Worker, &batch(&[&failed])).await);
+    assert!(!settled_before_configuration(&live, Consumer::DeadLetters, &batch(&[&failed])).await);
+    // The configuration itself is still refused: nothing else was served.
+    assert!(live.state().await.is_err());
+}

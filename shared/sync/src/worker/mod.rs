@@ -165,7 +165,7 @@ impl Worker {
             Err(e) if e.is_not_found() => return Ok(Disposition::Done),
             Err(e) => return Err(e),
         };
-        if job.status().is_final() {
+        if crate::settled::Consumer::Worker.done_with(job.status()) {
             // Redelivered after it finished: at-least-once delivery, exactly-once work.
             return Ok(Disposition::Done);
         }

@@ -1,0 +1,46 @@
+//! What the store alone can tell of a sync message: that nothing is left to
+//! do for it (its job is gone, or ended as far as its consumer is concerned).
+//!
+//! The consumers ask it first thing, and a Lambda asks it before its
+//! configuration is ready: a late duplicate, or the message of a removed
+//! integration, needs neither the application secret nor a provider, so a
+//! cold function answers it without waiting for either.
+
+use kpi_core::job::SyncMessage;
+use kpi_core::ports::Store;
+use kpi_core::{JobStatus, Result, WorkspaceScope};
+
+/// Who reads a sync message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consumer {
+    /// A provider's worker: runs the job.
+    Worker,
+    /// The dead-letter handler: ends a job that ran out of receives.
+    DeadLetters,
+}
+
+impl Consumer {
+    /// Whether a job in `status` needs nothing more from this consumer.
+    pub fn done_with(self, status: JobStatus) -> bool {
+        match self {
+            Self::Worker => status.is_final(),
+            // A job that failed (its integration was removed or paused) still
+            // becomes dead, with its notice, when its message is dead-lettered.
+            Self::DeadLetters => matches!(status, JobStatus::Succeeded | JobStatus::Dead),
+        }
+    }
+}
+
+/// `Ok(true)` when the message's job is gone or done with; `Ok(false)` when
+/// the consumer has work (or an unreadable message to log and drop).
+pub async fn nothing_to_do(store: &dyn Store, consumer: Consumer, body: &str) -> Result<bool> {
+    let Ok(msg) = serde_json::from_str::<SyncMessage>(body) else {
+        return Ok(false);
+    };
+    let scope = WorkspaceScope::for_system(msg.workspace, "sync message sent by the system");
+    match store.get_job(&scope, msg.job).await {
+        Ok(job) => Ok(consumer.done_with(job.status())),
+        Err(e) if e.is_not_found() => Ok(true),
+        Err(e) => Err(e),
+    }
+}
