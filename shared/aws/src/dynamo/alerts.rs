@@ -75,7 +75,8 @@ impl AlertStore for DynamoStore {
         item.insert(SK.into(), s(format!("ALERT#{}", next.id)));
         item.insert(VERSION.into(), n(next.version));
         item.insert(BODY.into(), s(to_json(&next)?));
-        self.put_versioned(item, rule.version, "alert rule").await?;
+        self.put_versioned(item, rule.version, None, "alert rule")
+            .await?;
         Ok(next)
     }
 

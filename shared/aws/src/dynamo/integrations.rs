@@ -76,8 +76,13 @@ impl IntegrationStore for DynamoStore {
         scope.check(&integration.workspace)?;
         let mut next = integration.clone();
         next.version = integration.version + 1;
-        self.put_versioned(integration_item(&next)?, integration.version, "integration")
-            .await?;
+        self.put_versioned(
+            integration_item(&next)?,
+            integration.version,
+            None,
+            "integration",
+        )
+        .await?;
         Ok(next)
     }
 

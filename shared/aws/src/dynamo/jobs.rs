@@ -83,11 +83,12 @@ impl JobStore for DynamoStore {
 
     async fn update_job(&self, scope: &WorkspaceScope, job: &SyncJob) -> Result<SyncJob> {
         scope.check(&job.workspace)?;
-        // The key holds no workspace: make sure the stored job is in this scope.
-        self.get_job(scope, job.id).await?;
         let mut next = job.clone();
         next.version = job.version + 1;
-        self.put_versioned(job_item(&next)?, job.version, "sync job")
+        // The key holds no workspace: the write is conditional on the stored
+        // job being in this scope too.
+        let owner = Some(scope.workspace().as_str());
+        self.put_versioned(job_item(&next)?, job.version, owner, "sync job")
             .await?;
         Ok(next)
     }

@@ -165,29 +165,52 @@ impl DynamoStore {
         }
     }
 
-    async fn put_versioned(&self, item: Item, expected: u64, what: &str) -> Result<()> {
+    /// Writes `item` if the stored one is at version `expected` and, with
+    /// `owner`, belongs to that workspace (for items whose key names none):
+    /// one call, where reading first to check the owner took two. A refusal
+    /// is read back once to tell a conflict from a record that is not there
+    /// (or not the owner's, which is the same to the caller).
+    async fn put_versioned(
+        &self,
+        item: Item,
+        expected: u64,
+        owner: Option<&str>,
+        what: &str,
+    ) -> Result<()> {
         let (pk, sk) = (item[PK].clone(), item[SK].clone());
-        let result = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("#v = :expected")
             .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":expected", n(expected))
-            .send()
-            .await;
-        match result {
+            .expression_attribute_values(":expected", n(expected));
+        let put = match owner {
+            Some(ws) => put
+                .condition_expression("#v = :expected AND #ws = :ws")
+                .expression_attribute_names("#ws", WORKSPACE)
+                .expression_attribute_values(":ws", s(ws)),
+            None => put.condition_expression("#v = :expected"),
+        };
+        match put.send().await {
             Ok(_) => Ok(()),
             Err(e) if code(&e) == Some(CONDITION_FAILED) => {
-                let exists = self
+                let stored = self
                     .get_item(
                         pk.as_s().cloned().unwrap_or_default(),
                         sk.as_s().map(String::as_str).unwrap_or_default(),
                     )
-                    .await?
-                    .is_some();
-                Err(if exists {
+                    .await?;
+                let theirs = stored.is_some_and(|stored| {
+                    owner.is_none_or(|ws| {
+                        stored
+                            .get(WORKSPACE)
+                            .and_then(|v| v.as_s().ok())
+                            .map(String::as_str)
+                            == Some(ws)
+                    })
+                });
+                Err(if theirs {
                     Error::conflict(format!(
                         "the {what} was changed by someone else; reload and try again"
                     ))

@@ -73,9 +73,20 @@ pub async fn other_workspace_sees_nothing<S: Store>(store: &S) {
             .items
             .is_empty()
     );
-    let mut moved = job.clone();
+    let before = store.get_job(&a, job.id).await.unwrap();
+    let mut moved = before.clone();
     moved.workspace = b.workspace().clone();
-    assert!(store.update_job(&b, &moved).await.is_err());
+    // Another workspace's job is not there for b, even by its id and
+    // current version, and stays a's as it was.
+    assert_eq!(
+        store.update_job(&b, &moved).await.unwrap_err().kind(),
+        &ErrorKind::NotFound
+    );
+    let kept = store.get_job(&a, job.id).await.unwrap();
+    assert_eq!(
+        (&kept.workspace, kept.version),
+        (a.workspace(), before.version)
+    );
 
     let point = kpi(&i, GA4_SESSIONS, day(1), "5");
     store
