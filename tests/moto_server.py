@@ -17,6 +17,13 @@ transaction keeps a copy of the items it names instead and puts them back when
 it is cancelled; requests being one at a time, nothing else sees the items
 in between.
 
+moto's SQS send reads the queue's attributes to learn one of them
+(`ContentBasedDeduplication`), and working out all of them counts every
+message the queue holds: each send costs a pass over the queue, and filling
+it with thousands of messages takes quadratic time. While a send runs here,
+the attributes it reads are that one alone; every other reader (and
+`GetQueueAttributes`) still gets them all, counted.
+
 Same arguments as `python3 -m moto.server`.
 """
 
@@ -30,6 +37,7 @@ from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
+from moto.sqs.models import SQSBackend, Queue
 
 _one_at_a_time = threading.Lock()
 _call_action = DynamoHandler.call_action
@@ -94,6 +102,34 @@ def _transact_write_items_keeping_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = _transact_write_items_keeping_items
+
+_sending = threading.local()
+_queue_attributes = Queue.attributes
+
+
+def _attributes_unless_sending(self):
+    if getattr(_sending, "active", False):
+        # All a send reads, and only FIFO queues have it.
+        if self.fifo_queue:
+            value = self.content_based_deduplication
+            return {"ContentBasedDeduplication": str(value).lower()}
+        return {}
+    return _queue_attributes.fget(self)
+
+
+Queue.attributes = property(_attributes_unless_sending)
+_send_message = SQSBackend.send_message
+
+
+def _send_message_without_counting(self, *args, **kwargs):
+    _sending.active = True
+    try:
+        return _send_message(self, *args, **kwargs)
+    finally:
+        _sending.active = False
+
+
+SQSBackend.send_message = _send_message_without_counting
 
 if __name__ == "__main__":
     main()

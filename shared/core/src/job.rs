@@ -117,6 +117,8 @@ pub struct SyncJob {
     /// A job that only waits behind others is never sent twice.
     #[serde(default)]
     pub sent_at: Option<DateTime<Utc>>,
+    /// The compare-and-swap version: 1 as created and stored, one more with
+    /// each update.
     pub version: u64,
     pub updated_at: DateTime<Utc>,
 }
@@ -149,7 +151,10 @@ impl SyncJob {
             last_error: None,
             sends: 1,
             sent_at: None,
-            version: 0,
+            // As the stores keep it: the job just made is the job stored, so
+            // its first update (the scheduler's note that its message was
+            // sent) needs no read to learn its version.
+            version: 1,
             updated_at: now,
         }
     }

@@ -34,7 +34,7 @@ use kpi_core::ports::{AppSecrets, Queue, QueueName};
 use kpi_core::{Error, Provider, Result};
 use kpi_sync::Notifier;
 use kpi_sync::dlq::DlqHandler;
-use kpi_sync::settled::Consumer;
+use kpi_sync::settled::{Consumer, Settled};
 use kpi_sync::{Disposition, Scheduler, Worker, WorkerSettings};
 use lambda_runtime::{LambdaEvent, service_fn};
 use tracing::Instrument as _;
@@ -401,7 +401,8 @@ pub fn provider_of(queue_urls: &HashMap<Provider, String>, event: &SqsEvent) -> 
 }
 
 /// Whether, with no configuration ready yet, every message of the batch is
-/// one its consumer has nothing to do for (its job is gone or ended): then
+/// one its consumer has nothing to do for (its job is gone or ended, or it is
+/// no sync message at all, which is logged and dropped): then
 /// the batch is answered with the store alone, without waiting for the secret.
 /// The messages are deleted as the consumer would delete them; one store
 /// error, or one message with work, and the batch waits for the
@@ -416,10 +417,16 @@ pub async fn settled_before_configuration(
     };
     let checks = event.records.iter().map(|r| {
         let body = r.body.as_deref().unwrap_or_default();
-        kpi_sync::settled::nothing_to_do(&*store, consumer, body)
+        kpi_sync::settled::settled(&*store, consumer, body)
     });
     match futures::future::try_join_all(checks).await {
-        Ok(settled) if settled.iter().all(|s| *s) => {
+        Ok(settled) if !settled.contains(&Settled::No) => {
+            for (record, settled) in event.records.iter().zip(&settled) {
+                if *settled == Settled::Unreadable {
+                    let id = record.message_id.as_deref().unwrap_or_default();
+                    tracing::error!(message = %id, ?consumer, "unreadable sync message dropped");
+                }
+            }
             tracing::info!(
                 messages = settled.len(),
                 "nothing to do for the batch's messages: answered before the configuration"

@@ -31,16 +31,27 @@ impl Consumer {
     }
 }
 
-/// `Ok(true)` when the message's job is gone or done with; `Ok(false)` when
-/// the consumer has work (or an unreadable message to log and drop).
-pub async fn nothing_to_do(store: &dyn Store, consumer: Consumer, body: &str) -> Result<bool> {
+/// What the store alone says of one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Its job is gone, or done with as far as the consumer is concerned.
+    Yes,
+    /// Not a sync message: every consumer drops it (and logs it).
+    Unreadable,
+    /// The consumer has work to do.
+    No,
+}
+
+/// Looks the message's job up in the store.
+pub async fn settled(store: &dyn Store, consumer: Consumer, body: &str) -> Result<Settled> {
     let Ok(msg) = serde_json::from_str::<SyncMessage>(body) else {
-        return Ok(false);
+        return Ok(Settled::Unreadable);
     };
     let scope = WorkspaceScope::for_system(msg.workspace, "sync message sent by the system");
     match store.get_job(&scope, msg.job).await {
-        Ok(job) => Ok(consumer.done_with(job.status())),
-        Err(e) if e.is_not_found() => Ok(true),
+        Ok(job) if consumer.done_with(job.status()) => Ok(Settled::Yes),
+        Ok(_) => Ok(Settled::No),
+        Err(e) if e.is_not_found() => Ok(Settled::Yes),
         Err(e) => Err(e),
     }
 }
