@@ -32,6 +32,20 @@ pub enum StoreConfig {
     DynamoDb { table: String },
 }
 
+impl StoreConfig {
+    /// `KPI_STORE`'s value: `sqlite:PATH` or `dynamodb:TABLE`; `None` for
+    /// anything else.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.split_once(':') {
+            Some(("sqlite", path)) if !path.is_empty() => Some(Self::Sqlite(path.into())),
+            Some(("dynamodb", table)) if valid_table_name(table) => Some(Self::DynamoDb {
+                table: table.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueConfig {
     Local,
@@ -147,18 +161,12 @@ impl Config {
 
         let store = match r.get("KPI_STORE") {
             None => StoreConfig::Sqlite(PathBuf::from(".kpi/kpi.db")),
-            Some(v) => match v.split_once(':') {
-                Some(("sqlite", path)) if !path.is_empty() => StoreConfig::Sqlite(path.into()),
-                Some(("dynamodb", table)) if valid_table_name(table) => StoreConfig::DynamoDb {
-                    table: table.to_owned(),
-                },
-                _ => {
-                    return Err(err(
-                        "KPI_STORE",
-                        format!("expected sqlite:PATH or dynamodb:TABLE, got {v:.120}"),
-                    ));
-                }
-            },
+            Some(v) => StoreConfig::parse(&v).ok_or_else(|| {
+                err(
+                    "KPI_STORE",
+                    format!("expected sqlite:PATH or dynamodb:TABLE, got {v:.120}"),
+                )
+            })?,
         };
 
         let queue = match r.get("KPI_QUEUE").as_deref() {

@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use kpi_app::AppState;
 use kpi_app::auth::{Authenticator, JwksSettings};
+use kpi_app::config::StoreConfig;
 use kpi_aws::{DynamoStore, KmsKeySource, SecretsManagerSecrets, SqsQueue};
 use kpi_core::ports::{AppSecrets, Store, SystemClock};
 use kpi_core::{Error, Provider, Result};
@@ -243,12 +244,17 @@ impl Sources {
             };
             // Only the deployed form; anything else is the configuration's
             // to refuse, with its reason.
-            let store = self
+            let store = match self
                 .env
                 .get("KPI_STORE")
-                .and_then(|s| s.strip_prefix("dynamodb:"))
-                .filter(|table| !table.is_empty())
-                .map(|table| (table.to_owned(), Arc::new(DynamoStore::new(&sdk, table))));
+                .and_then(|v| StoreConfig::parse(v))
+            {
+                Some(StoreConfig::DynamoDb { table }) => {
+                    let store = Arc::new(DynamoStore::new(&sdk, &table));
+                    Some((table, store))
+                }
+                _ => None,
+            };
             Base { sdk, store }
         });
         made.await.clone()

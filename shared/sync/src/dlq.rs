@@ -86,7 +86,7 @@ pub async fn finish_dead(
     // (A dead-lettered copy racing a late success may leave the failure on
     // the integration until its next sync clears it; nothing is lost.)
     if job.status() != JobStatus::Dead {
-        job.last_error = Some(ErrorRecord::from_error(error, now));
+        job.last_error = Some(record);
         job.transition(JobStatus::Dead, now)?;
         job = store.update_job(scope, &job).await?;
     }

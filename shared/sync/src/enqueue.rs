@@ -45,9 +45,9 @@ pub async fn enqueue(
         for job in chunk {
             tracing::info!(job = %job.id, integration = %job.integration, provider = %job.provider, "sync job queued");
         }
-        // A batch's records side by side: each is a read and a conditional
-        // write of its own job, and one after another a run of 5,000 jobs
-        // waited on 10,000 round trips.
+        // A batch's records side by side: each is a conditional write of its
+        // own job, and one after another a run of 5,000 jobs waited on 5,000
+        // round trips.
         futures::future::try_join_all(chunk.iter().map(|job| record_sent(store, job, now))).await?;
     }
     Ok(calls)

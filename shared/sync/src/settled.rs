@@ -1,7 +1,8 @@
 //! What the store alone can tell of a sync message: that nothing is left to
 //! do for it (its job is gone, or ended as far as its consumer is concerned).
 //!
-//! The consumers ask it first thing, and a Lambda asks it before its
+//! The consumers judge a job's status by the same rule
+//! ([`Consumer::done_with`]), and a Lambda asks [`settled`] before its
 //! configuration is ready: a late duplicate, or the message of a removed
 //! integration, needs neither the application secret nor a provider, so a
 //! cold function answers it without waiting for either.
