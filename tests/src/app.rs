@@ -246,9 +246,10 @@ impl TestApp {
         n: usize,
     ) -> Vec<serde_json::Value> {
         let url = self.url(&format!("/v1/workspaces/{ws}/integrations/{id}/jobs"));
+        let mut items = Vec::new();
         for _ in 0..200 {
             let jobs = crate::get_json(c, &url).await;
-            let items = jobs["items"].as_array().cloned().unwrap_or_default();
+            items = jobs["items"].as_array().cloned().unwrap_or_default();
             if items.len() >= n
                 && items
                     .iter()
@@ -258,7 +259,12 @@ impl TestApp {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("jobs of {id} did not finish");
+        // What each job was doing says which step stalled.
+        let seen: Vec<_> = items
+            .iter()
+            .map(|j| (&j["status"], &j["attempts"], &j["last_error"]))
+            .collect();
+        panic!("jobs of {id} did not finish: {seen:?}");
     }
 
     /// The newest job of integration `id` once every job of it ended.

@@ -17,7 +17,9 @@ use kpi_core::integration::ErrorRecord;
 use kpi_core::job::SyncMessage;
 use kpi_core::ports::queue::ReceivedMessage;
 use kpi_core::ports::{Clock, CredentialVault, Store};
-use kpi_core::{Error, IntegrationStatus, JobStatus, Provider, Registry, Result, WorkspaceScope};
+use kpi_core::{
+    Error, IntegrationStatus, JobStatus, Provider, Registry, Result, SyncJob, WorkspaceScope,
+};
 use tracing::Instrument as _;
 
 use crate::dlq::finish_dead;
@@ -160,7 +162,7 @@ impl Worker {
         tracing::info!("sync attempt started");
         let scope =
             WorkspaceScope::for_system(msg.workspace.clone(), "sync message sent by the system");
-        let mut job = match self.store.get_job(&scope, msg.job).await {
+        let job = match self.store.get_job(&scope, msg.job).await {
             Ok(job) => job,
             Err(e) if e.is_not_found() => return Ok(Disposition::Done),
             Err(e) => return Err(e),
@@ -209,14 +211,13 @@ impl Worker {
                 return Ok(Disposition::RetryAfter(wait));
             }
         }
-        job.transition(JobStatus::Running, now)?;
-        let mut job = match self.store.update_job(&scope, &job).await {
-            Ok(j) => j,
+        let claimed = match claim(&*self.store, &scope, &job, now).await {
+            Err(e) if e.is_conflict() => None,
+            other => other?,
+        };
+        let Some(mut job) = claimed else {
             // Another worker has this job right now: look again later.
-            Err(e) if e.is_conflict() => {
-                return Ok(Disposition::RetryAfter(self.settings.retry.delay(1, None)));
-            }
-            Err(e) => return Err(e),
+            return Ok(Disposition::RetryAfter(self.settings.retry.delay(1, None)));
         };
 
         // What this attempt last read or wrote of the integration: its later
@@ -358,6 +359,31 @@ impl Worker {
         };
         Ok(disposition)
     }
+}
+
+/// Takes job `seen` (as this attempt read it) for this attempt: `Running`,
+/// one attempt more. `None` when another worker took it (or ended an attempt
+/// of it) since that read.
+///
+/// Bookkeeping written since the read does not count: the enqueuer notes a
+/// job's message as sent (`sent_at`) just after sending it, so a worker that
+/// receives the message at once often reads the job before that note lands.
+/// Losing the claim to it would put the job off by a whole retry delay; the
+/// claim is made again on the job read afresh instead.
+pub async fn claim(
+    store: &dyn Store,
+    scope: &WorkspaceScope,
+    seen: &SyncJob,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<SyncJob>> {
+    // A job that cannot run (a final one) is an error, as it always was.
+    seen.clone().transition(JobStatus::Running, now)?;
+    crate::cas::modify_job(store, scope, seen, |j| {
+        j.status() == seen.status()
+            && j.attempts == seen.attempts
+            && j.transition(JobStatus::Running, now).is_ok()
+    })
+    .await
 }
 
 /// Read-modify-write of an integration (the one policy of `kpi_sync::cas`).

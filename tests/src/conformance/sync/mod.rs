@@ -26,6 +26,7 @@ pub use scheduler::{
     nothing_piles_up_for_a_provider_without_a_worker, the_scheduler_fans_out_once_per_tick,
 };
 pub use worker::{
+    a_job_noted_as_sent_after_the_workers_read_is_claimed_at_once,
     a_message_delivered_twice_runs_once, a_panicking_adapter_fails_only_its_message,
     a_permanent_error_kills_the_job_and_notifies_once_a_day,
     a_run_of_failures_ends_with_one_recovery_notice,
@@ -414,6 +415,7 @@ macro_rules! all_sync_cases {
     ($make:path) => {
         $crate::sync_conformance!($make;
             a_message_delivered_twice_runs_once,
+            a_job_noted_as_sent_after_the_workers_read_is_claimed_at_once,
             rate_limits_errors_and_timeouts_are_retried_with_growing_delays,
             a_permanent_error_kills_the_job_and_notifies_once_a_day,
             an_auth_failure_needs_reauth,

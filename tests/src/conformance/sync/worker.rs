@@ -36,6 +36,42 @@ pub async fn a_message_delivered_twice_runs_once(e: &Engine) {
     assert_eq!(done.rows_written, 3);
 }
 
+/// The enqueuer notes a job as sent just after sending its message, so a
+/// worker that receives the message at once may read the job before the note
+/// lands. Its claim must not lose to that note (it would wait a whole retry
+/// delay), yet must still lose to another worker's claim.
+pub async fn a_job_noted_as_sent_after_the_workers_read_is_claimed_at_once(e: &Engine) {
+    let i = e.integration("ws-sent", chrono::Duration::hours(1)).await;
+    let job = e.job(&i).await;
+    let read = e.status(&job).await;
+    kpi_sync::enqueue(
+        &*e.store,
+        &*e.queue,
+        std::slice::from_ref(&job),
+        None,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let noted = e.status(&job).await;
+    assert!(noted.sent_at.is_some() && noted.version > read.version);
+
+    let scope = Engine::scope("ws-sent");
+    let claimed = kpi_sync::worker::claim(&*e.store, &scope, &read, Utc::now())
+        .await
+        .unwrap()
+        .expect("the note that the message was sent does not win over the claim");
+    assert_eq!(claimed.status(), JobStatus::Running);
+    assert_eq!(claimed.attempts, 1);
+    assert!(claimed.sent_at.is_some(), "the note is kept");
+
+    let second = kpi_sync::worker::claim(&*e.store, &scope, &read, Utc::now())
+        .await
+        .unwrap();
+    assert!(second.is_none(), "another worker's claim wins");
+    assert_eq!(e.status(&job).await.attempts, 1);
+}
+
 pub async fn rate_limits_errors_and_timeouts_are_retried_with_growing_delays(e: &Engine) {
     let i = e.integration("ws-retry", chrono::Duration::hours(1)).await;
     e.adapter.script(
