@@ -27,20 +27,28 @@ impl Worker {
         Ok(())
     }
 
+    /// Ends `job` (as last read) with `to`, saying `why`; after a lost race
+    /// (the note that its message was sent lands after the read) on the job
+    /// read again, unless that one has ended meanwhile.
     pub(super) async fn end_job(
         &self,
         scope: &WorkspaceScope,
-        mut job: SyncJob,
+        job: SyncJob,
         to: JobStatus,
         why: &Error,
     ) -> Result<()> {
         let now = self.clock.now();
-        job.last_error = Some(ErrorRecord::from_error(why, now));
-        if job.status() == JobStatus::Queued || job.status() == JobStatus::Retrying {
-            job.transition(JobStatus::Running, now)?;
-        }
-        job.transition(to, now)?;
-        self.store.update_job(scope, &job).await?;
+        let record = ErrorRecord::from_error(why, now);
+        crate::cas::modify_job(&*self.store, scope, &job, |j| {
+            if j.status().is_final() {
+                return false;
+            }
+            j.last_error = Some(record.clone());
+            let waiting = j.status() == JobStatus::Queued || j.status() == JobStatus::Retrying;
+            (!waiting || j.transition(JobStatus::Running, now).is_ok())
+                && j.transition(to, now).is_ok()
+        })
+        .await?;
         Ok(())
     }
 
