@@ -13,7 +13,8 @@
 //! fetched before or while it runs) is.
 //!
 //! `coldstart <dir of release binaries> [runs] [function,…]` writes
-//! `coldstart.json`.
+//! `coldstart.json`. `make bench` gives it the functions and `hello` built as
+//! the Lambda package is (position-dependent), for this machine.
 
 use std::path::PathBuf;
 use std::time::Duration;

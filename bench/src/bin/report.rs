@@ -365,7 +365,8 @@ fn main() {
              the first answer less the warm one: the work the event itself needs (a \
              tick's queries, a job's lookup) is not start-up, a secret the event waits \
              for is. The floor is `hello`, the smallest `lambda_runtime` function, \
-             built in the same run. Budgets: cold start ≤ {COLD_RATIO}× the floor's, \
+             built in the same run. All of them are built as the Lambda package is, \
+             position-dependent, for this machine's x86_64. Budgets: cold start ≤ {COLD_RATIO}× the floor's, \
              peak RSS ≤ 16 MiB.\n",
             rows[0]["runs"]
         );

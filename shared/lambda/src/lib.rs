@@ -123,8 +123,8 @@ impl AppSecrets for EnvOnly {
     }
 }
 
-/// Start-up: logs, and the first configuration under way ([`Live`]) while
-/// the runtime waits for the first event.
+/// Start-up: logs, and the first configuration to be made when first
+/// needed ([`Live`]).
 fn start() -> Arc<Live> {
     init_tracing();
     Arc::new(Live::start())
@@ -190,10 +190,9 @@ pub async fn serve_with(
                 (live.clone(), router.clone(), app.clone(), early.clone());
             async move {
                 if early_paths.contains(&request.uri().path()) {
-                    return early
-                        .oneshot(request)
-                        .await
-                        .map_err(lambda_runtime::Error::from);
+                    let answer = early.oneshot(request).await;
+                    live.begin();
+                    return answer.map_err(lambda_runtime::Error::from);
                 }
                 let (state, generation) = state_of(&live).await?;
                 let current = {
@@ -404,7 +403,8 @@ pub fn provider_of(queue_urls: &HashMap<Provider, String>, event: &SqsEvent) -> 
 /// one its consumer has nothing to do for (its job is gone or ended, or it is
 /// no sync message at all, which is logged and dropped): then
 /// the batch is answered with the store alone, without waiting for the secret.
-/// The messages are deleted as the consumer would delete them; one store
+/// The messages are deleted as the consumer would delete them, and the
+/// configuration starts in the background for the batches to come; one store
 /// error, or one message with work, and the batch waits for the
 /// configuration as any other.
 pub async fn settled_before_configuration(
@@ -431,6 +431,7 @@ pub async fn settled_before_configuration(
                 messages = settled.len(),
                 "nothing to do for the batch's messages: answered before the configuration"
             );
+            live.begin();
             true
         }
         Ok(_) => false,

@@ -1,13 +1,17 @@
 //! A Lambda's state that follows the application secret.
 //!
-//! **Start-up does not wait for the secret.** [`Live::start`] starts the first
-//! configuration (the AWS configuration, the Secrets Manager fetch, then the
-//! registry, identity and AWS adapters) as a task of its own, so its work and
-//! the secret's round trip overlap the runtime's first poll for an event.
-//! An event that needs the state waits for that task ([`Live::state`]); one
-//! that needs none (`/healthz`) is answered without it, and one the store
-//! alone can answer (a sync message whose job is gone) gets the store, built
-//! from the environment, without the secret
+//! **Start-up does no configuration work.** The first configuration (the AWS
+//! configuration, the Secrets Manager fetch, then the registry, identity and
+//! AWS adapters) starts with the first event that needs it ([`Live::state`]),
+//! or in the background right after an event that needed none was answered
+//! ([`Live::begin`]). Started with the process, it bought nothing on a real
+//! cold start (the event is already waiting when the runtime first polls, so
+//! there is no wait to overlap), while on the one-thread runtime its CPU-bound
+//! part ran between the runtime's connect and its first poll: about 3 ms on
+//! every cold start, events that need no configuration included. An event that
+//! needs none (`/healthz`) is answered without it, and one the store alone
+//! can answer (a sync message whose job is gone) gets the store, built from
+//! the environment, without the secret
 //! ([`Live::store_before_configuration`]). A first configuration
 //! that fails is the event's error and is tried again with the next event,
 //! where it used to be the function's init error: either way Lambda's log
@@ -85,10 +89,18 @@ struct Base {
     store: Option<(String, Arc<DynamoStore>)>,
 }
 
+/// Where the first configuration is.
+enum First {
+    NotStarted,
+    /// Started by [`Live::begin`].
+    UnderWay(JoinHandle<Result<Current>>),
+    /// Awaited by an event (which kept it, or failed with its error).
+    Taken,
+}
+
 pub struct Live {
     sources: Sources,
-    /// The first configuration, under way since start-up.
-    first: std::sync::Mutex<Option<JoinHandle<Result<Current>>>>,
+    first: std::sync::Mutex<First>,
     current: Mutex<Option<Current>>,
     /// Set once a configuration is in `current`.
     configured: AtomicBool,
@@ -96,10 +108,9 @@ pub struct Live {
 
 impl Live {
     /// The first configuration, from the process environment and the secret
-    /// named by `KPI_SECRET_ID`, started without being waited for (within a
-    /// Tokio runtime).
+    /// named by `KPI_SECRET_ID`, made when first needed.
     pub fn start() -> Self {
-        Self::spawn(Sources {
+        Self::new(Sources {
             sdk: None,
             env: std::env::vars().collect(),
             ttl: SECRET_TTL,
@@ -115,7 +126,7 @@ impl Live {
         env: HashMap<String, String>,
         ttl: std::time::Duration,
     ) -> Self {
-        Self::spawn(Sources {
+        Self::new(Sources {
             sdk: Some(sdk.clone()),
             env,
             ttl,
@@ -123,13 +134,34 @@ impl Live {
         })
     }
 
-    fn spawn(sources: Sources) -> Self {
-        let first = tokio::spawn(first_configuration(sources.clone()));
+    fn new(sources: Sources) -> Self {
         Self {
             sources,
-            first: std::sync::Mutex::new(Some(first)),
+            first: std::sync::Mutex::new(First::NotStarted),
             current: Mutex::new(None),
             configured: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts the first configuration in the background, unless it was
+    /// started already: for a function that has just answered an event
+    /// without it, so that the next event finds it ready, or nearer (within
+    /// a Tokio runtime).
+    pub fn begin(&self) {
+        if self.configured.load(Ordering::Acquire) {
+            return;
+        }
+        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*first, First::NotStarted) {
+            let sources = self.sources.clone();
+            *first = First::UnderWay(tokio::spawn(async move {
+                // Called while an event's answer is on its way out: the
+                // answer goes first. (On the one-thread runtime this task
+                // would otherwise run before the connection task that
+                // writes the answer.)
+                tokio::task::yield_now().await;
+                first_configuration(sources).await
+            }));
         }
     }
 
@@ -161,13 +193,19 @@ impl Live {
         let current = match &mut *guard {
             Some(current) => current,
             None => {
-                let under_way = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
-                let first = match under_way {
-                    Some(task) => task
+                let first = std::mem::replace(
+                    &mut *self.first.lock().unwrap_or_else(|e| e.into_inner()),
+                    First::Taken,
+                );
+                let first = match first {
+                    First::UnderWay(task) => task
                         .await
                         .map_err(|e| Error::internal(format!("the configuration task: {e}")))?,
-                    // The first attempt failed: this event tries again.
-                    None => first_configuration(self.sources.clone()).await,
+                    // Not started, or the first attempt failed: this event
+                    // makes it.
+                    First::NotStarted | First::Taken => {
+                        first_configuration(self.sources.clone()).await
+                    }
                 }?;
                 // Values fetched just now: nothing to refresh.
                 let current = guard.insert(first);

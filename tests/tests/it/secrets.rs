@@ -139,6 +139,49 @@ fn function_env(stack: &kpi_tests::stack::Stack) -> HashMap<String, String> {
     env
 }
 
+/// Nothing is configured at start-up: the secret is read with the first
+/// event that needs it, or once an event that needed none was answered
+/// (`begin`), and that read is the one the next event's state comes from.
+#[tokio::test]
+async fn the_secret_is_read_when_first_needed_not_at_start_up() {
+    let moto = MotoServer::start();
+    let stack = kpi_tests::stack::Stack::create(&moto, &serde_json::json!({})).await;
+    let wire = kpi_tests::aws_calls::AwsCalls::start(moto.endpoint()).await;
+    let sdk = kpi_tests::moto::sdk_config_at(&wire.url).await;
+    let env = function_env(&stack);
+    // One read of each secret the function names.
+    let secrets = [
+        kpi_lambda::SECRET_ID_VARIABLE,
+        kpi_lambda::LINK_KEY_SECRET_VARIABLE,
+    ]
+    .iter()
+    .filter(|v| env.contains_key(**v))
+    .count();
+    let live = kpi_lambda::Live::from_env(&sdk, env, Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(wire.count("secretsmanager:GetSecretValue"), 0, "{:?}", wire.counts());
+
+    live.begin();
+    live.begin();
+    let mut read = 0;
+    for _ in 0..100 {
+        read = wire.count("secretsmanager:GetSecretValue");
+        if read > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(read > 0, "begin starts the configuration: {:?}", wire.counts());
+    live.state().await.unwrap();
+    live.state().await.unwrap();
+    assert_eq!(
+        wire.count("secretsmanager:GetSecretValue"),
+        secrets,
+        "the events use what begin read: {:?}",
+        wire.counts()
+    );
+}
+
 #[tokio::test]
 async fn a_function_follows_the_secret_without_a_restart() {
     let moto = MotoServer::start();
