@@ -358,7 +358,8 @@ fn main() {
         let _ = writeln!(
             md,
             "Each function started {} times on its sample event from `events/` \
-             (after one unmeasured start), then given the same event again, warm. Its \
+             (after one unmeasured start), then, half a second later, given the same \
+             event again, warm; peak RSS after both. Its \
              real start-up: configuration, the Secrets Manager secret, the AWS clients, \
              against `moto_server` behind a proxy that answers every AWS call \
              {latency:.0} ms late, as a region's services do. Medians. The cold start is \

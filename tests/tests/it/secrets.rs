@@ -159,7 +159,12 @@ async fn the_secret_is_read_when_first_needed_not_at_start_up() {
     .count();
     let live = kpi_lambda::Live::from_env(&sdk, env, Duration::from_secs(60));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(wire.count("secretsmanager:GetSecretValue"), 0, "{:?}", wire.counts());
+    assert_eq!(
+        wire.count("secretsmanager:GetSecretValue"),
+        0,
+        "{:?}",
+        wire.counts()
+    );
 
     live.begin();
     live.begin();
@@ -171,7 +176,11 @@ async fn the_secret_is_read_when_first_needed_not_at_start_up() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(read > 0, "begin starts the configuration: {:?}", wire.counts());
+    assert!(
+        read > 0,
+        "begin starts the configuration: {:?}",
+        wire.counts()
+    );
     live.state().await.unwrap();
     live.state().await.unwrap();
     assert_eq!(
