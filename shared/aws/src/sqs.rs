@@ -94,6 +94,14 @@ impl SqsQueue {
     }
 }
 
+impl SqsQueue {
+    /// [`Queue::holds_since`] of every work queue (the template keeps messages
+    /// for [`WORK_RETENTION`]), for a caller without the queues' URLs.
+    pub fn holds_since_at(now: DateTime<Utc>) -> DateTime<Utc> {
+        now - WORK_RETENTION
+    }
+}
+
 fn whole_seconds(d: Duration) -> i32 {
     i32::try_from(d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(i32::MAX)
 }
@@ -105,7 +113,7 @@ impl Queue for SqsQueue {
     }
 
     fn holds_since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now - WORK_RETENTION
+        Self::holds_since_at(now)
     }
 
     async fn send_batch(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<()> {

@@ -468,6 +468,41 @@ pub async fn run_worker() -> std::result::Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// Whether, with no configuration ready yet, the tick has nothing to do: no
+/// integration due, no queued job to send again or give up, no report due.
+/// Then it is answered (an empty run) with the store alone, without waiting
+/// for the secret, and the configuration starts in the background for the
+/// ticks to come. Anything to do, or a store error, and the tick waits for
+/// the configuration as any other; the checks run one after the other, so on
+/// a busy deployment the first one (the due integrations) settles it.
+pub async fn idle_before_configuration(live: &Live) -> bool {
+    let Some(store) = live.store_before_configuration().await else {
+        return false;
+    };
+    use kpi_core::ports::Clock as _;
+    let now = kpi_core::ports::SystemClock.now();
+    let settings = kpi_sync::scheduler::SchedulerSettings::default();
+    let idle = async {
+        let held_since = kpi_aws::SqsQueue::holds_since_at(now);
+        Ok::<_, Error>(
+            kpi_sync::scheduler::nothing_to_fan_out(&*store, &settings, now, held_since).await?
+                && store.due_reports(now, 1).await?.is_empty(),
+        )
+    };
+    match idle.await {
+        Ok(true) => {
+            tracing::info!("nothing due: the tick is answered before the configuration");
+            live.begin();
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!(error = %e.log_chain(), "the tick waits for the configuration");
+            false
+        }
+    }
+}
+
 pub fn scheduler(state: &AppState) -> Scheduler {
     Scheduler {
         store: state.store.clone(),
@@ -475,6 +510,7 @@ pub fn scheduler(state: &AppState) -> Scheduler {
         clock: state.clock.clone(),
         notifier: notifier(state),
         due_work: Some(Arc::new(kpi_app::mail::report_sender(state))),
+        // The settings `idle_before_configuration` judges a tick by.
         settings: Default::default(),
     }
 }
@@ -490,6 +526,9 @@ pub async fn run_scheduler() -> std::result::Result<(), lambda_runtime::Error> {
                 .deadline()
                 .duration_since(std::time::SystemTime::now())
                 .unwrap_or_default();
+            if idle_before_configuration(live).await {
+                return Ok(serde_json::to_value(kpi_sync::SchedulerReport::default())?);
+            }
             let report = scheduler(&state_of(live).await?.0)
                 .run_within(Some(budget))
                 .instrument(tracing::info_span!("scheduler_run"))

@@ -56,6 +56,59 @@ pub struct SchedulerSettings {
 /// moment to finish and every read slows down as the log grows.
 pub const EMBEDDED_CLAIMS_AT_ONCE: usize = 1;
 
+impl SchedulerSettings {
+    /// The queued jobs a run looks at to send again or give up: those last
+    /// updated more than [`SchedulerSettings::unsent_after`] ago (a job made
+    /// moments ago may still be on its way to the queue).
+    fn unsent_filter(&self, now: chrono::DateTime<chrono::Utc>) -> JobFilter {
+        JobFilter {
+            status: JobStatus::Queued,
+            provider: None,
+            workspace: None,
+            since: None,
+            until: Some(now - self.unsent_after),
+        }
+    }
+}
+
+/// Whether a queued job's message is in the queue, which holds what was sent
+/// since `held_since`: the job only waits its turn.
+fn waits_in_queue(job: &SyncJob, held_since: chrono::DateTime<chrono::Utc>) -> bool {
+    job.sent_at.is_some_and(|at| at >= held_since)
+}
+
+/// Whether a run at `now` would find nothing to fan out in the store: no
+/// integration due, and no queued job to send again or give up (by the
+/// run's own rules, for a queue that holds what was sent since
+/// `held_since`). Such a run needs neither the queue nor the notifier, so a
+/// Lambda answers it before its configuration (the application secret) is
+/// ready. Scheduled reports are the tick's other work, checked by its caller.
+pub async fn nothing_to_fan_out(
+    store: &dyn Store,
+    settings: &SchedulerSettings,
+    now: chrono::DateTime<chrono::Utc>,
+    held_since: chrono::DateTime<chrono::Utc>,
+) -> Result<bool> {
+    // One after the other: on a busy deployment the first answers it.
+    if !store
+        .due_integrations(now, &PageRequest::first(1))
+        .await?
+        .items
+        .is_empty()
+    {
+        return Ok(false);
+    }
+    let admin = AdminScope::for_system("scheduler looks for queued jobs to send again");
+    let queued = store
+        .list_jobs_by_status(
+            &admin,
+            &settings.unsent_filter(now),
+            &PageRequest::first(settings.page_size),
+        )
+        .await?;
+    Ok(queued.next.is_none() && queued.items.iter().all(|j| waits_in_queue(j, held_since)))
+}
+
 impl Default for SchedulerSettings {
     fn default() -> Self {
         Self {
@@ -264,14 +317,7 @@ impl Scheduler {
         report: &mut SchedulerReport,
     ) -> Result<()> {
         let admin = AdminScope::for_system("scheduler resends queued jobs");
-        let filter = JobFilter {
-            status: JobStatus::Queued,
-            provider: None,
-            workspace: None,
-            since: None,
-            // A job made moments ago may still be on its way to the queue.
-            until: Some(now - self.settings.unsent_after),
-        };
+        let filter = self.settings.unsent_filter(now);
         let mut page = PageRequest::first(self.settings.page_size);
         let mut decided = 0;
         let held_since = self.queue.holds_since(now);
@@ -281,8 +327,7 @@ impl Scheduler {
                 .list_jobs_by_status(&admin, &filter, &page)
                 .await?;
             for job in queued.items {
-                let in_queue = job.sent_at.is_some_and(|at| at >= held_since);
-                if in_queue {
+                if waits_in_queue(&job, held_since) {
                     report.waiting += 1;
                     continue;
                 }

@@ -377,3 +377,85 @@ async fn a_batch_of_gone_or_ended_jobs_is_answered_without_the_secret() {
     // The configuration itself is still refused: nothing else was served.
     assert!(live.state().await.is_err());
 }
+
+/// A scheduler tick with nothing to do needs neither the secret nor the
+/// queues: no integration due, no queued job to send again, no report due.
+/// While no configuration is ready (here never: the secret cannot be read),
+/// such a tick is answered with the store alone; anything to do, and it
+/// waits for the configuration.
+#[tokio::test]
+async fn an_idle_tick_is_answered_without_the_secret() {
+    use chrono::{Duration as Span, Utc};
+    use kpi_core::ids::{JobId, WorkspaceId};
+    use kpi_core::job::{JobTrigger, SyncJob};
+    use kpi_core::ports::store::{IntegrationStore, JobStore, ReportStore};
+    use kpi_core::{IntegrationStatus, JobStatus, WorkspaceScope};
+    use kpi_lambda::idle_before_configuration;
+    use kpi_tests::conformance::store::integration;
+
+    let moto = MotoServer::start();
+    let stack = kpi_tests::stack::Stack::create(&moto, &serde_json::json!({})).await;
+    let mut env = function_env(&stack);
+    env.insert("KPI_SECRET_ID".into(), "kpi-does-not-exist".into());
+    let live = kpi_lambda::Live::from_env(&stack.sdk, env, Duration::from_secs(60));
+    let scope = WorkspaceScope::for_system(WorkspaceId::parse("ws-idle").unwrap(), "test");
+    assert!(idle_before_configuration(&live).await, "an empty store");
+
+    // A job queued moments ago may still be on its way: it only waits.
+    let waiting = integration("ws-idle", kpi_providers::ga4::ID);
+    let job = |at| {
+        SyncJob::new(
+            JobId::new_time_ordered(),
+            waiting.workspace.clone(),
+            waiting.id,
+            waiting.provider,
+            JobTrigger::Schedule,
+            None,
+            at,
+        )
+    };
+    assert!(
+        stack
+            .store
+            .create_job(&scope, &job(Utc::now()))
+            .await
+            .unwrap()
+    );
+    assert!(idle_before_configuration(&live).await, "a job on its way");
+
+    // One never sent, an hour ago: the tick sends it again.
+    let unsent = job(Utc::now() - Span::hours(1));
+    assert!(stack.store.create_job(&scope, &unsent).await.unwrap());
+    assert!(
+        !idle_before_configuration(&live).await,
+        "a job to send again"
+    );
+    let mut ended = stack.store.get_job(&scope, unsent.id).await.unwrap();
+    ended.transition(JobStatus::Dead, Utc::now()).unwrap();
+    stack.store.update_job(&scope, &ended).await.unwrap();
+    assert!(idle_before_configuration(&live).await, "a job ended");
+
+    // A report due.
+    stack
+        .store
+        .schedule_report(&scope, Some(Utc::now() - Span::minutes(1)))
+        .await
+        .unwrap();
+    assert!(!idle_before_configuration(&live).await, "a report due");
+    stack.store.schedule_report(&scope, None).await.unwrap();
+    assert!(idle_before_configuration(&live).await);
+
+    // An integration due.
+    let mut due = integration("ws-idle", kpi_providers::resend::ID);
+    due.transition(IntegrationStatus::Connected, Utc::now())
+        .unwrap();
+    due.next_sync_at = Some(Utc::now() - Span::minutes(1));
+    stack.store.create_integration(&scope, &due).await.unwrap();
+    assert!(
+        !idle_before_configuration(&live).await,
+        "an integration due"
+    );
+
+    // The configuration itself is still refused: nothing else was served.
+    assert!(live.state().await.is_err());
+}
