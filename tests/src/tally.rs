@@ -47,6 +47,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         path: "tally",
         challenge: false,
         per_connection: false,
+        screen: screen_delivery,
     }),
     mark: r##"<svg class="logo" viewBox="0 0 32 32" width="32" height="32" aria-hidden="true" focusable="false"><circle cx="16" cy="16" r="12" fill="#6b7280"/></svg>"##,
 };
@@ -64,6 +65,17 @@ pub fn signed_delivery(id: &str, boards: &[&str]) -> (Vec<(String, String)>, Vec
     let tag = ring::hmac::sign(&key, &body);
     let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     (vec![("x-tally-signature".to_owned(), hex)], body)
+}
+
+/// Tally's deliveries carry their signature: one without is refused before
+/// any secret is needed.
+fn screen_delivery(delivery: &WebhookDelivery<'_>) -> Result<()> {
+    match delivery.header("x-tally-signature") {
+        Some(sig) if !sig.is_empty() => Ok(()),
+        _ => Err(Error::unauthenticated(
+            "the webhook signature does not verify",
+        )),
+    }
 }
 
 #[derive(Deserialize)]

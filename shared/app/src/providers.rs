@@ -25,6 +25,12 @@ pub fn build_registry(
 }
 
 /// The one HTTP client of a process (providers, JWKS).
+/// Every provider of this build, known without configuration: what the
+/// registry holds an entry of, available or not.
+pub fn descriptors() -> &'static [&'static kpi_core::ports::provider::ProviderDescriptor] {
+    kpi_providers::DESCRIPTORS
+}
+
 pub fn http_client() -> Result<reqwest::Client> {
     kpi_providers::http::client(Duration::from_secs(30))
 }
@@ -32,6 +38,8 @@ pub fn http_client() -> Result<reqwest::Client> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use kpi_core::ports::provider::WebhookSpec;
 
     use kpi_core::config::ConfigError;
     use url::Url;
@@ -93,6 +101,19 @@ mod tests {
         assert!(r.entry(kpi_providers::meta::ID).unwrap().sandbox);
         assert!(r.entry(kpi_providers::resend::ID).unwrap().sandbox);
         assert!(r.adapter(kpi_providers::meta::ID).is_ok());
+    }
+
+    #[test]
+    fn the_catalogue_without_configuration_is_the_registry_s() {
+        let r = build(&[], None).unwrap();
+        let registered: Vec<_> = r.entries().map(|e| e.descriptor.id).collect();
+        let known: Vec<_> = descriptors().iter().map(|d| d.id).collect();
+        assert_eq!(known, registered);
+        for (entry, d) in r.entries().zip(descriptors()) {
+            assert_eq!(entry.descriptor.auth, d.auth);
+            let paths = |w: Option<WebhookSpec>| w.map(|w| (w.path, w.per_connection, w.challenge));
+            assert_eq!(paths(entry.descriptor.webhook), paths(d.webhook));
+        }
     }
 
     #[test]

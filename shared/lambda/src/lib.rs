@@ -171,28 +171,38 @@ pub fn http_app(router: axum::Router<AppState>, state: AppState) -> axum::Router
 pub async fn serve(
     router: axum::Router<AppState>,
 ) -> std::result::Result<(), lambda_runtime::Error> {
-    serve_with(router, (axum::Router::new(), &[])).await
+    serve_with(router, |_| kpi_app::http::early::nothing()).await
 }
 
-/// [`serve`], with `stateless` answering its paths without the state, so
-/// without waiting for the first configuration.
+/// An HTTP function's early router (`kpi_app::http::early`) behind API
+/// Gateway, as [`http_app`] puts the configured one.
+pub fn early_app(early: axum::Router) -> axum::Router {
+    early.layer(axum::middleware::map_request(with_gateway_request_id))
+}
+
+/// [`serve`], with an early router (`kpi_app::http::early`) asked first: what
+/// it answers is answered without waiting for the configuration; what it
+/// declines goes on to `router`.
 pub async fn serve_with(
     router: axum::Router<AppState>,
-    stateless: (axum::Router, &'static [&'static str]),
+    early: impl FnOnce(&Arc<Live>) -> axum::Router,
 ) -> std::result::Result<(), lambda_runtime::Error> {
     use tower::ServiceExt as _;
     let live = start();
-    let (early, early_paths) = stateless;
+    let early = early_app(early(&live));
     let app: Arc<std::sync::Mutex<Option<(u64, axum::Router)>>> = Arc::default();
     lambda_http::run(lambda_http::service_fn(
         move |request: lambda_http::Request| {
             let (live, router, app, early) =
                 (live.clone(), router.clone(), app.clone(), early.clone());
             async move {
-                if early_paths.contains(&request.uri().path()) {
-                    let answer = early.oneshot(request).await;
-                    live.begin();
-                    return answer.map_err(lambda_runtime::Error::from);
+                let (request, copy) = with_copy(request);
+                if let Some(copy) = copy {
+                    let answer = early.oneshot(copy).await?;
+                    if !kpi_app::http::early::is_declined(&answer) {
+                        live.begin();
+                        return Ok(answer);
+                    }
                 }
                 let (state, generation) = state_of(&live).await?;
                 let current = {
@@ -216,23 +226,45 @@ pub async fn serve_with(
     .await
 }
 
+/// The request, and a copy of it for the early router (`None` for a body of
+/// a kind this build does not know, which goes to the configured routes).
+fn with_copy(
+    request: lambda_http::Request,
+) -> (lambda_http::Request, Option<lambda_http::Request>) {
+    use lambda_http::Body;
+    let (parts, body) = request.into_parts();
+    let copy = match &body {
+        Body::Empty => Some(Body::Empty),
+        Body::Text(text) => Some(Body::Text(text.clone())),
+        Body::Binary(bytes) => Some(Body::Binary(bytes.clone())),
+        _ => None,
+    }
+    .map(|body| lambda_http::Request::from_parts(parts.clone(), body));
+    (lambda_http::Request::from_parts(parts, body), copy)
+}
+
 /// The `api` function.
 pub async fn run_api() -> std::result::Result<(), lambda_runtime::Error> {
-    serve_with(
-        kpi_app::http::api_function(),
-        kpi_app::http::api_stateless(),
-    )
+    serve_with(kpi_app::http::api_function(), |_| {
+        kpi_app::http::early::api()
+    })
     .await
 }
 
 /// The `oauth` function.
 pub async fn run_oauth() -> std::result::Result<(), lambda_runtime::Error> {
-    serve(kpi_app::http::oauth_function()).await
+    serve_with(kpi_app::http::oauth_function(), |live| {
+        kpi_app::http::early::oauth(live.clone())
+    })
+    .await
 }
 
 /// The `webhook` function: every provider's webhooks.
 pub async fn run_webhook() -> std::result::Result<(), lambda_runtime::Error> {
-    serve(kpi_app::http::webhook_function()).await
+    serve_with(kpi_app::http::webhook_function(), |_| {
+        kpi_app::http::early::webhook()
+    })
+    .await
 }
 
 /// One SQS batch, the Lambda way: each record handled concurrently in its own

@@ -272,6 +272,13 @@ impl Live {
     }
 }
 
+#[async_trait::async_trait]
+impl kpi_app::http::early::StoreBeforeConfiguration for Live {
+    async fn store(&self) -> Option<Arc<dyn Store>> {
+        self.store_before_configuration().await
+    }
+}
+
 impl Sources {
     /// [`Base`], made on first use; a retried configuration keeps it.
     async fn base(&self) -> Base {

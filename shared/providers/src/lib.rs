@@ -28,6 +28,12 @@ pub type BuildPlugin = fn(&BuildContext<'_>) -> Result<Plugin, ConfigError>;
 /// Every provider of this build. Adding one is adding its `plugin` here.
 pub const PLUGINS: &[BuildPlugin] = &[ga4::plugin, meta::plugin, resend::plugin];
 
+/// The descriptors of [`PLUGINS`], in the same order: the catalogue as it is
+/// known without configuration (a function answers from it before its
+/// configuration is ready).
+pub const DESCRIPTORS: &[&kpi_core::ports::provider::ProviderDescriptor] =
+    &[&ga4::DESCRIPTOR, &meta::DESCRIPTOR, &resend::DESCRIPTOR];
+
 /// The registry of this deployment, built once per process.
 pub fn registry(ctx: &BuildContext<'_>) -> Result<Registry, ConfigError> {
     let mut registry = Registry::new();

@@ -194,6 +194,31 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
         now.parse().unwrap(),
         body.as_bytes(),
     );
+    // The same delivery ten minutes late (a replay) is the function's first
+    // event: refused before its configuration, whose secret is then read in
+    // the background, and the next delivery is served by it.
+    let late = (now.parse::<i64>().unwrap() - 600).to_string();
+    let replayed = HttpAnswer::from_answer(
+        &webhook
+            .invoke(&http_event(
+                "POST",
+                &path,
+                &[
+                    ("content-type", "application/json"),
+                    ("svix-id", "msg_e2e"),
+                    ("svix-timestamp", &late),
+                    ("svix-signature", &signature),
+                ],
+                Some(&body),
+            ))
+            .await,
+    );
+    assert_eq!(replayed.status, 401, "{}", replayed.body);
+    assert!(
+        replayed.body.contains("svix-timestamp"),
+        "{}",
+        replayed.body
+    );
     let delivered = HttpAnswer::from_answer(
         &webhook
             .invoke(&http_event(

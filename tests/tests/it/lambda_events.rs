@@ -159,3 +159,225 @@ async fn the_worker_sample_batches_are_handled_by_their_workers() {
         .unwrap();
     assert!(unknown.is_not_found());
 }
+
+/// The store of the test app, as a function before its configuration has it.
+struct StoreOnly(std::sync::Arc<dyn kpi_core::ports::Store>);
+
+#[async_trait::async_trait]
+impl http::early::StoreBeforeConfiguration for StoreOnly {
+    async fn store(&self) -> Option<std::sync::Arc<dyn kpi_core::ports::Store>> {
+        Some(self.0.clone())
+    }
+}
+
+fn early_router_for(function: &str, app: &TestApp) -> axum::Router {
+    let store = std::sync::Arc::new(StoreOnly(app.server.state.store.clone()));
+    kpi_lambda::early_app(match function {
+        "api" => http::early::api(),
+        "oauth" => http::early::oauth(store),
+        "webhook" => http::early::webhook(),
+        _ => http::early::nothing(),
+    })
+}
+
+/// (status, content type, body) of a response.
+async fn parts_of(response: axum::response::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, kind, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// What a function answers before its configuration is ready is what its
+/// configured routes answer, byte for byte: of the sample events, the health
+/// probe, the replayed OAuth callback and the stale Resend delivery. The
+/// rest are declined (the forged Meta delivery has a well-formed signature:
+/// only the app secret can tell).
+#[tokio::test]
+async fn sample_events_answered_before_the_configuration_get_the_configured_answer() {
+    let app = TestApp::spawn().await;
+    let token = app.token("user-1", &["demo"], false);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let cases = [
+        ("api-healthz.json", "api", true),
+        ("api-list-integrations.json", "api", false),
+        ("api-create-integration.json", "api", false),
+        ("api-kpis.json", "api", false),
+        ("oauth-start.json", "oauth", false),
+        ("ui-settings-signed-out.json", "ui", false),
+        ("oauth-callback-replayed.json", "oauth", true),
+        ("meta-webhook-check.json", "webhook", false),
+        ("meta-webhook-delivery.json", "webhook", false),
+        ("meta-webhook-forged.json", "webhook", false),
+        ("resend-webhook-stale.json", "webhook", true),
+    ];
+    for (file, function, early) in cases {
+        let raw = std::fs::read_to_string(dir.join(file))
+            .unwrap()
+            .replace("REPLACE_WITH_DEV_TOKEN", &token);
+        let request = || lambda_http::request::from_str(&raw).unwrap();
+        let answer = early_router_for(function, &app)
+            .oneshot(request())
+            .await
+            .unwrap();
+        assert_eq!(!http::early::is_declined(&answer), early, "{file}");
+        if early {
+            let configured = router_for(function, &app).oneshot(request()).await.unwrap();
+            assert_eq!(parts_of(answer).await, parts_of(configured).await, "{file}");
+        }
+    }
+}
+
+/// The webhook screens before the configuration: a delivery without a
+/// well-formed signature, or outside Svix's five minutes, is refused as the
+/// configured routes refuse it; anything that only a secret can judge, and
+/// any other request, is declined.
+#[tokio::test]
+async fn webhook_deliveries_refused_before_the_configuration_are_refused_alike() {
+    let app = TestApp::spawn().await;
+    let now = chrono::Utc::now().timestamp();
+    let body = r#"{"type":"email.delivered","created_at":"2026-11-25T18:00:00Z","data":{}}"#;
+    let svix = |ts: i64| {
+        vec![
+            ("svix-id", "msg_1".to_owned()),
+            ("svix-timestamp", ts.to_string()),
+            ("svix-signature", "v1,bm90IHRoZSBzaWduYXR1cmU=".to_owned()),
+        ]
+    };
+    let integration = uuid::Uuid::new_v4().to_string();
+    let per_connection = format!("/v1/webhooks/resend/{integration}");
+    let cases: Vec<(&str, &str, Vec<(&str, String)>, bool)> = vec![
+        ("POST", "/v1/webhooks/resend", svix(now - 600), true),
+        ("POST", "/v1/webhooks/resend", svix(now + 600), true),
+        ("POST", &per_connection, svix(now - 600), true),
+        ("POST", "/v1/webhooks/resend", vec![], true),
+        ("POST", "/v1/webhooks/resend", svix(now), false),
+        ("POST", &per_connection, svix(now), false),
+        ("POST", "/v1/webhooks/meta", vec![], true),
+        (
+            "POST",
+            "/v1/webhooks/meta",
+            vec![("x-hub-signature-256", "sha256=zz".to_owned())],
+            true,
+        ),
+        (
+            "POST",
+            "/v1/webhooks/meta",
+            vec![("x-hub-signature-256", format!("sha256={}", "ab".repeat(32)))],
+            false,
+        ),
+        // Meta has no endpoint of a connection's own: the configured routes' 404.
+        ("POST", "/v1/webhooks/meta/123", vec![], false),
+        ("POST", "/v1/webhooks/nobody", vec![], false),
+        ("GET", "/v1/webhooks/meta", vec![], false),
+    ];
+    for (method, path, headers, refused) in cases {
+        let request = || {
+            let mut builder = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json");
+            for (name, value) in &headers {
+                builder = builder.header(*name, value);
+            }
+            builder.body(axum::body::Body::from(body)).unwrap()
+        };
+        let answer = kpi_lambda::early_app(http::early::webhook())
+            .oneshot(request())
+            .await
+            .unwrap();
+        assert_eq!(
+            !http::early::is_declined(&answer),
+            refused,
+            "{method} {path} {headers:?}"
+        );
+        if refused {
+            let configured = router_for("webhook", &app)
+                .oneshot(request())
+                .await
+                .unwrap();
+            let (early, configured) = (parts_of(answer).await, parts_of(configured).await);
+            assert_eq!(early.0, 401, "{path}: {}", early.2);
+            // The problem document names the request, which differs.
+            let detail = |body: &str| {
+                serde_json::from_str::<serde_json::Value>(body).unwrap()["detail"].clone()
+            };
+            assert!(detail(&early.2).is_string(), "{}", early.2);
+            assert_eq!(
+                (early.0, detail(&early.2)),
+                (configured.0, detail(&configured.2)),
+                "{path}"
+            );
+        }
+    }
+}
+
+/// An OAuth callback before the configuration: no state, or one the store
+/// does not hold, is refused as the callback refuses it; a held state is
+/// left in place for the callback to consume.
+#[tokio::test]
+async fn an_oauth_state_is_only_looked_at_before_the_configuration() {
+    use kpi_core::ports::store::OAuthState;
+
+    let app = TestApp::spawn().await;
+    let store = app.server.state.store.clone();
+    let state = OAuthState {
+        key: kpi_providers::oauth::sha256_b64("held-state"),
+        workspace: kpi_core::WorkspaceId::parse("demo").unwrap(),
+        user: "user-1".into(),
+        provider: kpi_providers::ga4::ID,
+        integration: None,
+        browser_binding: "binding".into(),
+        pkce_verifier: None,
+        return_to: None,
+        expires_at: chrono::Utc::now() + chrono::Duration::minutes(10),
+    };
+    let scope = kpi_core::WorkspaceScope::for_system(state.workspace.clone(), "test");
+    store.put_oauth_state(&scope, &state).await.unwrap();
+    let call = |uri: &'static str| {
+        let router = early_router_for("oauth", &app);
+        async move {
+            router
+                .oneshot(
+                    axum::http::Request::builder()
+                        .uri(uri)
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    for (uri, answered) in [
+        (
+            "/v1/oauth/ga4/callback?code=c&state=never-issued",
+            Some(400),
+        ),
+        ("/v1/oauth/meta_ads/callback?code=c", Some(400)),
+        ("/v1/oauth/ga4/callback?code=c&state=held-state", None),
+        // Not a provider that connects with OAuth: the callback's 404.
+        ("/v1/oauth/resend/callback?code=c&state=never-issued", None),
+        ("/v1/oauth/nobody/callback?code=c&state=never-issued", None),
+        ("/v1/oauth/ga4/start?workspace=demo", None),
+    ] {
+        let answer = call(uri).await;
+        match answered {
+            Some(status) => assert_eq!(answer.status().as_u16(), status, "{uri}"),
+            None => assert!(http::early::is_declined(&answer), "{uri}"),
+        }
+    }
+    assert!(
+        store
+            .consume_oauth_state(&state.key, chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_some(),
+        "the held state is still there"
+    );
+}

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod alerts;
 pub mod cors;
 pub mod dev;
+pub mod early;
 pub mod extract;
 pub mod integrations;
 pub mod kpis;
@@ -199,16 +200,6 @@ pub fn api_function() -> Router<AppState> {
             .merge(admin_router())
             .merge(unsubscribe_router()),
     )
-}
-
-/// The `api` function's routes that need no state, with the paths they
-/// serve: answered while the function's first configuration (the secret's
-/// round trip) is still under way, so a health probe never waits for it.
-pub fn api_stateless() -> (Router, &'static [&'static str]) {
-    let router = Router::new()
-        .route("/healthz", get(system::healthz))
-        .layer(axum::middleware::from_fn(request_id::middleware));
-    (router, &["/healthz"])
 }
 
 /// What the `webhook` function serves.

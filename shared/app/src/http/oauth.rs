@@ -169,6 +169,72 @@ fn back_to_ui(
     response
 }
 
+/// What a callback whose state the store does not hold (expired, used, or
+/// never issued) is told.
+const STATE_UNKNOWN: &str = "This sign-in link has expired or was already used. Start connecting again from the integrations page.";
+
+/// The callback's query parameters. Providers may add parameters of their
+/// own: read permissively.
+fn callback_params(parts: &axum::http::request::Parts) -> HashMap<String, String> {
+    parts
+        .uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The callback's `state`, or the page refusing a callback without one.
+fn callback_state(params: &HashMap<String, String>) -> Result<&str, Response> {
+    params
+        .get("state")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+        .ok_or_else(|| {
+            error_page(
+                StatusCode::BAD_REQUEST,
+                "The provider's answer had no state. Start connecting again.",
+            )
+        })
+}
+
+/// Before the configuration: a callback of a provider that connects with
+/// OAuth (the static catalogue) with no state, or one the store does not
+/// hold, is refused as [`callback`] refuses it; a held state is left for
+/// [`callback`] to consume (declined).
+pub async fn callback_refused_early(
+    State(early): State<std::sync::Arc<dyn super::early::StoreBeforeConfiguration>>,
+    Path(provider): Path<String>,
+    parts: axum::http::request::Parts,
+) -> Response {
+    let declined = super::early::declined_now;
+    let connects_with_oauth = crate::providers::descriptors()
+        .iter()
+        .any(|d| d.id.as_str() == provider && d.auth == AuthMode::OAuth);
+    if !connects_with_oauth {
+        return declined();
+    }
+    let params = callback_params(&parts);
+    let state_value = match callback_state(&params) {
+        Ok(value) => value,
+        Err(refused) => return refused,
+    };
+    let Some(store) = early.store().await else {
+        return declined();
+    };
+    match store
+        .oauth_state_held(&sha256_b64(state_value), chrono::Utc::now())
+        .await
+    {
+        Ok(false) => error_page(StatusCode::BAD_REQUEST, STATE_UNKNOWN),
+        // The callback's own lookup decides (and reports a store error).
+        Ok(true) | Err(_) => declined(),
+    }
+}
+
 #[utoipa::path(get, path = "/v1/oauth/{provider}/callback", operation_id = "finishOAuth", tag = "oauth",
     params(("provider" = String, Path), ("state" = Option<String>, Query), ("code" = Option<String>, Query), ("error" = Option<String>, Query)),
     responses((status = 303, description = "back to the UI with the outcome"), (status = 400, description = "invalid, expired or replayed state (HTML page)"), (status = 404, description = "unknown provider (HTML page)")))]
@@ -180,24 +246,10 @@ pub async fn callback(
     let Ok(provider) = oauth_provider(&state, &provider) else {
         return error_page(StatusCode::NOT_FOUND, "Unknown provider.");
     };
-    // Providers may add parameters of their own: read permissively.
-    let params: HashMap<String, String> = parts
-        .uri
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    let Some(state_value) = params
-        .get("state")
-        .filter(|s| !s.is_empty() && s.len() <= 512)
-    else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "The provider's answer had no state. Start connecting again.",
-        );
+    let params = callback_params(&parts);
+    let state_value = match callback_state(&params) {
+        Ok(value) => value,
+        Err(refused) => return refused,
     };
     let now = state.clock.now();
     let record = match state
@@ -206,12 +258,7 @@ pub async fn callback(
         .await
     {
         Ok(Some(r)) => r,
-        Ok(None) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "This sign-in link has expired or was already used. Start connecting again from the integrations page.",
-            );
-        }
+        Ok(None) => return error_page(StatusCode::BAD_REQUEST, STATE_UNKNOWN),
         Err(e) => {
             tracing::error!(error = %e.log_chain(), "oauth state lookup failed");
             return error_page(

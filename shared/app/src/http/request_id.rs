@@ -60,7 +60,11 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     let mut response = CURRENT
         .scope(id.clone(), next.run(request).instrument(span.clone()))
         .await;
-    span.in_scope(|| tracing::info!(status = response.status().as_u16(), "request answered"));
+    // A request one of the early routers declined is answered, and logged,
+    // by the configured routes.
+    if !super::early::is_declined(&response) {
+        span.in_scope(|| tracing::info!(status = response.status().as_u16(), "request answered"));
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, v);
     }

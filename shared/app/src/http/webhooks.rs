@@ -39,7 +39,7 @@ fn provider_at(
     state: &AppState,
     path: &str,
     wanted: impl Fn(&WebhookSpec) -> bool,
-) -> Result<Provider, ApiError> {
+) -> Result<(Provider, WebhookSpec), ApiError> {
     let (provider, spec) = state.registry.by_webhook_path(path)?;
     if !wanted(&spec) {
         return Err(kpi_core::Error::not_found(format!(
@@ -47,7 +47,72 @@ fn provider_at(
         ))
         .into());
     }
-    Ok(provider)
+    Ok((provider, spec))
+}
+
+/// The provider's screen of a delivery (see [`WebhookSpec::screen`]), the
+/// first check after the provider is known: before the configuration is
+/// ready, the early router's answer is this one.
+fn screen(
+    provider: Provider,
+    spec: &WebhookSpec,
+    delivery: &WebhookDelivery<'_>,
+) -> Result<(), ApiError> {
+    (spec.screen)(delivery).map_err(|e| {
+        signature_refused(provider, &e, delivery.now);
+        e.into()
+    })
+}
+
+/// Counts a refused signature (the alarm's metric).
+fn signature_refused(provider: Provider, e: &kpi_core::Error, now: chrono::DateTime<chrono::Utc>) {
+    if e.code() == "unauthenticated" {
+        kpi_sync::metrics::record_webhook_signature_failure(
+            provider.as_str(),
+            now.timestamp_millis(),
+        );
+    }
+}
+
+/// Before the configuration: a delivery to the deployment's endpoint that
+/// the provider's screen refuses (the static catalogue knows the provider).
+/// Anything else is declined.
+pub async fn screened(Path(path): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    screened_early(&path, |_| true, &headers, &body)
+}
+
+/// [`screened`], for a connection's own endpoint.
+pub async fn screened_for(
+    Path((path, _)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    screened_early(&path, |w| w.per_connection, &headers, &body)
+}
+
+fn screened_early(
+    path: &str,
+    wanted: impl Fn(&WebhookSpec) -> bool,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let Some((provider, spec)) = crate::providers::descriptors().iter().find_map(|d| {
+        d.webhook
+            .filter(|w| w.path == path && wanted(w))
+            .map(|w| (d.id, w))
+    }) else {
+        return super::early::declined_now();
+    };
+    let headers = delivery_headers(headers);
+    let delivery = WebhookDelivery {
+        headers: &headers,
+        body,
+        now: chrono::Utc::now(),
+    };
+    match screen(provider, &spec, &delivery) {
+        Err(refused) => refused.into_response(),
+        Ok(()) => super::early::declined_now(),
+    }
 }
 
 /// A provider's endpoint check, where it makes one (Meta: echoes
@@ -66,7 +131,7 @@ pub async fn check(
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let provider = provider_at(&state, &path, |w| w.challenge)?;
+    let (provider, _) = provider_at(&state, &path, |w| w.challenge)?;
     match webhooks::challenge(&state, provider, &params(query.as_deref())) {
         Ok(challenge) => Ok((
             StatusCode::OK,
@@ -103,8 +168,8 @@ pub async fn delivery(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookReceipt>, ApiError> {
-    let provider = provider_at(&state, &path, |_| true)?;
-    receive(&state, provider, headers, body).await
+    let (provider, spec) = provider_at(&state, &path, |_| true)?;
+    receive(&state, provider, &spec, headers, body).await
 }
 
 /// A webhook delivery to one integration's own endpoint, which it
@@ -126,16 +191,17 @@ pub async fn integration_delivery(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookReceipt>, ApiError> {
-    let provider = provider_at(&state, &path, |w| w.per_connection)?;
-    // An id that is no integration's gets the answer a wrong signature gets.
-    let id = kpi_core::IntegrationId::parse(&integration)
-        .map_err(|_| kpi_core::Error::unauthenticated("the webhook signature does not verify"))?;
+    let (provider, spec) = provider_at(&state, &path, |w| w.per_connection)?;
     let headers = delivery_headers(&headers);
     let delivery = WebhookDelivery {
         headers: &headers,
         body: &body,
         now: state.clock.now(),
     };
+    screen(provider, &spec, &delivery)?;
+    // An id that is no integration's gets the answer a wrong signature gets.
+    let id = kpi_core::IntegrationId::parse(&integration)
+        .map_err(|_| kpi_core::Error::unauthenticated("the webhook signature does not verify"))?;
     let received = webhooks::receive_for(&state, provider, id, &delivery).await;
     answer(&state, provider, received)
 }
@@ -143,6 +209,7 @@ pub async fn integration_delivery(
 async fn receive(
     state: &AppState,
     provider: Provider,
+    spec: &WebhookSpec,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookReceipt>, ApiError> {
@@ -152,6 +219,7 @@ async fn receive(
         body: &body,
         now: state.clock.now(),
     };
+    screen(provider, spec, &delivery)?;
     let request_id = request_id::current();
     let received = webhooks::receive(state, provider, &delivery, request_id.as_deref()).await;
     answer(state, provider, received)
@@ -172,14 +240,7 @@ fn answer(
     provider: Provider,
     received: kpi_core::Result<webhooks::Receipt>,
 ) -> Result<Json<WebhookReceipt>, ApiError> {
-    let receipt = received.inspect_err(|e| {
-        if e.code() == "unauthenticated" {
-            kpi_sync::metrics::record_webhook_signature_failure(
-                provider.as_str(),
-                state.clock.now().timestamp_millis(),
-            );
-        }
-    })?;
+    let receipt = received.inspect_err(|e| signature_refused(provider, e, state.clock.now()))?;
     Ok(Json(WebhookReceipt {
         received: true,
         duplicate: receipt.duplicate,

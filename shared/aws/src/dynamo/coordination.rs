@@ -29,6 +29,28 @@ impl OAuthStateStore for DynamoStore {
         }
     }
 
+    async fn oauth_state_held(&self, key: &str, now: DateTime<Utc>) -> Result<bool> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(oauth_pk(key)))
+            .key(SK, s("OAUTH"))
+            .projection_expression("#exp")
+            .expression_attribute_names("#exp", EXPIRES_AT)
+            // A state put moments ago (the start of the flow) is seen.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("DynamoDB GetItem", e))?;
+        let expires = out
+            .item()
+            .and_then(|item| item.get(EXPIRES_AT))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        Ok(expires.is_some_and(|at| at > epoch_millis(now)))
+    }
+
     async fn consume_oauth_state(
         &self,
         key: &str,

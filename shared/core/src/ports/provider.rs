@@ -86,6 +86,12 @@ pub struct WebhookSpec {
     /// Whether a connection registers an endpoint of its own, whose
     /// deliveries are signed with a secret its credentials hold.
     pub per_connection: bool,
+    /// What of a delivery is refused before any secret is known: a
+    /// signature header missing or malformed, a timestamp outside the replay
+    /// window (`Unauthenticated`). A function still fetching its secret
+    /// answers such a delivery at once; the webhook routes apply it first
+    /// either way, so the answer is the same.
+    pub screen: fn(&WebhookDelivery<'_>) -> Result<()>,
 }
 
 impl ProviderDescriptor {

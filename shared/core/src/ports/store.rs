@@ -181,6 +181,11 @@ pub struct OAuthState {
 pub trait OAuthStateStore: Send + Sync {
     async fn put_oauth_state(&self, scope: &WorkspaceScope, state: &OAuthState) -> Result<()>;
 
+    /// Whether the state exists and has not expired at `now`, leaving it in
+    /// place: for an answer that refuses an unknown state before the
+    /// callback's own work (which consumes it) can start.
+    async fn oauth_state_held(&self, key: &str, now: DateTime<Utc>) -> Result<bool>;
+
     /// Removes and returns the state if it exists and has not expired at `now`.
     /// Of two concurrent consumers exactly one gets it.
     async fn consume_oauth_state(

@@ -35,6 +35,21 @@ impl OAuthStateStore for SqliteStore {
         .await
     }
 
+    async fn oauth_state_held(&self, key: &str, now: DateTime<Utc>) -> Result<bool> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT 1 FROM oauth_states WHERE key = ?1 AND expires_at > ?2",
+                params![key, sortable_timestamp(now)],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(db_error)
+        })
+        .await
+    }
+
     async fn consume_oauth_state(
         &self,
         key: &str,

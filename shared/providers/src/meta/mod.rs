@@ -114,6 +114,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         path: "meta",
         challenge: true,
         per_connection: false,
+        screen: webhook::screen,
     }),
     // A loop of our own drawing (no trademarked artwork).
     mark: r##"<svg class="logo" viewBox="0 0 32 32" width="32" height="32" aria-hidden="true" focusable="false"><path d="M4 21c0-6 3-11 6-11 4 0 8 12 12 12 3 0 5-3 5-6s-2-6-5-6c-4 0-8 12-12 12-3 0-6-3-6-1z" fill="none" stroke="#1d4ed8" stroke-width="3.2" stroke-linecap="round"/></svg>"##,

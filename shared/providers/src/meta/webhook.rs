@@ -95,13 +95,25 @@ struct Change {
     field: String,
 }
 
-/// Verifies the signature, then reads the ad accounts the delivery concerns.
-pub fn read(app_secret: &SecretString, delivery: &WebhookDelivery<'_>) -> Result<WebhookEvents> {
-    let given = delivery
+/// The signature a delivery carries: `sha256=` and the hex of 32 bytes.
+fn given_signature(delivery: &WebhookDelivery<'_>) -> Result<Vec<u8>> {
+    delivery
         .header(SIGNATURE_HEADER)
         .and_then(|v| v.trim().strip_prefix("sha256="))
         .and_then(|hex_sig| hex::decode(hex_sig).ok())
-        .ok_or_else(|| Error::unauthenticated("missing or malformed X-Hub-Signature-256"))?;
+        .filter(|sig| sig.len() == digest::SHA256_OUTPUT_LEN)
+        .ok_or_else(|| Error::unauthenticated("missing or malformed X-Hub-Signature-256"))
+}
+
+/// What is refused without the app secret: a delivery without a well-formed
+/// signature.
+pub fn screen(delivery: &WebhookDelivery<'_>) -> Result<()> {
+    given_signature(delivery).map(|_| ())
+}
+
+/// Verifies the signature, then reads the ad accounts the delivery concerns.
+pub fn read(app_secret: &SecretString, delivery: &WebhookDelivery<'_>) -> Result<WebhookEvents> {
+    let given = given_signature(delivery)?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, app_secret.expose_secret().as_bytes());
     // ring compares in constant time.
     hmac::verify(&key, delivery.body, &given)

@@ -90,6 +90,7 @@ pub const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         path: "resend",
         challenge: false,
         per_connection: true,
+        screen: webhook::screen,
     }),
     // An envelope of our own drawing (no trademarked artwork).
     mark: r##"<svg class="logo" viewBox="0 0 32 32" width="32" height="32" aria-hidden="true" focusable="false"><rect x="3" y="7" width="26" height="18" rx="3" fill="#111827"/><path d="M5 10l11 8 11-8" fill="none" stroke="#f9fafb" stroke-width="2.4" stroke-linejoin="round"/></svg>"##,

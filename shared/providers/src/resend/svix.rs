@@ -45,20 +45,7 @@ impl SigningKey {
         body: &[u8],
         now: i64,
     ) -> Result<()> {
-        let (Some(id), Some(timestamp), Some(signatures)) = (id, timestamp, signatures) else {
-            return Err(Error::unauthenticated(
-                "missing svix-id, svix-timestamp or svix-signature",
-            ));
-        };
-        let ts: i64 = timestamp
-            .trim()
-            .parse()
-            .map_err(|_| Error::unauthenticated("svix-timestamp is not a number"))?;
-        if ts < 0 || ts + TOLERANCE_SECONDS < now || ts > now + TOLERANCE_SECONDS {
-            return Err(Error::unauthenticated(
-                "svix-timestamp is too old or too far ahead",
-            ));
-        }
+        let (id, ts, signatures) = screen(id, timestamp, signatures, now)?;
         let content = signed_content(id, ts, body);
         let matched = signatures
             .split(' ')
@@ -75,6 +62,32 @@ impl SigningKey {
             ))
         }
     }
+}
+
+/// What is refused without the key: a header missing, or a timestamp that
+/// is no number or outside [`TOLERANCE_SECONDS`] of `now` (a replay). Gives
+/// the id, the timestamp and the signatures to check.
+pub fn screen<'a>(
+    id: Option<&'a str>,
+    timestamp: Option<&str>,
+    signatures: Option<&'a str>,
+    now: i64,
+) -> Result<(&'a str, i64, &'a str)> {
+    let (Some(id), Some(timestamp), Some(signatures)) = (id, timestamp, signatures) else {
+        return Err(Error::unauthenticated(
+            "missing svix-id, svix-timestamp or svix-signature",
+        ));
+    };
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| Error::unauthenticated("svix-timestamp is not a number"))?;
+    if ts < 0 || ts + TOLERANCE_SECONDS < now || ts > now + TOLERANCE_SECONDS {
+        return Err(Error::unauthenticated(
+            "svix-timestamp is too old or too far ahead",
+        ));
+    }
+    Ok((id, ts, signatures))
 }
 
 fn signed_content(id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {

@@ -45,16 +45,30 @@ struct Failed {
     reason: String,
 }
 
+/// Svix's branded header, else the unbranded Standard Webhooks one.
+fn header<'a>(delivery: &'a WebhookDelivery<'_>, svix: &str, standard: &str) -> Option<&'a str> {
+    delivery.header(svix).or_else(|| delivery.header(standard))
+}
+
+/// What is refused without the signing secret: a header missing, or a
+/// timestamp outside the five minutes (a replay).
+pub fn screen(delivery: &WebhookDelivery<'_>) -> Result<()> {
+    super::svix::screen(
+        header(delivery, "svix-id", "webhook-id"),
+        header(delivery, "svix-timestamp", "webhook-timestamp"),
+        header(delivery, "svix-signature", "webhook-signature"),
+        delivery.now.timestamp(),
+    )
+    .map(|_| ())
+}
+
 /// Verifies with `key` at `now`, then reads the event (at most one per delivery).
 pub fn read(key: &SigningKey, delivery: &WebhookDelivery<'_>) -> Result<WebhookEvents> {
-    // Svix's branded headers, else the unbranded Standard Webhooks ones.
-    let header =
-        |svix: &str, standard: &str| delivery.header(svix).or_else(|| delivery.header(standard));
-    let id = header("svix-id", "webhook-id");
+    let id = header(delivery, "svix-id", "webhook-id");
     key.verify(
         id,
-        header("svix-timestamp", "webhook-timestamp"),
-        header("svix-signature", "webhook-signature"),
+        header(delivery, "svix-timestamp", "webhook-timestamp"),
+        header(delivery, "svix-signature", "webhook-signature"),
         delivery.body,
         delivery.now.timestamp(),
     )?;

@@ -30,6 +30,10 @@ pub async fn oauth_state_is_consumed_once<S: Store + 'static>(store: &S) {
         store.put_oauth_state(&ws, &state).await.is_err(),
         "keys are unique"
     );
+    // Looking leaves it in place.
+    assert!(store.oauth_state_held("state-hash-1", t).await.unwrap());
+    assert!(store.oauth_state_held("state-hash-1", t).await.unwrap());
+    assert!(!store.oauth_state_held("never-issued", t).await.unwrap());
     let (c1, c2) = tokio::join!(
         store.consume_oauth_state("state-hash-1", t),
         store.consume_oauth_state("state-hash-1", t)
@@ -37,6 +41,7 @@ pub async fn oauth_state_is_consumed_once<S: Store + 'static>(store: &S) {
     let winners: Vec<_> = [c1.unwrap(), c2.unwrap()].into_iter().flatten().collect();
     assert_eq!(winners.len(), 1, "exactly one consumer wins");
     assert_eq!(winners[0], state);
+    assert!(!store.oauth_state_held("state-hash-1", t).await.unwrap());
     assert!(
         store
             .consume_oauth_state("state-hash-1", t)
@@ -87,6 +92,8 @@ pub async fn expiry_is_honoured_before_deletion<S: Store>(store: &S) {
         .unwrap();
     // Eleven minutes later the record may still exist physically, but is expired.
     let later = t + Duration::minutes(11);
+    assert!(store.oauth_state_held("old-state", t).await.unwrap());
+    assert!(!store.oauth_state_held("old-state", later).await.unwrap());
     assert!(
         store
             .consume_oauth_state("old-state", later)
