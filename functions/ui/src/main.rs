@@ -2,5 +2,8 @@
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    kpi_lambda::serve(kpi_ui::ui_function()).await
+    kpi_lambda::serve_with(kpi_ui::ui_function(), |live| {
+        kpi_ui::early(live.environment_config())
+    })
+    .await
 }

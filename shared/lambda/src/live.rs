@@ -165,6 +165,19 @@ impl Live {
         }
     }
 
+    /// The configuration from the environment alone, without the secret's
+    /// values (`None` when that does not parse): what it says of a name the
+    /// environment sets holds for the configuration too, where the
+    /// environment wins.
+    pub fn environment_config(&self) -> Option<kpi_app::Config> {
+        let env = self.sources.env.clone();
+        kpi_app::Config::from_lookup(
+            move |name| env.get(name).cloned(),
+            kpi_app::Environment::Production,
+        )
+        .ok()
+    }
+
     /// The store, from the environment alone, while no configuration is
     /// ready: for what the store alone can answer (a job that is gone) without
     /// waiting for the secret. `None` once one is (use [`Live::state`]), or

@@ -61,6 +61,49 @@ pub fn router() -> Router<AppState> {
         .layer(axum::middleware::from_fn(page::security_headers))
 }
 
+/// What the `ui` function answers before its configuration (the application
+/// secret) is ready (`kpi_app::http::early`): the assets, which are part of
+/// the build, and a page asked for without a session cookie when sign-in at
+/// the identity provider is on by the environment alone (`env`: the
+/// configuration from the environment, without the secret's values; its
+/// `KPI_OIDC_ISSUER` and `KPI_OIDC_CLIENT_ID`, which the secret cannot
+/// override): the way to sign in, as the pages give it. Without sign-in in
+/// the environment the secret may still turn it on, so such a page waits.
+pub fn early(env: Option<kpi_app::Config>) -> Router {
+    let session_cookie = env
+        .filter(|c| c.oidc.is_some())
+        .map(|c| c.cookie_name(kpi_app::http::extract::SESSION_COOKIE));
+    let mut router = Router::new()
+        .route("/assets/{name}", get(assets::serve))
+        .route("/favicon.ico", get(assets::favicon));
+    if let Some(cookie) = session_cookie {
+        let sign_in = move |parts: axum::http::request::Parts| {
+            let cookie = cookie.clone();
+            async move {
+                if kpi_app::http::extract::cookies(&parts, &cookie).is_empty() {
+                    axum::response::IntoResponse::into_response(page::PageError::sign_in_with(
+                        &parts, true,
+                    ))
+                } else {
+                    kpi_app::http::early::declined_now()
+                }
+            }
+        };
+        for (_, path) in ROUTES.iter().filter(|(_, p)| is_page(p)) {
+            router = router.route(
+                path,
+                get(sign_in.clone()).fallback(kpi_app::http::early::declined),
+            );
+        }
+    }
+    kpi_app::http::early::layers(router.layer(axum::middleware::from_fn(page::security_headers)))
+}
+
+/// The routes whose handlers need a signed-in viewer before anything else.
+fn is_page(path: &str) -> bool {
+    path.starts_with("/settings/") || path.starts_with("/admin/")
+}
+
 /// What the `ui` function serves: the pages, with the shared defaults.
 pub fn ui_function() -> Router<AppState> {
     kpi_app::http::with_defaults(router())

@@ -178,7 +178,13 @@ impl PageError {
     /// What a page answers a browser without a session: the way to sign in
     /// and back when sign-in is configured, else the page that says so.
     pub fn sign_in(parts: &Parts, state: &AppState) -> Self {
-        if state.config.oidc.is_none() {
+        Self::sign_in_with(parts, state.config.oidc.is_some())
+    }
+
+    /// [`PageError::sign_in`], where `at_provider` says whether sign-in at
+    /// the identity provider is configured.
+    pub fn sign_in_with(parts: &Parts, at_provider: bool) -> Self {
+        if !at_provider {
             return Self::SignIn;
         }
         let back = parts

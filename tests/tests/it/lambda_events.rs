@@ -176,6 +176,7 @@ fn early_router_for(function: &str, app: &TestApp) -> axum::Router {
         "api" => http::early::api(),
         "oauth" => http::early::oauth(store),
         "webhook" => http::early::webhook(),
+        "ui" => kpi_ui::early(Some((*app.server.state.config).clone())),
         _ => http::early::nothing(),
     })
 }
@@ -252,7 +253,9 @@ async fn webhook_deliveries_refused_before_the_configuration_are_refused_alike()
     };
     let integration = uuid::Uuid::new_v4().to_string();
     let per_connection = format!("/v1/webhooks/resend/{integration}");
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, bool)> = vec![
+    // (method, path, headers, refused before the configuration)
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, bool);
+    let cases: Vec<Case> = vec![
         ("POST", "/v1/webhooks/resend", svix(now - 600), true),
         ("POST", "/v1/webhooks/resend", svix(now + 600), true),
         ("POST", &per_connection, svix(now - 600), true),
@@ -380,4 +383,75 @@ async fn an_oauth_state_is_only_looked_at_before_the_configuration() {
             .is_some(),
         "the held state is still there"
     );
+}
+
+/// The pages before the configuration: the assets, and the way to sign in
+/// for a page asked for without a session cookie when sign-in at the identity
+/// provider is on by the environment, as the configured pages answer them.
+/// A page with a session cookie, or any page when sign-in is not on by the
+/// environment (the secret may turn it on), waits for the configuration.
+#[tokio::test]
+async fn pages_before_the_configuration() {
+    let app = TestApp::spawn_with(&[
+        ("KPI_OIDC_ISSUER", "https://idp.example.com"),
+        ("KPI_OIDC_CLIENT_ID", "kpi-pages"),
+    ])
+    .await;
+    let config = (*app.server.state.config).clone();
+    assert!(config.oidc.is_some());
+    let session = config.cookie_name(http::extract::SESSION_COOKIE);
+    let request = |uri: &str, cookie: Option<&str>| {
+        let mut builder = axum::http::Request::builder().uri(uri);
+        if let Some(cookie) = cookie {
+            builder = builder.header("cookie", cookie);
+        }
+        builder.body(axum::body::Body::empty()).unwrap()
+    };
+    let with_session = format!("theme=dark; {session}=s1");
+    for (uri, cookie, answered) in [
+        ("/settings/integrations?workspace=demo", None, true),
+        ("/settings/alerts", Some("theme=dark"), true),
+        ("/admin/sync-jobs/01JD0000000000000000000000", None, true),
+        ("/assets/app.js", None, true),
+        ("/favicon.ico", Some(with_session.as_str()), true),
+        (
+            "/settings/integrations?workspace=demo",
+            Some(with_session.as_str()),
+            false,
+        ),
+        ("/auth/login", None, false),
+        ("/nowhere", None, false),
+    ] {
+        let early = kpi_lambda::early_app(kpi_ui::early(Some(config.clone())))
+            .oneshot(request(uri, cookie))
+            .await
+            .unwrap();
+        assert_eq!(!http::early::is_declined(&early), answered, "{uri}");
+        if answered {
+            let configured = router_for("ui", &app)
+                .oneshot(request(uri, cookie))
+                .await
+                .unwrap();
+            let headers = |r: &axum::response::Response| {
+                ["location", "cache-control", "content-security-policy"]
+                    .map(|h| r.headers().get(h).map(|v| v.to_str().unwrap().to_owned()))
+            };
+            assert_eq!(headers(&early), headers(&configured), "{uri}");
+            assert_eq!(parts_of(early).await, parts_of(configured).await, "{uri}");
+        }
+    }
+    // Without sign-in in the environment, only the assets.
+    let without = TestApp::spawn().await;
+    let early = kpi_ui::early(Some((*without.server.state.config).clone()));
+    let page = early
+        .clone()
+        .oneshot(request("/settings/integrations", None))
+        .await
+        .unwrap();
+    assert!(http::early::is_declined(&page));
+    let asset = early
+        .oneshot(request("/assets/app.css", None))
+        .await
+        .unwrap();
+    assert_eq!(asset.status().as_u16(), 200);
 }

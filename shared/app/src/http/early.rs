@@ -52,7 +52,7 @@ pub trait StoreBeforeConfiguration: Send + Sync {
 }
 
 /// The layers of [`super::with_defaults`], with every other request declined.
-fn layers(router: Router) -> Router {
+pub fn layers(router: Router) -> Router {
     router
         .fallback(declined)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

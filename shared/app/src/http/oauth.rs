@@ -187,18 +187,20 @@ fn callback_params(parts: &axum::http::request::Parts) -> HashMap<String, String
         .unwrap_or_default()
 }
 
-/// The callback's `state`, or the page refusing a callback without one.
-fn callback_state(params: &HashMap<String, String>) -> Result<&str, Response> {
+/// The callback's `state`, if it has a usable one.
+fn callback_state(params: &HashMap<String, String>) -> Option<&str> {
     params
         .get("state")
         .map(String::as_str)
         .filter(|s| !s.is_empty() && s.len() <= 512)
-        .ok_or_else(|| {
-            error_page(
-                StatusCode::BAD_REQUEST,
-                "The provider's answer had no state. Start connecting again.",
-            )
-        })
+}
+
+/// The page refusing a callback without a state.
+fn no_state_page() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "The provider's answer had no state. Start connecting again.",
+    )
 }
 
 /// Before the configuration: a callback of a provider that connects with
@@ -218,9 +220,8 @@ pub async fn callback_refused_early(
         return declined();
     }
     let params = callback_params(&parts);
-    let state_value = match callback_state(&params) {
-        Ok(value) => value,
-        Err(refused) => return refused,
+    let Some(state_value) = callback_state(&params) else {
+        return no_state_page();
     };
     let Some(store) = early.store().await else {
         return declined();
@@ -247,9 +248,8 @@ pub async fn callback(
         return error_page(StatusCode::NOT_FOUND, "Unknown provider.");
     };
     let params = callback_params(&parts);
-    let state_value = match callback_state(&params) {
-        Ok(value) => value,
-        Err(refused) => return refused,
+    let Some(state_value) = callback_state(&params) else {
+        return no_state_page();
     };
     let now = state.clock.now();
     let record = match state
