@@ -113,6 +113,10 @@ async fn main() {
         ),
         ("KPI_AUTH_ISSUER", "https://auth.example.com/"),
         ("KPI_AUTH_AUDIENCE", "kpi"),
+        // The pages sign in at the dashboard's identity provider, as a
+        // deployment sets it up (template parameters: the environment).
+        ("KPI_OIDC_ISSUER", "https://auth.example.com/"),
+        ("KPI_OIDC_CLIENT_ID", "kpi-pages"),
         // The providers' apps as a deployment configures them (no call
         // reaches them: every sample event ends before one).
         (

@@ -12,11 +12,14 @@
 //! function one event at a time, and the records of a batch wait on I/O
 //! together; worker threads would only add start-up time and memory.
 //!
-//! Start-up happens once per cold start: JSON logs, configuration from the
-//! environment merged with the Secrets Manager JSON (`KPI_SECRET_ID`), the
-//! provider registry, and the AWS adapters wired into an [`AppState`]. The
-//! configuration then follows the secret while the function is warm
-//! ([`Live`]).
+//! Start-up sets up JSON logs and nothing else. The configuration (the
+//! environment merged with the Secrets Manager JSON of `KPI_SECRET_ID`, the
+//! provider registry, and the AWS adapters wired into an [`AppState`]) is
+//! made when an event first needs it, and then follows the secret while the
+//! function is warm ([`Live`]). What needs nothing the secret holds is
+//! answered before it: the HTTP functions' early routers
+//! (`kpi_app::http::early`), [`settled_before_configuration`] and
+//! [`idle_before_configuration`].
 
 mod live;
 pub use live::Live;

@@ -9,9 +9,10 @@
 //! there is no wait to overlap), while on the one-thread runtime its CPU-bound
 //! part ran between the runtime's connect and its first poll: about 3 ms on
 //! every cold start, events that need no configuration included. An event that
-//! needs none (`/healthz`) is answered without it, and one the store alone
-//! can answer (a sync message whose job is gone) gets the store, built from
-//! the environment, without the secret
+//! needs none (`/healthz`, a webhook delivery refused by its screen) is
+//! answered without it, and one the store alone can answer (a sync message
+//! whose job is gone, an idle tick, an unknown OAuth state) gets the store,
+//! built from the environment, without the secret
 //! ([`Live::store_before_configuration`]). A first configuration
 //! that fails is the event's error and is tried again with the next event,
 //! where it used to be the function's init error: either way Lambda's log
