@@ -198,42 +198,27 @@ async fn the_deployed_path_from_an_api_request_to_served_kpis() {
     // event: refused before its configuration, whose secret is then read in
     // the background, and the next delivery is served by it.
     let late = (now.parse::<i64>().unwrap() - 600).to_string();
-    let replayed = HttpAnswer::from_answer(
-        &webhook
-            .invoke(&http_event(
-                "POST",
-                &path,
-                &[
-                    ("content-type", "application/json"),
-                    ("svix-id", "msg_e2e"),
-                    ("svix-timestamp", &late),
-                    ("svix-signature", &signature),
-                ],
-                Some(&body),
-            ))
-            .await,
-    );
+    let delivery_at = |timestamp: &str| {
+        http_event(
+            "POST",
+            &path,
+            &[
+                ("content-type", "application/json"),
+                ("svix-id", "msg_e2e"),
+                ("svix-timestamp", timestamp),
+                ("svix-signature", &signature),
+            ],
+            Some(&body),
+        )
+    };
+    let replayed = HttpAnswer::from_answer(&webhook.invoke(&delivery_at(&late)).await);
     assert_eq!(replayed.status, 401, "{}", replayed.body);
     assert!(
         replayed.body.contains("svix-timestamp"),
         "{}",
         replayed.body
     );
-    let delivered = HttpAnswer::from_answer(
-        &webhook
-            .invoke(&http_event(
-                "POST",
-                &path,
-                &[
-                    ("content-type", "application/json"),
-                    ("svix-id", "msg_e2e"),
-                    ("svix-timestamp", &now),
-                    ("svix-signature", &signature),
-                ],
-                Some(&body),
-            ))
-            .await,
-    );
+    let delivered = HttpAnswer::from_answer(&webhook.invoke(&delivery_at(&now)).await);
     assert_eq!(delivered.status, 200, "{}", delivered.body);
 
     // 2. Configure: hourly, a sender name.
