@@ -384,8 +384,12 @@ pub async fn a_backlog_hours_deep_drains_with_every_job_run_once(e: &Engine) {
                     }
                     other => {
                         // A retry comes back after its delay, as from SQS.
+                        // A receipt that outlived its visibility timeout (the
+                        // message came again meanwhile) can no longer move
+                        // it: the queue's own timeout applies, as in the
+                        // functions (`kpi_lambda::delay_message`).
                         if let kpi_sync::Disposition::RetryAfter(d) = other {
-                            queue.change_visibility(WORK, &m.receipt, d).await.unwrap();
+                            let _ = queue.change_visibility(WORK, &m.receipt, d).await;
                         }
                         (None, 1)
                     }
