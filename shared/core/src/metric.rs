@@ -21,6 +21,25 @@ pub enum Unit {
     Seconds,
 }
 
+impl Unit {
+    pub const ALL: [Unit; 4] = [Unit::Count, Unit::Currency, Unit::Ratio, Unit::Seconds];
+
+    /// The unit's name, as it is serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "count",
+            Unit::Currency => "currency",
+            Unit::Ratio => "ratio",
+            Unit::Seconds => "seconds",
+        }
+    }
+
+    /// The unit of a name [`Unit::as_str`] gave.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|u| u.as_str() == name)
+    }
+}
+
 /// A metric name such as `ga4.sessions`: `provider_prefix.name`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Metric(ShortName);
@@ -139,6 +158,16 @@ impl MetricSpec {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unit_names_are_their_serialized_names() {
+        for unit in super::Unit::ALL {
+            let json = serde_json::to_string(&unit).unwrap();
+            assert_eq!(json, format!("\"{}\"", unit.as_str()));
+            assert_eq!(super::Unit::parse(unit.as_str()), Some(unit));
+        }
+        assert_eq!(super::Unit::parse("percent"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -51,26 +51,30 @@ CREATE TABLE IF NOT EXISTS sync_jobs (
 CREATE INDEX IF NOT EXISTS sync_jobs_by_integration ON sync_jobs (integration, id);
 CREATE INDEX IF NOT EXISTS sync_jobs_by_status ON sync_jobs (status, updated_at, id);
 
--- Keyed by integration first: one sync's points (a metric's days, for each
--- metric) sit together on a few pages, so a sync rewrites those few pages
--- rather than one page per (metric, date) across the table. The KPI query
--- reaches a metric's points of every integration through kpi_series.
-CREATE TABLE IF NOT EXISTS kpi_points (
-    workspace TEXT NOT NULL,
-    integration TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    date TEXT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (workspace, integration, metric, date)
-) WITHOUT ROWID;
-
--- Which integrations have points of a metric (kept by the upsert, never
--- removed, as the points themselves outlive a deleted integration).
+-- A series is one metric of one integration; its points are keyed by the
+-- series' number and the date. A sync's points of a metric sit together,
+-- a new integration's at the end of the table, and each key is a few bytes
+-- (the whole name of the series in every key made most of a sync's
+-- writing). The KPI query reaches a metric's series of a workspace through
+-- kpi_series' unique key, then each series' dates.
 CREATE TABLE IF NOT EXISTS kpi_series (
+    id INTEGER PRIMARY KEY,
     workspace TEXT NOT NULL,
     metric TEXT NOT NULL,
     integration TEXT NOT NULL,
-    PRIMARY KEY (workspace, metric, integration)
+    UNIQUE (workspace, metric, integration)
+);
+
+-- Series are kept, never removed, as their points outlive a deleted
+-- integration. A point's value is the decimal's text (never a float); its
+-- currency is NULL unless the unit is money.
+CREATE TABLE IF NOT EXISTS kpi_points (
+    series INTEGER NOT NULL,
+    date TEXT NOT NULL,
+    value TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    currency TEXT,
+    PRIMARY KEY (series, date)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS ephemeral (
@@ -206,8 +210,11 @@ fn one_body<T: serde::de::DeserializeOwned>(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Option<T>> {
+    // Cached: the same few lookups run for every job and request.
     let body: Option<String> = c
-        .query_row(sql, params, |r| r.get(0))
+        .prepare_cached(sql)
+        .map_err(db_error)?
+        .query_row(params, |r| r.get(0))
         .optional()
         .map_err(db_error)?;
     body.map(|b| from_json(&b)).transpose()

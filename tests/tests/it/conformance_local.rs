@@ -47,14 +47,16 @@ mod kpi_layout {
 
     use chrono::{NaiveDate, Utc};
     use kpi_core::job::JobTrigger;
+    use kpi_core::kpi::Currency;
+    use kpi_core::metric::Unit;
     use kpi_core::ports::store::KpiQuery;
     use kpi_core::ports::store::{JobStore, KpiStore};
     use kpi_core::{
         IntegrationId, JobId, JobStatus, KpiPoint, SyncJob, WorkspaceId, WorkspaceScope,
     };
     use kpi_local::{KPI_QUERY, SqliteStore};
-    use kpi_tests::GA4_SESSIONS;
     use kpi_tests::moto::{remove_dir, temp_dir};
+    use kpi_tests::{GA4_SESSIONS, GA4_TOTAL_REVENUE};
     use rust_decimal::Decimal;
 
     fn scope() -> WorkspaceScope {
@@ -82,62 +84,155 @@ mod kpi_layout {
         }
     }
 
-    /// A dev server's database from before the integration-first layout opens
-    /// with every point it held, queryable, and opens again unchanged.
+    /// The two earlier layouts: every key named its workspace, integration
+    /// and metric; keyed by metric and date first (with the whole point as
+    /// the body), then by integration first (with a series table of names).
+    const FIRST_LAYOUT: &str = "CREATE TABLE kpi_points (
+            workspace TEXT NOT NULL, metric TEXT NOT NULL, date TEXT NOT NULL,
+            integration TEXT NOT NULL, body TEXT NOT NULL,
+            PRIMARY KEY (workspace, metric, date, integration)
+         ) WITHOUT ROWID;";
+    const SECOND_LAYOUT: &str = "CREATE TABLE kpi_points (
+            workspace TEXT NOT NULL, integration TEXT NOT NULL, metric TEXT NOT NULL,
+            date TEXT NOT NULL, body TEXT NOT NULL,
+            PRIMARY KEY (workspace, integration, metric, date)
+         ) WITHOUT ROWID;
+         CREATE TABLE kpi_series (
+            workspace TEXT NOT NULL, metric TEXT NOT NULL, integration TEXT NOT NULL,
+            PRIMARY KEY (workspace, metric, integration)
+         ) WITHOUT ROWID;";
+
+    /// A dev server's database of an earlier KPI layout opens with every
+    /// point it held, queryable, and opens again unchanged; new points join
+    /// the series it brought.
     #[tokio::test]
-    async fn a_database_of_the_first_kpi_layout_opens_with_its_points() {
-        let dir = temp_dir("kpi-layout");
-        let path = dir.join("kpi.db");
-        let (a, b) = (IntegrationId::new_random(), IntegrationId::new_random());
-        {
-            let c = rusqlite::Connection::open(&path).unwrap();
-            c.execute_batch(
-                "CREATE TABLE kpi_points (
-                    workspace TEXT NOT NULL, metric TEXT NOT NULL, date TEXT NOT NULL,
-                    integration TEXT NOT NULL, body TEXT NOT NULL,
-                    PRIMARY KEY (workspace, metric, date, integration)
-                 ) WITHOUT ROWID;",
-            )
-            .unwrap();
-            for p in [point(a, 1, "10"), point(a, 2, "20"), point(b, 2, "7")] {
-                c.execute(
-                    "INSERT INTO kpi_points VALUES (?1, ?2, ?3, ?4, ?5)",
-                    rusqlite::params![
+    async fn a_database_of_an_earlier_kpi_layout_opens_with_its_points() {
+        for (layout, second) in [(FIRST_LAYOUT, false), (SECOND_LAYOUT, true)] {
+            let dir = temp_dir("kpi-layout");
+            let path = dir.join("kpi.db");
+            let (a, b) = (IntegrationId::new_random(), IntegrationId::new_random());
+            {
+                let c = rusqlite::Connection::open(&path).unwrap();
+                c.execute_batch(layout).unwrap();
+                let revenue = KpiPoint::new(
+                    WorkspaceId::parse("ws-layout").unwrap(),
+                    b,
+                    GA4_TOTAL_REVENUE,
+                    NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+                    Decimal::from_str("12.3400").unwrap(),
+                    Some(Currency::parse("EUR").unwrap()),
+                )
+                .unwrap();
+                for p in [
+                    point(a, 1, "10"),
+                    point(a, 2, "20"),
+                    point(b, 2, "7"),
+                    revenue,
+                ] {
+                    let (ws, metric, date, integration) = (
                         p.workspace.as_str(),
                         p.metric.as_str(),
                         p.date.to_string(),
                         p.integration.to_string(),
-                        serde_json::to_string(&p).unwrap()
-                    ],
-                )
-                .unwrap();
+                    );
+                    if second {
+                        let body = serde_json::json!({
+                            "value": p.value, "unit": p.unit, "currency": p.currency
+                        });
+                        c.execute(
+                            "INSERT INTO kpi_points VALUES (?1, ?2, ?3, ?4, ?5)",
+                            rusqlite::params![ws, integration, metric, date, body.to_string()],
+                        )
+                        .unwrap();
+                        c.execute(
+                            "INSERT OR IGNORE INTO kpi_series VALUES (?1, ?2, ?3)",
+                            rusqlite::params![ws, metric, integration],
+                        )
+                        .unwrap();
+                    } else {
+                        c.execute(
+                            "INSERT INTO kpi_points VALUES (?1, ?2, ?3, ?4, ?5)",
+                            rusqlite::params![
+                                ws,
+                                metric,
+                                date,
+                                integration,
+                                serde_json::to_string(&p).unwrap()
+                            ],
+                        )
+                        .unwrap();
+                    }
+                }
             }
-        }
-        for _ in 0..2 {
-            let store = SqliteStore::open(&path).unwrap();
-            let found = store.query_kpis(&scope(), &sessions(1, 2)).await.unwrap();
-            let values: Vec<String> = found.iter().map(|p| p.value.to_string()).collect();
             let mut day_two = [(a.to_string(), "20"), (b.to_string(), "7")];
             day_two.sort();
-            let expected: Vec<&str> = std::iter::once("10")
+            let mut expected: Vec<&str> = std::iter::once("10")
                 .chain(day_two.iter().map(|(_, v)| *v))
                 .collect();
-            assert_eq!(values, expected);
+            for round in 0..2 {
+                let store = SqliteStore::open(&path).unwrap();
+                if round == 1 {
+                    store
+                        .upsert_kpis(&scope(), &[point(a, 3, "30"), point(a, 1, "11")])
+                        .await
+                        .unwrap();
+                    expected[0] = "11";
+                    expected.push("30");
+                }
+                let found = store.query_kpis(&scope(), &sessions(1, 3)).await.unwrap();
+                let values: Vec<String> = found.iter().map(|p| p.value.to_string()).collect();
+                assert_eq!(values, expected, "second layout: {second}");
+                let revenue = KpiQuery {
+                    metric: GA4_TOTAL_REVENUE.metric,
+                    ..sessions(1, 3)
+                };
+                let found = store.query_kpis(&scope(), &revenue).await.unwrap();
+                assert_eq!(found.len(), 1);
+                assert_eq!(
+                    found[0].value.to_string(),
+                    "12.3400",
+                    "decimals kept exactly"
+                );
+                assert_eq!(found[0].unit, Unit::Currency);
+                assert_eq!(found[0].currency.as_ref().map(|c| c.as_str()), Some("EUR"));
+            }
+            let c = rusqlite::Connection::open(&path).unwrap();
+            let tables: Vec<String> = c
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'kpi%' ORDER BY name")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(
+                tables,
+                ["kpi_points", "kpi_series"],
+                "the old table is gone"
+            );
+            let series: i64 = c
+                .query_row("SELECT count(*) FROM kpi_series", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(series, 3, "one series per integration and metric");
+            remove_dir(&dir);
         }
-        let c = rusqlite::Connection::open(&path).unwrap();
-        let tables: Vec<String> = c
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'kpi%' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
+    }
+
+    /// Points given twice for the same date in one batch: the last one stands.
+    #[tokio::test]
+    async fn the_last_of_a_batch_s_points_of_a_date_stands() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let a = IntegrationId::new_random();
+        let written = store
+            .upsert_kpis(
+                &scope(),
+                &[point(a, 2, "1"), point(a, 1, "5"), point(a, 2, "3")],
+            )
+            .await
             .unwrap();
-        assert_eq!(
-            tables,
-            ["kpi_points", "kpi_series"],
-            "the old table is gone"
-        );
-        remove_dir(&dir);
+        assert_eq!(written, 3);
+        let found = store.query_kpis(&scope(), &sessions(1, 2)).await.unwrap();
+        let values: Vec<String> = found.iter().map(|p| p.value.to_string()).collect();
+        assert_eq!(values, ["5", "3"]);
     }
 
     /// The job's success and its points are one transaction here: a stale
@@ -201,17 +296,17 @@ mod kpi_layout {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        // The series (alias s) by workspace and metric, then each series'
-        // dates (alias p) by its whole key prefix.
+        // The series (alias s) by workspace and metric, from their unique
+        // key alone, then each series' dates (alias p) by its number.
         assert!(
-            plan.iter()
-                .any(|l| l.starts_with("SEARCH s USING PRIMARY KEY (workspace=? AND metric=?")),
+            plan.iter().any(|l| l.starts_with(
+                "SEARCH s USING COVERING INDEX sqlite_autoindex_kpi_series_1 (workspace=? AND metric=?"
+            )),
             "{plan:?}"
         );
         assert!(
-            plan.iter().any(|l| l.starts_with(
-                "SEARCH p USING PRIMARY KEY (workspace=? AND integration=? AND metric=? AND date>"
-            )),
+            plan.iter()
+                .any(|l| l.starts_with("SEARCH p USING PRIMARY KEY (series=? AND date>")),
             "{plan:?}"
         );
         assert!(

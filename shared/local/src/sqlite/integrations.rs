@@ -31,20 +31,23 @@ pub(super) fn write_integration_cas(
 ) -> Result<Integration> {
     let mut next = integration.clone();
     next.version = integration.version + 1;
+    let body = to_json(&next)?;
     let changed = tx
-        .execute(
+        .prepare_cached(
             "UPDATE integrations SET version = ?1, due_at = ?2, body = ?3, provider = ?4
              WHERE id = ?5 AND workspace = ?6 AND version = ?7",
-            params![
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
                 next.version as i64,
                 due_at(&next),
-                to_json(&next)?,
+                body,
                 next.provider.as_str(),
                 next.id.to_string(),
                 scope.workspace().as_str(),
                 integration.version as i64
-            ],
-        )
+            ])
+        })
         .map_err(db_error)?;
     if changed == 1 {
         return Ok(next);
