@@ -1,4 +1,5 @@
-use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 
 /// Shared SDK configuration for every AWS client of a process, built once per
@@ -11,6 +12,29 @@ pub async fn load_sdk_config() -> SdkConfig {
 
 /// The loader behind [`load_sdk_config`], for callers that set more (tests).
 pub fn sdk_config_loader() -> ConfigLoader {
+    from_environment(base_loader(), |name| std::env::var(name).ok())
+}
+
+/// Lambda gives every function its region and its role's credentials in the
+/// environment. Taken from there, the loader builds neither default chain:
+/// the credentials chain builds an STS client (for web identity tokens) and
+/// the region chain an IMDS client, about a third of the instructions of a
+/// function's cold start, for providers Lambda never uses. Anywhere else (a
+/// profile, a container), the default chains apply as before; where the
+/// variables are set, those chains would have chosen them first too.
+fn from_environment(loader: ConfigLoader, var: impl Fn(&str) -> Option<String>) -> ConfigLoader {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty());
+    let mut loader = loader;
+    if let Some(region) = set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION")) {
+        loader = loader.region(Region::new(region));
+    }
+    if set("AWS_ACCESS_KEY_ID").is_some() && set("AWS_SECRET_ACCESS_KEY").is_some() {
+        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
+    }
+    loader
+}
+
+fn base_loader() -> ConfigLoader {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .tls_context(
@@ -44,7 +68,31 @@ fn compiled_in_roots() -> TrustStore {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use base64::Engine as _;
+
+    async fn loaded(vars: &[(&str, &str)]) -> aws_config::SdkConfig {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        super::from_environment(super::base_loader(), |name| vars.get(name).cloned())
+            .load()
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_region_comes_from_the_environment_when_it_is_there() {
+        let sdk = loaded(&[
+            ("AWS_REGION", "eu-central-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ])
+        .await;
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-central-1"));
+        let sdk = loaded(&[("AWS_DEFAULT_REGION", "ap-south-1")]).await;
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("ap-south-1"));
+    }
 
     #[test]
     fn amazons_roots_are_compiled_in_whole() {
