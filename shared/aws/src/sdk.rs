@@ -22,9 +22,11 @@ pub fn sdk_config_loader() -> ConfigLoader {
 /// function's cold start, for providers Lambda never uses. Anywhere else (a
 /// profile, a container), the default chains apply as before; where the
 /// variables are set, those chains would have chosen them first too.
-fn from_environment(loader: ConfigLoader, var: impl Fn(&str) -> Option<String>) -> ConfigLoader {
+fn from_environment(
+    mut loader: ConfigLoader,
+    var: impl Fn(&str) -> Option<String>,
+) -> ConfigLoader {
     let set = |name: &str| var(name).filter(|v| !v.is_empty());
-    let mut loader = loader;
     if let Some(region) = set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION")) {
         loader = loader.region(Region::new(region));
     }

@@ -146,6 +146,7 @@ pub(super) fn write_points(c: &Connection, rows: &PointRows) -> Result<()> {
              SET value = excluded.value, unit = excluded.unit, currency = excluded.currency",
         )
         .map_err(db_error)?;
+    let text = |r: &Range<usize>| &rows.text[r.clone()];
     for s in &rows.series {
         let key = params![rows.workspace, s.metric.as_str(), s.integration];
         let id: i64 = match find
@@ -159,7 +160,6 @@ pub(super) fn write_points(c: &Connection, rows: &PointRows) -> Result<()> {
                 c.last_insert_rowid()
             }
         };
-        let text = |r: &Range<usize>| &rows.text[r.clone()];
         for row in &s.rows {
             point
                 .execute(params![
@@ -178,8 +178,8 @@ pub(super) fn write_points(c: &Connection, rows: &PointRows) -> Result<()> {
 /// Rebuilds a `kpi_points` table of an earlier layout (every key holding the
 /// workspace, integration and metric by name: keyed by metric and date first,
 /// or by integration first; the value, unit and currency in a JSON body) in
-/// the current one, with its series, in one transaction; runs before the schema, so a database from before the change
-/// opens as it was.
+/// the current one, with its series, in one transaction; runs before the
+/// schema, so a database from before the change opens as it was.
 pub(super) fn migrate(c: &Connection, schema: &str) -> Result<()> {
     let sql: Option<String> = c
         .query_row(
